@@ -1,0 +1,182 @@
+"""LiveDashboard driven through its sink methods: history, throttled redraws, what the plots contain, status."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import lorakit.widgets.live_dashboard as live
+from lorakit.train.events import TrainSummary
+from lorakit.widgets.live_dashboard import LiveDashboard, describe_summary, format_duration
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+GIB = 2**30
+
+
+class FakeClock:
+    """A clock the test moves by hand (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record(step: int, **extra) -> dict:
+    base = {"step": step, "epoch": step / 100, "loss": 3.0 / step, "learning_rate": 1e-4 * step,
+            "tokens_per_s": 1000.0 + step, "tokens_seen": 64 * step, "elapsed_s": 0.5 * step,
+            "eta_s": 0.5 * (100 - step), "mem_allocated_bytes": None, "mem_reserved_bytes": None,
+            "mem_peak_bytes": None, "rss_bytes": GIB + step * 2**20}
+    return {**base, **extra}
+
+
+def info(**extra) -> dict:
+    return {"total_steps": 100, "output_dir": "/tmp/run", "device": "cpu", "precision": "fp32",
+            "quantization": "none", "trainable_params": 4_000, "total_params": 1_000_000,
+            "predicted_peak_bytes": 2 * GIB, "config": {}, **extra}
+
+
+def summary(tmp_path, status="completed", with_adapter=True, steps=100) -> TrainSummary:
+    adapter = tmp_path / "adapter"
+    if with_adapter:
+        adapter.mkdir()
+        (adapter / "adapter_config.json").write_text(json.dumps({"r": 8}))
+    return TrainSummary(status=status, message="", steps_done=steps, total_steps=100, final_loss=0.03,
+                        output_dir=str(tmp_path), adapter_dir=str(adapter), metrics_path=str(tmp_path / "m"))
+
+
+def test_history_keeps_every_record_and_text_follows_the_last():
+    dash = LiveDashboard(min_interval_s=0.0)
+    dash.on_train_start(info())
+    for step in range(1, 31):
+        dash.on_log(record(step))
+    dash.on_eval({"step": 30, "eval_loss": 0.5})
+    assert [r["step"] for r in dash.history] == list(range(1, 31))
+    assert dash.eval_history == [{"step": 30, "eval_loss": 0.5}]
+    assert dash.progress.max == 100 and dash.progress.value == 30
+    assert "ETA 0:35" in dash.progress_label.value  # eta_s = 0.5 * 70
+    assert "step 30, loss 0.1000" in dash.status.value and "eval loss 0.5000" in dash.status.value
+    assert "4,000 of 1,000,000 parameters trainable (0.40 %)" in dash.status.value
+
+
+def test_redraws_are_throttled_by_the_clock():
+    clock = FakeClock()
+    dash = LiveDashboard(min_interval_s=0.5, clock=clock)  # draws take 0 fake seconds: interval stays 0.5 s
+    dash.on_train_start(info())  # forced draw at t=0
+    for step in range(1, 1001):
+        clock.now = step * 0.01  # 1000 logs over 10 s
+        dash.on_log(record(step % 99 + 1))
+    # one forced draw at start, then one per 0.5 s of the 10 s
+    assert dash.redraw_count == 1 + 20
+    dash.on_train_end(summary_obj := TrainSummary("completed", "", 100, 100, 0.1, "/x", None, "/x/m"))
+    assert dash.redraw_count == 22  # the final redraw always happens
+    assert dash.summary is summary_obj
+
+
+def test_redraw_interval_grows_with_draw_cost(monkeypatch):
+    clock = FakeClock()
+    real_png = live.figure_to_png
+    draw_times = []
+
+    def slow_png(fig):  # pretend each draw costs 0.1 s
+        draw_times.append(clock.now)
+        clock.now += 0.1
+        return real_png(fig)
+
+    monkeypatch.setattr(live, "figure_to_png", slow_png)
+    dash = LiveDashboard(min_interval_s=0.5, max_overhead=0.02, clock=clock)
+    dash.on_train_start(info())
+    for step in range(1, 1001):
+        clock.now += 0.02  # 1000 logs over 20 s of training
+        dash.on_log(record(step % 99 + 1))
+    # 0.1 s per draw at a 2 % budget -> draws at least 5 s apart, drawing stays under 2 % of the time
+    assert len(draw_times) == dash.redraw_count >= 4
+    assert min(np.diff(draw_times)) >= 5.0
+    assert dash.draw_seconds / clock.now <= 0.02
+
+
+def test_plot_shows_the_history_in_the_right_units():
+    dash = LiveDashboard()
+    dash.on_train_start(info())
+    for step in range(1, 11):
+        dash.on_log(record(step))
+    dash.on_eval({"step": 10, "eval_loss": 0.7})
+    png = dash.redraw()
+    assert png.startswith(PNG_SIGNATURE) and dash.plot.value == png
+    loss_ax, lr_ax, speed_ax, mem_ax = dash._figure[1]
+    train_line, eval_line = loss_ax.lines
+    np.testing.assert_allclose(train_line.get_xdata(), range(1, 11))
+    np.testing.assert_allclose(train_line.get_ydata(), [3.0 / s for s in range(1, 11)])
+    np.testing.assert_allclose(eval_line.get_ydata(), [0.7])
+    np.testing.assert_allclose(lr_ax.lines[0].get_ydata(), [1e-4 * s for s in range(1, 11)])
+    np.testing.assert_allclose(speed_ax.lines[0].get_ydata(), [1000.0 + s for s in range(1, 11)])
+    # on the CPU only RSS is measured (GPU series are None) and the axis is in GiB since the peak is 2 GiB
+    labels = [line.get_label() for line in mem_ax.lines]
+    assert labels == ["process RSS", "predicted peak"]
+    np.testing.assert_allclose(mem_ax.lines[0].get_ydata(), [1 + s / 1024 for s in range(1, 11)])
+    np.testing.assert_allclose(mem_ax.lines[1].get_ydata(), [2.0, 2.0])
+    assert mem_ax.get_title() == "memory (GiB)"
+
+
+def test_gpu_memory_series_are_drawn_when_measured():
+    dash = LiveDashboard()
+    dash.on_train_start(info(predicted_peak_bytes=None))
+    dash.on_log(record(1, mem_allocated_bytes=100 * 2**20, mem_reserved_bytes=200 * 2**20,
+                       mem_peak_bytes=150 * 2**20, rss_bytes=None))
+    dash.redraw()
+    mem_ax = dash._figure[1][3]
+    assert [line.get_label() for line in mem_ax.lines] == ["GPU allocated", "GPU reserved", "GPU peak"]
+    assert [line.get_ydata()[0] for line in mem_ax.lines] == [100, 200, 150]  # MiB
+    assert mem_ax.get_title() == "memory (MiB)"
+
+
+def test_a_new_run_starts_a_fresh_history(tmp_path):
+    dash = LiveDashboard()
+    dash.on_train_start(info())
+    dash.on_log(record(1))
+    dash.on_train_end(summary(tmp_path))
+    assert dash.final_png() is not None
+    dash.on_train_start(info(total_steps=7))
+    assert dash.history == [] and dash.summary is None and dash.final_png() is None
+    assert dash.progress.max == 7
+
+
+def test_describe_summary_mentions_the_adapter_only_when_it_is_on_disk(tmp_path):
+    saved = describe_summary(summary(tmp_path))
+    assert saved.startswith("Completed after 100/100 steps, final loss 0.0300.")
+    assert "adapter saved to" in saved.lower() and str(tmp_path / "adapter") in saved
+    missing = describe_summary(summary(tmp_path / "other", status="stopped", with_adapter=False, steps=3))
+    assert missing.startswith("Stopped after 3/100 steps") and "adapter saved" not in missing.lower()
+
+
+def test_end_of_run_status_and_static_content(tmp_path):
+    dash = LiveDashboard()
+    dash.on_train_start(info())
+    dash.on_log(record(1))
+    assert dash._static_content() == ({"text/plain": ""}, True)  # placeholder while running
+    dash.on_train_end(summary(tmp_path))
+    assert "Adapter saved to" in dash.status.value
+    assert dash.progress.bar_style == "success"
+    image, raw = dash._static_content()
+    assert raw is False and image.data.startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, "?"), (-1, "?"), (0, "0:00"), (59.6, "1:00"),
+                                               (61, "1:01"), (3725, "1:02:05")])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_bad_overhead_budget_is_rejected():
+    with pytest.raises(ValueError, match="max_overhead=0"):
+        LiveDashboard(max_overhead=0)
+
+
+def test_dom_classes_for_browser_tests():
+    dash = LiveDashboard()
+    assert "lorakit-plot" in dash.plot._dom_classes
+    assert "lorakit-status" in dash.status._dom_classes
+    assert "lorakit-progress" in dash.progress._dom_classes
