@@ -1,0 +1,339 @@
+"""Drive a throwaway Jupyter server and its notebook pages from Playwright (helpers for the browser tests).
+
+``LabServer`` starts JupyterLab (which also serves Notebook 7) on a free 127.0.0.1 port, without a token,
+with every Jupyter/IPython/matplotlib/XDG directory inside one temporary directory, and stops it and its
+kernels whatever happens. The page helpers open a notebook, run all its cells through the menu, and wait
+until every cell has run, failing with the traceback text as soon as an error output appears.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import psutil
+
+CHROMIUM = Path(os.environ.get("LORAKIT_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# JupyterLab renders an error output like stderr (same mime type, same classes); IPython's traceback is
+# told apart by its first line of 75 dashes. The saved notebook is checked too (see saved_errors).
+STDERR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+TRACEBACK_START = re.compile(r"^-{75}\n")
+KERNEL_DIALOG = ".jp-Dialog"
+# Settings that keep JupyterLab quiet and deterministic: no news toast over the page, and every cell
+# attached to the DOM (the default windowing skips off-screen cells, which hides their prompts).
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+
+
+def _free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def isolated_env(base: Path) -> dict[str, str]:
+    """The current environment with all Jupyter, IPython, matplotlib and XDG state moved under ``base``."""
+    dirs = {
+        "JUPYTER_RUNTIME_DIR": "runtime",
+        "JUPYTER_CONFIG_DIR": "config",
+        "JUPYTER_DATA_DIR": "data",
+        "JUPYTERLAB_SETTINGS_DIR": "lab-settings",
+        "JUPYTERLAB_WORKSPACES_DIR": "lab-workspaces",
+        "IPYTHONDIR": "ipython",
+        "MPLCONFIGDIR": "mpl",
+        "XDG_CONFIG_HOME": "xdg-config",
+        "XDG_CACHE_HOME": "xdg-cache",
+    }
+    env = dict(os.environ)
+    for var, sub in dirs.items():
+        (base / sub).mkdir(parents=True, exist_ok=True)
+        env[var] = str(base / sub)
+    # A kernel in a real front end draws inline; an inherited MPLBACKEND=Agg would hide every figure.
+    env.pop("MPLBACKEND", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    for rel, settings in LAB_SETTINGS.items():
+        path = base / "lab-settings" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings))
+    return env
+
+
+def copy_notebook(src: Path, dst: Path) -> None:
+    """Copy a notebook without its stored outputs, so that every prompt number on the page is from this run."""
+    nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, dst)
+
+
+def write_notebook(path: Path, sources: list[str]) -> None:
+    """Write a notebook of code cells (a scratch notebook a test builds for itself)."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+
+
+class LabServer:
+    """A JupyterLab server on 127.0.0.1 serving ``root``; use as a context manager."""
+
+    def __init__(self, base: Path, root: Path) -> None:
+        self.base, self.root = base, root
+        self.env = isolated_env(base)
+        self.log_path = base / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LabServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout_s: float = 90) -> None:
+        """Start the server and wait until /api/status answers (a free port raced away: try another)."""
+        for _attempt in range(3):
+            self.port = _free_port()
+            self._spawn()
+            if self._wait_ready(timeout_s):
+                return
+            self.stop()
+        raise RuntimeError(f"JupyterLab did not start; last log lines:\n{self.log_tail()}")
+
+    def _spawn(self) -> None:
+        cmd = [
+            sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={self.port}",
+            "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=",
+            "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True", "--allow-root",
+            f"--ServerApp.root_dir={self.root}",
+        ]  # fmt: skip
+        log = self.log_path.open("ab")
+        # Own session: stop() can signal the server's whole process group.
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            try:
+                self.api("GET", "/api/status")
+                return True
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.3)
+        return False
+
+    def stop(self) -> None:
+        """Stop the server and every kernel it started (kernels run in their own process groups)."""
+        if self.proc is None:
+            return
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        _gone, alive = psutil.wait_procs(children, timeout=5)
+        for child in alive:
+            child.kill()
+        self.proc = None
+
+    def log_tail(self, n: int = 40) -> str:
+        """The last ``n`` lines of the server log (kernel tracebacks land here too)."""
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def api(self, method: str, path: str) -> Any:
+        """Call the server's REST API and return the decoded JSON (None for an empty answer)."""
+        req = urllib.request.Request(self.url + path, method=method)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = resp.read()
+        return json.loads(body) if body else None
+
+    def session(self, nb_path: str) -> dict[str, Any] | None:
+        """The server-side session of the notebook at ``nb_path`` (relative to the root), if any."""
+        for sess in self.api("GET", "/api/sessions"):
+            if sess.get("path") == nb_path:
+                return sess
+        return None
+
+    def wait_kernel_idle(self, nb_path: str, timeout_s: float = 60) -> None:
+        """Wait until the notebook has a kernel session and that kernel is idle.
+
+        The page's toolbar says "idle" before the session exists; running cells then is lost to a
+        "Select Kernel" dialog, so the server is the one to ask.
+        """
+        deadline = time.monotonic() + timeout_s
+        state = "no session"
+        while time.monotonic() < deadline:
+            sess = self.session(nb_path)
+            state = sess["kernel"]["execution_state"] if sess else "no session"
+            if state == "idle":
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"kernel of {nb_path} not idle after {timeout_s} s (state: {state})")
+
+    def shutdown_sessions(self) -> None:
+        """Shut every kernel down (a test's kernels must not hold memory during the next test)."""
+        for sess in self.api("GET", "/api/sessions"):
+            self.api("DELETE", f"/api/sessions/{sess['id']}")
+
+
+def open_notebook(
+    page: Any, server: LabServer, nb_path: str, app: str = "lab", timeout_s: float = 90
+) -> None:
+    """Open a notebook in JupyterLab (``app="lab"``) or Notebook 7 (``"notebook"``), kernel idle."""
+    # Accept "Select Kernel" if it ever shows (a race with the session), instead of losing the run.
+    page.add_locator_handler(
+        page.locator(KERNEL_DIALOG).filter(has_text="Select Kernel"),
+        lambda: page.locator(f"{KERNEL_DIALOG} .jp-mod-accept").click(),
+    )
+    # ?reset: start from an empty workspace, so notebooks of earlier tests do not reopen (and start kernels).
+    url = f"{server.url}/lab/tree/{nb_path}?reset" if app == "lab" else f"{server.url}/notebooks/{nb_path}"
+    page.goto(url)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=timeout_s * 1000)
+    server.wait_kernel_idle(nb_path, timeout_s)
+
+
+def run_all_cells(page: Any) -> None:
+    """Run every cell through the Run menu (anchored: "Restart Kernel and Run All Cells…" also matches)."""
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+
+
+_CELL_STATE_JS = """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')]
+  .filter(cell => (cell.querySelector('.cm-content')?.textContent ?? '').trim() !== '')
+  .map(cell => (cell.querySelector('.jp-InputArea-prompt')?.textContent ?? '').trim())"""
+
+
+def error_texts(page: Any) -> list[str]:
+    """Text of every error (traceback) output on the page; other stderr (warnings, logs) is not an error."""
+    texts = page.locator(STDERR_OUTPUT).all_inner_texts()
+    return [text.strip() for text in texts if TRACEBACK_START.match(text)]
+
+
+def saved_errors(page: Any, server: LabServer, nb_path: str, timeout_s: float = 30) -> list[str]:
+    """Save the notebook from the page and list what is wrong in the file the front end wrote.
+
+    An error output, or a non-empty code cell without an execution count, is wrong.
+    """
+    before = server.api("GET", f"/api/contents/{nb_path}?content=0")["last_modified"]
+    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + timeout_s
+    while server.api("GET", f"/api/contents/{nb_path}?content=0")["last_modified"] == before:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{nb_path}: the page did not save within {timeout_s} s")
+        time.sleep(0.2)
+    nb = nbformat.reads(json.dumps(server.api("GET", f"/api/contents/{nb_path}")["content"]), as_version=4)
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        if cell.execution_count is None:
+            problems.append(f"cell {index} did not run")
+        for out in cell.outputs:
+            if out.output_type == "error":
+                problems.append(f"cell {index} raised {out.ename}: {out.evalue}")
+    return problems
+
+
+def wait_all_cells_done(page: Any, server: LabServer, nb_path: str, timeout_s: float) -> list[str]:
+    """Wait until every non-empty code cell shows an execution count and the kernel is idle.
+
+    Fails at once with the traceback when an error output appears, when the run stopped early (cells
+    left without a count), or when the kernel dies. Returns the prompts (e.g. ``["[1]:", "[2]:"]``).
+    """
+    deadline = time.monotonic() + timeout_s
+    settled = 0
+    prompts: list[str] = []
+    while time.monotonic() < deadline:
+        errors = error_texts(page)
+        if errors:
+            raise AssertionError(f"{nb_path}: a cell raised:\n" + "\n---\n".join(errors))
+        prompts = page.evaluate(_CELL_STATE_JS)
+        sess = server.session(nb_path)
+        state = sess["kernel"]["execution_state"] if sess else "no session"
+        if state == "dead":
+            raise AssertionError(f"{nb_path}: the kernel died; server log:\n{server.log_tail()}")
+        numbered = [bool(re.fullmatch(r"\[\d+\]:", p)) for p in prompts]
+        running = any(p == "[*]:" for p in prompts)
+        # Two idle polls in a row: the kernel goes idle for a moment between queued cells.
+        settled = settled + 1 if state == "idle" and not running and any(numbered) else 0
+        if settled >= 2 and all(numbered):
+            return prompts
+        if settled >= 4:
+            stderr = page.locator(STDERR_OUTPUT).all_inner_texts()
+            raise AssertionError(f"{nb_path}: the run stopped early; prompts {prompts}; stderr:\n{stderr}")
+        time.sleep(0.5)
+    raise TimeoutError(f"{nb_path}: cells not done after {timeout_s} s; prompts: {prompts}")
+
+
+def run_notebook(page: Any, server: LabServer, nb_path: str, timeout_s: float, app: str = "lab") -> None:
+    """Open a notebook, run all its cells, and assert that every cell ran without an error."""
+    open_notebook(page, server, nb_path, app=app)
+    run_all_cells(page)
+    wait_all_cells_done(page, server, nb_path, timeout_s)
+    problems = saved_errors(page, server, nb_path)
+    assert not problems, f"{nb_path}: " + "; ".join(problems)
+
+
+def copy_notebooks(src_dir: Path, dst_dir: Path) -> list[str]:
+    """Copy every notebook of ``src_dir`` (outputs stripped) into ``dst_dir``; return their names."""
+    names = sorted(p.name for p in src_dir.glob("*.ipynb"))
+    for name in names:
+        copy_notebook(src_dir / name, dst_dir / name)
+    for extra in src_dir.iterdir():  # data files next to the notebooks, if any
+        if extra.is_file() and extra.suffix != ".ipynb":
+            shutil.copy2(extra, dst_dir / extra.name)
+    return names
