@@ -1,0 +1,200 @@
+"""TrainerPanel driven through its state: Start, Stop mid-run, errors, refusals; a fake train() stands in
+for the loop (the real loop on a tiny model runs in the slow test at the end)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import lorakit.train
+from lorakit.train.config import TrainConfig
+from lorakit.train.events import TrainSummary
+from lorakit.widgets.trainer_panel import TrainerPanel, preview_html
+
+
+class FakeTrain:
+    """Stands in for lorakit.train.train: logs `steps` steps, honours the stop handle, saves an adapter."""
+
+    def __init__(self, steps: int = 5, step_s: float = 0.0, fail_at: int | None = None) -> None:
+        self.steps, self.step_s, self.fail_at = steps, step_s, fail_at
+        self.started = threading.Event()
+        self.configs: list[TrainConfig] = []
+
+    def __call__(self, config, *, sinks=(), stop=None, resume_from=None):
+        self.configs.append(config)
+        out = Path(config.output_dir)
+        for sink in sinks:
+            sink.on_train_start({"total_steps": self.steps, "device": "cpu", "precision": config.precision,
+                                 "quantization": config.quantization, "predicted_peak_bytes": None})
+        self.started.set()
+        done = 0
+        while done < self.steps and not (stop and stop.stop_requested):
+            if done == self.fail_at:
+                raise RuntimeError(f"boom at step {done}")
+            time.sleep(self.step_s)
+            done += 1
+            for sink in sinks:
+                sink.on_log({"step": done, "loss": 1.0 / done, "learning_rate": config.learning_rate,
+                             "rss_bytes": 2**30})
+        (out / "adapter").mkdir(parents=True, exist_ok=True)
+        (out / "adapter" / "adapter_config.json").write_text(json.dumps({"r": config.r}))
+        stopped = done < self.steps
+        summary = TrainSummary(
+            status="stopped" if stopped else "completed", message="stopped by user" if stopped else "",
+            steps_done=done, total_steps=self.steps, final_loss=1.0 / max(done, 1), output_dir=str(out),
+            adapter_dir=str(out / "adapter"), metrics_path=str(out / "metrics.jsonl"),
+            preview=[{"prompt": "What is <bf16>?", "before": "no idea", "after": "1/8/7"}],
+            exact_match_before=0.25, exact_match_after=0.75)
+        for sink in sinks:
+            sink.on_train_end(summary)
+        return summary
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr(lorakit.train, "train", fake, raising=False)
+    return fake
+
+
+def test_start_runs_to_completion_and_reports(fake_train, tmp_path):
+    panel = TrainerPanel(output_dir=str(tmp_path), r=4)
+    panel.max_steps.value = 12
+    assert panel.start()
+    summary = panel.wait(timeout=30)
+    assert summary.status == "completed" and panel.summary is summary
+    assert fake_train.configs[0].r == 4 and fake_train.configs[0].max_steps == 12  # controls reach the config
+    assert "adapter saved" in panel.dashboard.status.value.lower()
+    assert str(tmp_path / "adapter") in panel.dashboard.status.value
+    assert [r["step"] for r in panel.dashboard.history] == [1, 2, 3, 4, 5]
+    assert "1/8/7" in panel.preview.value and "&lt;bf16&gt;" in panel.preview.value  # escaped
+    assert "25.0 % before" in panel.preview.value and "75.0 % after" in panel.preview.value
+    assert not panel.start_button.disabled and panel.stop_button.disabled and not panel.r.disabled
+
+
+def test_stop_mid_run_saves_and_says_so(monkeypatch, tmp_path):
+    fake = FakeTrain(steps=10_000, step_s=0.005)
+    monkeypatch.setattr(lorakit.train, "train", fake, raising=False)
+    panel = TrainerPanel(output_dir=str(tmp_path))
+    panel.start_button.click()
+    assert fake.started.wait(10)
+    assert panel.running and panel.start_button.disabled and not panel.stop_button.disabled
+    panel.stop_button.click()
+    assert "Stop requested" in panel.message.value
+    summary = panel.wait(timeout=30)
+    assert summary.status == "stopped" and 0 < summary.steps_done < 10_000
+    status = panel.dashboard.status.value
+    assert status.startswith("Stopped after") and "adapter saved" in status.lower()
+
+
+def test_second_start_while_running_is_refused(monkeypatch, tmp_path):
+    fake = FakeTrain(steps=10_000, step_s=0.005)
+    monkeypatch.setattr(lorakit.train, "train", fake, raising=False)
+    panel = TrainerPanel(output_dir=str(tmp_path))
+    assert panel.start()
+    assert fake.started.wait(10)
+    assert panel.start() is False
+    assert "already in progress" in panel.message.value
+    panel.stop()
+    panel.wait(timeout=30)
+    assert len(fake.configs) == 1
+
+
+def test_error_in_the_run_is_shown_and_the_panel_keeps_working(monkeypatch, tmp_path):
+    monkeypatch.setattr(lorakit.train, "train", FakeTrain(steps=5, fail_at=2), raising=False)
+    panel = TrainerPanel(output_dir=str(tmp_path))
+    panel.start()
+    with pytest.raises(RuntimeError, match="boom at step 2"):
+        panel.wait(timeout=30)
+    assert "Failed: RuntimeError: boom at step 2" in panel.dashboard.status.value
+    assert "Traceback" in panel.message.value and "boom" in panel.error
+    assert panel.summary is None and not panel.running and not panel.start_button.disabled
+    monkeypatch.setattr(lorakit.train, "train", FakeTrain(steps=3), raising=False)
+    assert panel.start()
+    assert panel.wait(timeout=30).status == "completed"
+    assert panel.error is None and "adapter saved" in panel.dashboard.status.value.lower()
+
+
+def test_bad_control_value_is_reported_not_raised(fake_train, tmp_path):
+    panel = TrainerPanel(output_dir=str(tmp_path))
+    panel.max_steps.value = 0
+    assert panel.start() is False
+    assert "Cannot start: max_steps=0" in panel.message.value and not panel.running
+    assert fake_train.configs == []
+    panel.max_steps.value = 3
+    assert panel.start() and panel.wait(timeout=30).status == "completed"
+    assert fake_train.configs[0].max_steps == 3
+
+
+def test_bad_keyword_names_the_field():
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        TrainerPanel(precision="fp8")
+
+
+def test_stop_without_a_run_is_harmless():
+    panel = TrainerPanel()
+    panel.stop()
+    assert panel.message.value == "No run in progress." and panel.wait() is None
+
+
+def test_preview_html_without_scores_or_preview_is_empty():
+    summary = TrainSummary("completed", "", 1, 1, 0.5, "/x", None, "/x/m")
+    assert preview_html(summary) == ""
+
+
+def test_dom_classes_for_browser_tests():
+    panel = TrainerPanel()
+    assert "lorakit-trainer-panel" in panel.widget._dom_classes
+    assert "lorakit-start" in panel.start_button._dom_classes
+    assert "lorakit-stop" in panel.stop_button._dom_classes
+    assert "lorakit-status" in panel.dashboard.status._dom_classes
+    assert "lorakit-plot" in panel.dashboard.plot._dom_classes
+    assert "lorakit-progress" in panel.dashboard.progress._dom_classes
+
+
+KERNEL_CELLS = [
+    '''import lorakit.train
+from lorakit.train.events import TrainSummary
+from lorakit.widgets.trainer_panel import TrainerPanel
+
+def fake_train(config, *, sinks=(), stop=None, resume_from=None):
+    for sink in sinks:
+        sink.on_train_start({"total_steps": 3})
+    for step in (1, 2, 3):
+        for sink in sinks:
+            sink.on_log({"step": step, "loss": 1.0 / step})
+    summary = TrainSummary("completed", "", 3, 3, 1 / 3, ".", None, "m")
+    for sink in sinks:
+        sink.on_train_end(summary)
+    return summary
+
+lorakit.train.train = fake_train
+panel = TrainerPanel()
+panel''',
+    "panel.start()\nprint(panel.wait(timeout=60).status)",
+    "panel",  # displayed again after the run: the static copy comes with it
+]
+
+
+@pytest.mark.slow
+def test_kernel_output_keeps_a_static_png_of_the_final_plots(monkeypatch, tmp_path):
+    """In a real kernel (nbclient, as nbconvert/nbval run notebooks), the panel's cell ends up with a PNG."""
+    import os
+    import sys
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in KERNEL_CELLS])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    first, second, third = (cell.outputs for cell in nb.cells)
+    widget_mime = "application/vnd.jupyter.widget-view+json"
+    assert widget_mime in first[0].data  # the live panel
+    assert "image/png" in first[1].data  # the placeholder, filled by the end-of-run update
+    assert second[-1].text.strip() == "completed"
+    assert widget_mime in third[0].data and "image/png" in third[1].data
