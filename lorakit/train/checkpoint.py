@@ -1,0 +1,141 @@
+"""Adapters and resumable checkpoints on disk: safetensors + JSON only (no pickle), written atomically.
+
+checkpoint/ holds adapter/, optimizer.safetensors + optimizer.json, scheduler.json, scaler.json,
+rng.safetensors + rng.json and state.json (step, epoch, position in the epoch, counters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def replace_dir(target: Path, write: Callable[[Path], None]) -> Path:
+    """Fill a temporary sibling folder with write(tmp), then swap it in by rename.
+
+    Readers see the old folder or the new one. A crash between the two renames leaves the complete previous
+    folder as `.<name>.old`, which `find_checkpoint` falls back to.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    old = target.parent / f".{target.name}.old"
+    try:
+        write(tmp)
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def save_adapter(model, folder: Path) -> Path:
+    """The PEFT adapter (adapter_config.json + adapter_model.safetensors), loadable by PeftModel.from_pretrained."""
+    return replace_dir(folder, lambda tmp: model.save_pretrained(tmp, safe_serialization=True))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+def _split_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer state -> (tensors for safetensors, the rest for JSON). Keys are 'param_id.name'."""
+    tensors, scalars = {}, {}
+    for pid, entries in state["state"].items():
+        for key, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"scalars": scalars, "param_groups": state["param_groups"]}
+
+
+def _join_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for flat, value in [*tensors.items(), *meta["scalars"].items()]:
+        pid, key = flat.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    version, values, gauss = random.getstate()
+    np_state = np.random.get_state()
+    meta = {
+        "python": [version, list(values), gauss],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    version, values, gauss = meta["python"]
+    random.setstate((version, tuple(values), gauss))
+    name, keys, *rest = meta["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+
+
+def save_checkpoint(folder: Path, model, optimizer, scheduler, scaler, state: dict) -> Path:
+    """Everything needed to continue exactly where the run is now (call at an optimizer-step boundary)."""
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp / "adapter", safe_serialization=True)
+        tensors, meta = _split_tensors(optimizer.state_dict())
+        save_file(tensors, tmp / "optimizer.safetensors")
+        _write_json(tmp / "optimizer.json", meta)
+        _write_json(tmp / "scheduler.json", scheduler.state_dict())
+        _write_json(tmp / "scaler.json", scaler.state_dict() if scaler is not None else None)
+        rng_tensors, rng_meta = _rng_state()
+        save_file(rng_tensors, tmp / "rng.safetensors")
+        _write_json(tmp / "rng.json", rng_meta)
+        _write_json(tmp / "state.json", state)  # last: its presence marks a complete checkpoint
+
+    return replace_dir(folder, write)
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """The checkpoint folder for a run folder or a checkpoint folder (falls back to an interrupted swap)."""
+    path = Path(path)
+    for candidate in (path, path / "checkpoint", path / ".checkpoint.old"):
+        if (candidate / "state.json").exists():
+            return candidate
+    raise FileNotFoundError(f"no resumable checkpoint (checkpoint/state.json) in {path}")
+
+
+def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler) -> dict:
+    """Restore adapter weights, optimizer, scheduler, scaler and RNG; return the saved loop state."""
+    from peft import set_peft_model_state_dict
+
+    adapter = load_file(folder / "adapter" / "adapter_model.safetensors")
+    set_peft_model_state_dict(model, adapter)
+    meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
+    optimizer.load_state_dict(_join_tensors(load_file(folder / "optimizer.safetensors"), meta))
+    scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text(encoding="utf-8")))
+    scaler_state = json.loads((folder / "scaler.json").read_text(encoding="utf-8"))
+    if scaler is not None and scaler_state is not None:
+        scaler.load_state_dict(scaler_state)
+    _set_rng_state(
+        load_file(folder / "rng.safetensors"), json.loads((folder / "rng.json").read_text("utf-8"))
+    )
+    return json.loads((folder / "state.json").read_text(encoding="utf-8"))

@@ -1,0 +1,78 @@
+"""Greedy answers to prompts, and the exact-match score: "did the fine-tune work" as one number."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import torch
+
+from lorakit.data import normalize_answer
+
+
+def _prompt_text(tokenizer, prompt: str) -> str:
+    if tokenizer.chat_template is None:
+        return prompt + "\n"
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
+
+
+@torch.no_grad()
+def generate_answers(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 24,
+    batch_size: int = 16,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> list[str]:
+    """Greedy completions (special tokens dropped) for user prompts, chat template applied when there is one."""
+    was_training = model.training
+    model.eval()
+    device = next(p.device for p in model.parameters())
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # decoder-only batches pad on the left
+    answers = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            texts = [_prompt_text(tokenizer, p) for p in prompts[start : start + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with autocast():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    use_cache=True,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            new_tokens = out[:, enc["input_ids"].shape[1] :]
+            answers += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return answers
+
+
+def exact_match(
+    model,
+    tokenizer,
+    examples: Sequence[dict],
+    *,
+    max_new_tokens: int = 16,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> float:
+    """Fraction (0..1) of {prompt, completion} examples whose greedy answer equals the completion.
+
+    Both sides go through `normalize_answer` (first line, trimmed, case and trailing period ignored).
+    """
+    if not examples:
+        raise ValueError("exact_match needs at least one {prompt, completion} example")
+    answers = generate_answers(
+        model, tokenizer, [ex["prompt"] for ex in examples], max_new_tokens=max_new_tokens, autocast=autocast
+    )
+    hits = sum(
+        normalize_answer(a) == normalize_answer(ex["completion"])
+        for a, ex in zip(answers, examples, strict=True)
+    )
+    return hits / len(examples)

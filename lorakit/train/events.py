@@ -1,0 +1,131 @@
+"""What a run tells the world: the stop handle, metric sinks, the JSONL log and the final summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("completed", "stopped", "error", "oom", "interrupted")
+
+
+class StopHandle:
+    """Thread-safe request to end a run after the current optimizer step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def request_stop(self, reason: str = "user") -> None:
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._event.is_set()
+
+
+class MetricsSink:
+    """Receives a run's events on the training thread; override what you need and keep it cheap."""
+
+    def on_train_start(self, info: dict) -> None:
+        """Once, after set-up: total_steps, output_dir, device, precision, ..., predicted_peak_bytes, config."""
+
+    def on_log(self, record: dict) -> None:
+        """Every logging_steps: step, epoch, loss, learning_rate, tokens_per_s, memory (bytes), ..."""
+
+    def on_eval(self, record: dict) -> None:
+        """After each evaluation: step, eval_loss (+ exact_match when computed)."""
+
+    def on_train_end(self, summary: TrainSummary) -> None:
+        """Once, whatever the outcome (also after an error or a stop)."""
+
+
+@dataclass
+class TrainSummary:
+    """How a run ended. Bytes in *_bytes, tokens/s over the whole run."""
+
+    status: str
+    message: str
+    steps_done: int
+    total_steps: int
+    final_loss: float | None
+    output_dir: str
+    adapter_dir: str | None
+    metrics_path: str
+    peak_memory_bytes: int | None = None
+    tokens_per_s: float | None = None
+    elapsed_s: float | None = None
+    preview: list[dict] = field(default_factory=list)
+    exact_match_before: float | None = None
+    exact_match_after: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a file so readers see the old or the new content, never half of it (temp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+class JsonlSink(MetricsSink):
+    """Appends every record to metrics.jsonl, one flushed line per record, so a crash loses at most one line."""
+
+    def __init__(self, path: str | Path, append: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 -- closed at end
+
+    def _write(self, record: dict) -> None:
+        if self._file.closed:
+            return
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def on_log(self, record: dict) -> None:
+        self._write({"kind": "train", **record})
+
+    def on_eval(self, record: dict) -> None:
+        self._write({"kind": "eval", **record})
+
+    def on_train_end(self, summary: TrainSummary) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of a run's metrics.jsonl (a run directory or the file itself); a torn last line is skipped."""
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # only a crash mid-write produces this, and only on the last line
+    return records

@@ -1,0 +1,405 @@
+"""The training loop: setup -> train -> save -> cleanup, in one place.
+
+Device syncs: the loss is summed on the device and read once per logging interval (and once per evaluation
+and checkpoint). Every such read goes through `_read`, which counts it in `HOST_READS` by reason, so a
+benchmark can check that non-logging steps read nothing. (Outside this loop, transformers' mask builder and
+an fp16 GradScaler each read the device once per step; on a GPU `torch.cuda.set_sync_debug_mode("warn")`
+reports those too.)
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from lorakit.train import parts
+from lorakit.train.checkpoint import find_checkpoint, load_checkpoint, save_adapter, save_checkpoint
+from lorakit.train.config import TrainConfig
+from lorakit.train.embedded import resolve_model
+from lorakit.train.evaluate import exact_match, generate_answers
+from lorakit.train.events import (
+    JsonlSink,
+    MetricsSink,
+    StopHandle,
+    TrainSummary,
+    atomic_write_json,
+    atomic_write_text,
+    read_metrics,
+)
+from lorakit.train.modeling import add_lora, check_model_on_meta, count_params, load_base
+from lorakit.train.preflight import check_before_load
+
+HOST_READS: collections.Counter = collections.Counter()  # device->host value reads by reason
+
+OOM_ADVICE = (
+    "Out of memory. Try a smaller batch_size (with gradient_accumulation_steps to keep the effective batch), "
+    "a shorter max_seq_length, gradient_checkpointing=True, or quantization='nf4' (TrainConfig.qlora())."
+)
+
+
+def _read(value: torch.Tensor, reason: str) -> float:
+    """The loop's only way to read a device value (a sync on a GPU); counted in HOST_READS."""
+    HOST_READS[reason] += 1
+    return value.item()
+
+
+class _Run:
+    """State of one run; the methods are the loop's phases and helpers."""
+
+    def __init__(self, config: TrainConfig, sinks: Sequence[MetricsSink], stop: StopHandle | None):
+        self.config = config
+        self.stop = stop or StopHandle()
+        self.sinks = list(sinks)
+        self.warnings: list[str] = []
+        self.model = None
+        self.step = 0
+        self.final_loss: float | None = None
+        self.summary_extra: dict = {}
+
+    # ---- setup -------------------------------------------------------------------------------------------
+    def setup(self, device: str, path: str, resume_from) -> None:
+        cfg = self.config
+        self.device = device
+        self.accelerator = parts.make_accelerator(cfg, device)
+        torch.manual_seed(cfg.seed)  # LoRA A is randomly initialised: same seed, same adapter
+        model, self.tokenizer = load_base(cfg, device, path)
+        self.model_config = model.config
+        model = add_lora(model, cfg)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.batches, self.eval_batches, self.eval_records = parts.make_data(cfg, self.tokenizer, device)
+        self.total_steps = parts.total_steps_for(cfg, len(self.batches))
+        optimizer = parts.make_optimizer(cfg, self.params, device)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.scheduler = parts.make_scheduler(cfg, self.optimizer.optimizer, self.total_steps)
+        self.scaler = self.accelerator.scaler  # a GradScaler only under fp16
+        self.epoch, self.position, self.tokens_seen, self.elapsed_before = 0, 0, 0, 0.0
+        if resume_from is not None:
+            self._resume(find_checkpoint(resume_from))
+        self.loss_sum = torch.zeros((), device=self.accelerator.device)
+        self.window = {"steps": 0, "tokens": 0, "start": time.perf_counter()}
+        self.session_tokens, self.train_s = 0, 0.0
+        self.started = time.perf_counter()
+        self.first_step = self.step
+
+    def _resume(self, folder: Path) -> None:
+        state = load_checkpoint(folder, self.model, self.optimizer, self.scheduler, self.scaler)
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.tokens_seen, self.elapsed_before = state["tokens_seen"], state["elapsed_s"]
+
+    def start_info(self) -> dict:
+        trainable, total = count_params(self.model)
+        cfg = self.config
+        return {
+            "total_steps": self.total_steps,
+            "output_dir": str(self.out),
+            "device": self.device,
+            "precision": cfg.precision,
+            "quantization": cfg.quantization,
+            "trainable_params": trainable,
+            "total_params": total,
+            "predicted_peak_bytes": parts.predicted_peak_bytes(cfg, self.model_config),
+            "start_step": self.step,
+            "warnings": list(self.warnings),
+            "config": cfg.to_dict(),
+        }
+
+    # ---- train -------------------------------------------------------------------------------------------
+    def train_loop(self) -> None:
+        cfg = self.config
+        self.model.train()
+        self.started = self.window["start"] = (
+            time.perf_counter()
+        )  # previews/evals before this are not training
+        while self.step < self.total_steps and not self.stop.stop_requested:
+            self._optimizer_step(self._next_micro_batches())
+            self.step += 1
+            if self.step % cfg.logging_steps == 0 or self.step == self.total_steps:
+                self._log()
+            if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.step < self.total_steps:
+                self._evaluate()
+            if cfg.save_steps and self.step % cfg.save_steps == 0:
+                self.save_checkpoint()
+
+    def _next_micro_batches(self) -> list[dict]:
+        """The next gradient_accumulation_steps batches, continuing into the next epoch when one ends."""
+        micro = []
+        while len(micro) < self.config.gradient_accumulation_steps:
+            if getattr(self, "_order_epoch", None) != self.epoch:
+                self._order, self._order_epoch = self.batches.order(self.epoch), self.epoch
+            micro.append(self.batches.collate(self._order[self.position]))
+            self.position += 1
+            if self.position == len(self._order):
+                self.epoch, self.position = self.epoch + 1, 0
+        return micro
+
+    def _optimizer_step(self, micro: list[dict]) -> None:
+        """Forward/backward over the micro-batches, then one optimizer step. Nothing here reads the device."""
+        # Token-weighted mean over the whole accumulated batch (what transformers' Trainer computes too).
+        n_targets = max(1, sum(b["n_targets"] for b in micro))
+        for batch in micro:
+            inputs = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch["inputs"].items()}
+            with self.accelerator.autocast():
+                loss = self.model(**inputs, num_items_in_batch=n_targets, use_cache=False).loss
+            self.accelerator.backward(loss)
+            self.loss_sum += loss.detach()
+            self.window["tokens"] += batch["n_tokens"]
+        if self.config.max_grad_norm:
+            self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.window["steps"] += 1
+
+    def _log(self) -> None:
+        """Read the summed loss (the sync), emit one record, start a new window."""
+        if self.window["steps"] == 0:
+            return
+        loss = _read(self.loss_sum, "log") / self.window["steps"]
+        now = time.perf_counter()
+        window_s = max(now - self.window["start"], 1e-9)
+        self.tokens_seen += self.window["tokens"]
+        self.session_tokens += self.window["tokens"]
+        done_here = max(self.step - self.first_step, 1)
+        record = {
+            "step": self.step,
+            "epoch": self.epoch + self.position / len(self.batches),
+            "loss": loss,
+            "learning_rate": self.scheduler.get_last_lr()[0],
+            "tokens_per_s": self.window["tokens"] / window_s,
+            "tokens_seen": self.tokens_seen,
+            "elapsed_s": self.elapsed_before + now - self.started,
+            "eta_s": (now - self.started) / done_here * (self.total_steps - self.step),
+            **parts.memory_stats(self.device),
+        }
+        self.final_loss = loss
+        self.loss_sum.zero_()
+        self.window = {"steps": 0, "tokens": 0, "start": time.perf_counter()}
+        self.emit("on_log", record)
+
+    @torch.no_grad()
+    def eval_loss(self) -> float | None:
+        """Token-weighted mean loss over the held-out batches (one device read)."""
+        if self.eval_batches is None:
+            return None
+        self.model.eval()
+        total = torch.zeros((), device=self.accelerator.device)
+        count = 0
+        for indices in self.eval_batches.order(0):
+            batch = self.eval_batches.collate(indices)
+            inputs = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch["inputs"].items()}
+            with self.accelerator.autocast():
+                out = self.model(**inputs, num_items_in_batch=max(1, batch["n_targets"]), use_cache=False)
+            total += out.loss.detach().float() * batch["n_targets"]
+            count += batch["n_targets"]
+        self.model.train()
+        return _read(total, "eval") / max(count, 1)
+
+    def _evaluate(self, with_exact_match: bool = False) -> dict:
+        record = {"step": self.step, "eval_loss": self.eval_loss()}
+        if with_exact_match:
+            record["exact_match"] = self.exact_match()
+        if record["eval_loss"] is not None or "exact_match" in record:
+            self.emit("on_eval", record)
+        return record
+
+    def exact_match(self) -> float | None:
+        examples = [
+            r for r in self.eval_records if isinstance(r, dict) and {"prompt", "completion"} <= set(r)
+        ]
+        if not examples:
+            self.warn("eval_exact_match needs held-out {prompt, completion} examples; none, so no score")
+            return None
+        return exact_match(
+            self.model,
+            self.tokenizer,
+            examples,
+            max_new_tokens=self.config.max_new_tokens,
+            autocast=self.accelerator.autocast,
+        )
+
+    def preview(self) -> list[str]:
+        prompts = self.config.preview_prompts
+        if not prompts:
+            return []
+        return generate_answers(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens=self.config.max_new_tokens,
+            autocast=self.accelerator.autocast,
+        )
+
+    # ---- save and report ---------------------------------------------------------------------------------
+    def loop_state(self) -> dict:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "tokens_seen": self.tokens_seen,
+            "elapsed_s": self.elapsed_before + time.perf_counter() - self.started,
+            "total_steps": self.total_steps,
+        }
+
+    def save_checkpoint(self) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        save_checkpoint(
+            self.out / "checkpoint", model, self.optimizer, self.scheduler, self.scaler, self.loop_state()
+        )
+
+    def save_adapter(self) -> Path | None:
+        if self.model is None:
+            return None
+        return save_adapter(self.accelerator.unwrap_model(self.model), self.out / "adapter")
+
+    def emit(self, method: str, payload) -> None:
+        """Call every sink; a failing sink is reported once and dropped, the run goes on."""
+        for sink in list(self.sinks):
+            try:
+                getattr(sink, method)(payload)
+            except Exception as exc:  # noqa: BLE001 -- a display bug must not kill a training run
+                self.sinks.remove(sink)
+                self.warn(f"metrics sink {type(sink).__name__} failed in {method} and was detached: {exc!r}")
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _prepare_output(config: TrainConfig, resume_from) -> Path:
+    if config.output_dir:
+        return Path(config.output_dir)
+    if resume_from is not None:
+        path = Path(resume_from)
+        return path.parent if path.name == "checkpoint" else path
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _trim_metrics(out: Path, resume_from) -> None:
+    """On resume, drop records logged after the checkpoint: the resumed run logs those steps again."""
+    path = out / "metrics.jsonl"
+    if resume_from is None or not path.exists():
+        return
+    last_step = json.loads((find_checkpoint(resume_from) / "state.json").read_text(encoding="utf-8"))["step"]
+    kept = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _before_training(run: _Run) -> None:
+    """Answers and scores of the untrained adapter (LoRA B starts at zero, so this is the base model)."""
+    if run.step > 0:
+        return  # resumed: "before" was measured by the first part of the run
+    run.summary_extra["preview_before"] = run.preview()
+    if run.config.eval_exact_match:
+        run.summary_extra["exact_match_before"] = run._evaluate(with_exact_match=True).get("exact_match")
+    elif run.eval_batches is not None:
+        run._evaluate()
+
+
+def _after_training(run: _Run, status: str) -> None:
+    wants_score = run.config.eval_exact_match and status == "completed"
+    record = run._evaluate(with_exact_match=wants_score)
+    run.summary_extra["exact_match_after"] = record.get("exact_match")
+    run.summary_extra["preview_after"] = run.preview()
+
+
+def _outcome(run: _Run) -> tuple[str, str]:
+    if run.stop.stop_requested and run.step < run.total_steps:
+        reason = run.stop.reason or "user"
+        return "stopped", (
+            f"Stopped ({reason}) after {run.step} of {run.total_steps} steps; the adapter and a resumable "
+            f"checkpoint are in {run.out}."
+        )
+    loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "n/a"
+    return "completed", f"Completed {run.step} steps; final training loss {loss}."
+
+
+def _finish(run: _Run, status: str, message: str) -> TrainSummary:
+    """Save the adapter whatever happened, write summary.json, tell the sinks, free memory."""
+    adapter_dir = None
+    try:
+        adapter_dir = run.save_adapter()
+    except Exception as exc:  # noqa: BLE001 -- report, never mask the run's own outcome
+        run.warn(f"could not save the adapter: {exc!r}")
+    prompts = run.config.preview_prompts
+    before = run.summary_extra.get("preview_before") or [""] * len(
+        prompts
+    )  # "" where the run never got there
+    after = run.summary_extra.get("preview_after") or [""] * len(prompts)
+    preview = [{"prompt": p, "before": b, "after": a} for p, b, a in zip(prompts, before, after, strict=True)]
+    on_gpu = getattr(run, "device", "cpu") == "cuda"
+    summary = TrainSummary(
+        status=status,
+        message=message,
+        steps_done=run.step,
+        total_steps=getattr(run, "total_steps", 0),
+        final_loss=run.final_loss,
+        output_dir=str(run.out),
+        adapter_dir=str(adapter_dir) if adapter_dir else None,
+        metrics_path=str(run.out / "metrics.jsonl"),
+        peak_memory_bytes=torch.cuda.max_memory_allocated() if on_gpu else parts.rss_bytes(),
+        tokens_per_s=run.session_tokens / run.train_s if getattr(run, "train_s", 0) else None,
+        elapsed_s=run.loop_state()["elapsed_s"] if hasattr(run, "started") else None,
+        preview=preview,
+        exact_match_before=run.summary_extra.get("exact_match_before"),
+        exact_match_after=run.summary_extra.get("exact_match_after"),
+        warnings=list(run.warnings),
+    )
+    atomic_write_json(run.out / "summary.json", summary.as_dict())
+    run.emit("on_train_end", summary)
+    run.model = run.optimizer = None  # drop references so the memory can go back
+    if on_gpu:
+        torch.cuda.empty_cache()
+    return summary
+
+
+def train(
+    config: TrainConfig,
+    *,
+    sinks: Sequence[MetricsSink] = (),
+    stop: StopHandle | None = None,
+    resume_from: str | Path | None = None,
+) -> TrainSummary:
+    """Run a LoRA fine-tune synchronously and return its summary.
+
+    Configuration problems (a precision this machine cannot run, a missing target module, ...) raise
+    ValueError before anything loads. Once training starts, a stop request, an exception, out-of-memory or
+    KeyboardInterrupt end the run cleanly: the adapter, metrics.jsonl and summary.json are on disk and the
+    summary's status and message say what happened.
+    """
+    device, warns = check_before_load(config)
+    path = resolve_model(config.model)
+    check_model_on_meta(config, path)
+    out = _prepare_output(config, resume_from)
+    out.mkdir(parents=True, exist_ok=True)
+    _trim_metrics(out, resume_from)
+    run = _Run(config, [JsonlSink(out / "metrics.jsonl", append=resume_from is not None), *sinks], stop)
+    run.out = out
+    for message in warns:
+        run.warn(message)
+    atomic_write_json(out / "config.json", config.to_dict())
+    try:
+        run.setup(device, path, resume_from)
+        run.emit("on_train_start", run.start_info())
+        _before_training(run)
+        loop_start = time.perf_counter()
+        run.train_loop()
+        run._log()  # the last, partial logging window
+        run.train_s = time.perf_counter() - loop_start
+        status, message = _outcome(run)
+        run.save_checkpoint()
+        _after_training(run, status)
+    except torch.OutOfMemoryError:
+        status, message = "oom", f"{OOM_ADVICE} (at step {run.step})"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        message = f"Interrupted at step {run.step}; the adapter and the metrics so far are saved."
+    except Exception as exc:  # noqa: BLE001 -- the summary carries it; the caller decides
+        status, message = "error", f"Error at step {run.step}: {type(exc).__name__}: {exc}"
+    return _finish(run, status, message)
