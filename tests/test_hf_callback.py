@@ -1,0 +1,103 @@
+"""LiveDashboardCallback on a real transformers.Trainer: a tiny random Llama, a few CPU steps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+from lorakit.widgets.hf_callback import LiveDashboardCallback, memory_record
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    """Fixed random token sequences; labels = inputs (causal LM)."""
+
+    def __init__(self, n: int = 64, seq: int = 16, vocab: int = 128) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(0, vocab, (n, seq), generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+def make_trainer(tmp_path, callback, max_steps=6, extra_callbacks=()) -> Trainer:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=4,
+                             learning_rate=1e-3, logging_steps=1, eval_strategy="steps", eval_steps=3,
+                             save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+                             include_num_input_tokens_seen=True, dataloader_num_workers=0)
+    return Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=TokenDataset(),
+                   eval_dataset=TokenDataset(n=8), callbacks=[callback, *extra_callbacks])
+
+
+@pytest.mark.slow
+def test_history_mirrors_the_trainer_logs(tmp_path):
+    callback = LiveDashboardCallback(display=False)
+    trainer = make_trainer(tmp_path, callback)
+    trainer.train()
+    dash = callback.dashboard
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [r["step"] for r in dash.history] == [entry["step"] for entry in logged] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in dash.history] == pytest.approx([entry["loss"] for entry in logged])
+    assert [r["learning_rate"] for r in dash.history] == [entry["learning_rate"] for entry in logged]
+    evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert dash.eval_history == [{"step": e["step"], "eval_loss": e["eval_loss"]} for e in evals]
+    assert len(evals) == 2
+    # 4 sequences x 16 tokens per step; tokens/s is positive and finite
+    assert dash.history[-1]["tokens_seen"] == 6 * 4 * 16
+    assert all(0 < r["tokens_per_s"] < float("inf") for r in dash.history)
+    assert all(r["rss_bytes"] > 10 * 2**20 and r["mem_allocated_bytes"] is None for r in dash.history)
+    assert dash.info["total_steps"] == 6 and dash.info["precision"] == "fp32"
+    assert dash.info["trainable_params"] == dash.info["total_params"] > 0
+    assert dash.summary.status == "completed" and dash.summary.steps_done == 6
+    assert dash.redraw_count >= 2 and bytes(dash.plot.value).startswith(b"\x89PNG")
+
+
+class ClickStopAt(TrainerCallback):
+    """Presses the dashboard's Stop button at the end of a given step (as a user would, mid-run)."""
+
+    def __init__(self, callback: LiveDashboardCallback, step: int) -> None:
+        self.callback, self.step = callback, step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            self.callback.stop_button.click()
+
+
+@pytest.mark.slow
+def test_stop_button_stops_the_trainer(tmp_path):
+    callback = LiveDashboardCallback(display=False)
+    trainer = make_trainer(tmp_path, callback, max_steps=50, extra_callbacks=[ClickStopAt(callback, 2)])
+    trainer.train()
+    assert trainer.state.global_step == 3  # clicked during step 3: it finishes, then the Trainer stops
+    assert callback.dashboard.summary.status == "stopped"
+    assert callback.dashboard.status.value.startswith("Stopped after 3/50 steps")
+    assert callback.stop_button.disabled
+
+
+@pytest.mark.slow
+def test_start_training_runs_in_the_background_and_wait_returns(tmp_path):
+    callback = LiveDashboardCallback(display=False)
+    trainer = make_trainer(tmp_path, callback, max_steps=3)
+    thread = callback.start_training(trainer)
+    assert thread.name == "lorakit-hf-train"
+    summary = callback.wait(timeout=120)
+    assert summary.status == "completed" and trainer.state.global_step == 3
+    trainer.train_dataset = None  # the next run fails in the thread; wait() re-raises it
+    callback.start_training(trainer)
+    with pytest.raises(RuntimeError, match="trainer.train\\(\\) failed"):
+        callback.wait(timeout=60)
+    assert callback.dashboard.status.value.startswith("Failed:")
+
+
+def test_memory_record_on_cpu():
+    psutil = pytest.importorskip("psutil")
+    record = memory_record()
+    assert record["rss_bytes"] == pytest.approx(psutil.Process().memory_info().rss, rel=0.05)
+    if not torch.cuda.is_available():
+        assert record["mem_allocated_bytes"] is record["mem_peak_bytes"] is None
