@@ -114,7 +114,8 @@ def test_encode_e8m0_matches_ml_dtypes_in_its_range():
     powers = np.exp2(np.arange(-126, 128, dtype=np.float64))
     inputs = np.concatenate([powers, powers * 1.5, powers * 1.4999, powers * 1.5001, np.exp2(rng.uniform(-126, 128, 500))])
     inputs = np.append(inputs, [np.nan, -1.0, 0.0, np.inf, 2.0**128])
-    cast = inputs.astype(ml_dtypes.float8_e8m0fnu)
+    with np.errstate(over="ignore"):
+        cast = inputs.astype(ml_dtypes.float8_e8m0fnu)
     _check_encode(fmt, inputs, cast.view(np.uint8), cast.astype(np.float64))
     assert codec.encode_number(2.0**-140, fmt) == 0  # nearest value to a tiny positive number: the smallest
 
@@ -173,7 +174,8 @@ def test_overflow_policies(name, value, standard, saturate):
         got = codec.decode(codec.encode_number(value, fmt, policy), fmt)
         assert got == want or (math.isnan(want) and math.isnan(got)), (name, value, policy, got)
     if math.isfinite(value):
-        cast = float(np.array([value]).astype(_dtype(fmt))[0])
+        with np.errstate(over="ignore"):
+            cast = float(np.array([value]).astype(_dtype(fmt))[0])
         assert cast == standard or (math.isnan(cast) and math.isnan(standard))  # "standard" is the ml_dtypes cast
 
 

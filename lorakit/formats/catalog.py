@@ -29,11 +29,11 @@ _TEACHING = (
         description="OCP MX block scale: a power of two, no sign, no zero",
     ),
     FloatFormat(
-        "nf4", "codebook", storage_bits=4, levels=NF4_LEVELS,
+        "nf4", "codebook", sign_bits=0, storage_bits=4, levels=NF4_LEVELS,
         description="QLoRA NormalFloat4: 16 normal quantiles x block absmax",
     ),
     FloatFormat(
-        "bnb_fp4", "codebook", storage_bits=4, levels=bnb_fp4_levels(),
+        "bnb_fp4", "codebook", sign_bits=0, storage_bits=4, levels=bnb_fp4_levels(),
         description="bitsandbytes' FP4 table x block absmax (not OCP E2M1)",
     ),
     FloatFormat("int8", "int", storage_bits=8, levels=int_levels(8), description="symmetric absmax INT8"),
