@@ -5,6 +5,7 @@ from __future__ import annotations
 from .arrays import quantize_array
 from .catalog import EXTRA_FORMATS, FORMATS, get_format
 from .codec import OVERFLOW_POLICIES
+from .compare import explain_all, values_around
 from .explain import Explanation, decode, encode, explain
 from .parse import allowed_inputs
 from .spec import FloatFormat
@@ -19,6 +20,8 @@ __all__ = [
     "decode",
     "encode",
     "explain",
+    "explain_all",
     "get_format",
     "quantize_array",
+    "values_around",
 ]

@@ -1,0 +1,84 @@
+"""Bit-click latency of the FloatExplorer: Python-side handler time, and the same click with the picture drawn.
+
+Target (issue 2): one bit click costs <= 20 ms of Python work, excluding plot rendering. A click updates the
+bits, the explanation labels and the compare table (every format) at once; the picture is redrawn through a
+throttle, so here it is paused for the first measurement and flushed (drawn) for the second.
+
+    python benchmarks/bench_float_explorer.py            # 200 clicks per format
+    python benchmarks/bench_float_explorer.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+TARGET_MS = 20.0
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _click_times(explorer, repeats: int, draw: bool) -> list[float]:
+    """Milliseconds per click, cycling over every bit (each click flips one bit; two passes restore it)."""
+    explorer.picture_throttle.paused = not draw
+    times = []
+    for i in range(repeats):
+        button = explorer.bit_buttons[i % len(explorer.bit_buttons)]
+        start = time.perf_counter()
+        button.click()
+        if draw:
+            explorer.flush_pictures()
+        times.append((time.perf_counter() - start) * 1e3)
+    explorer.picture_throttle.paused = False
+    return times
+
+
+def measure(repeats: int = 200, formats: tuple[str, ...] = ("fp16", "fp32", "bf16", "fp8_e4m3fn", "nf4")) -> dict:
+    """Median/p90 ms of one bit click, handler only and with drawing, pooled over ``formats``."""
+    from lorakit.widgets.float_explorer import FloatExplorer
+
+    explorer = FloatExplorer(value="0.1")
+    handler, drawn, per_format = [], [], {}
+    for name in formats:
+        explorer.format_dropdown.value = name
+        explorer.value_text.value = "0.1"
+        _click_times(explorer, 5, draw=True)  # warm caches (fonts, level tables) before timing
+        times = _click_times(explorer, repeats, draw=False)
+        with_draw = _click_times(explorer, max(repeats // 10, 3), draw=True)
+        handler += times
+        drawn += with_draw
+        per_format[name] = round(statistics.median(times), 3)
+    return {
+        "bit_click_median_ms": round(statistics.median(handler), 3),
+        "bit_click_p90_ms": round(_percentile(handler, 0.9), 3),
+        "bit_click_with_draw_median_ms": round(statistics.median(drawn), 3),
+        "bit_click_with_draw_p90_ms": round(_percentile(drawn, 0.9), 3),
+        "bit_click_median_ms_by_format": per_format,
+        "target_ms": TARGET_MS,
+        "meets_target": _percentile(handler, 0.9) <= TARGET_MS,
+        "clicks_timed": len(handler),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 clicks per format")
+    parser.add_argument("--repeats", type=int, default=200, help="clicks per format (default 200)")
+    args = parser.parse_args()
+    result = measure(20 if args.quick else args.repeats)
+    print(json.dumps(result, indent=2))
+    verdict = "meets" if result["meets_target"] else "MISSES"
+    print(
+        f"bit click (Python side, no drawing): median {result['bit_click_median_ms']} ms, "
+        f"p90 {result['bit_click_p90_ms']} ms -> {verdict} the {TARGET_MS:g} ms target; "
+        f"with the picture drawn: median {result['bit_click_with_draw_median_ms']} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Pieces of the FloatExplorer that are not controls: the compare table, the picture, the redraw throttle."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from lorakit.formats import FORMATS, Explanation, codebooks, get_format, values_around
+from lorakit.viz.formats import (
+    RangeRow,
+    draw_codebook,
+    draw_number_line,
+    draw_range_chart,
+    figure_png,
+    make_figure,
+)
+
+FIELD_COLOURS = {"sign": "#f4b6b6", "exponent": "#a9cce3", "mantissa": "#b7e1a1", "index": "#f9d29d", "integer": "#d7bde2"}
+
+
+def number_text(x: float | None, digits: int = 8) -> str:
+    """A float for a table cell: up to ``digits`` significant digits; '—' for None."""
+    if x is None:
+        return "—"
+    return f"{x:.{digits}g}" if math.isfinite(x) else repr(x)
+
+
+def compare_table_html(rows: dict[str, Explanation | ValueError], current: str) -> str:
+    """HTML table: every format's stored value, error and class for the same input; the current row in bold."""
+    head = "<tr><th>format</th><th>bits</th><th>stored</th><th>abs error</th><th>rel error</th><th>class</th></tr>"
+    body = []
+    for name, e in rows.items():
+        style = ' style="font-weight:bold;background:#fdf2e9"' if name == current else ""
+        label = name + (" (compute)" if FORMATS[name].compute_only else "")
+        if isinstance(e, ValueError):
+            cells = f'<td colspan="4">{html.escape(str(e).split(";")[0])}</td>'
+        else:
+            cells = (
+                f"<td>{number_text(e.stored, 10)}</td><td>{number_text(e.abs_error, 3)}</td>"
+                f"<td>{number_text(e.rel_error, 3)}</td><td>{e.value_class}</td>"
+            )
+        body.append(f"<tr{style}><td>{label}</td><td>{FORMATS[name].bits}</td>{cells}</tr>")
+    return (
+        '<table style="border-collapse:collapse;font-family:monospace;font-size:12px">'
+        + head
+        + "".join(body)
+        + "</table>"
+    )
+
+
+def range_rows() -> list[RangeRow]:
+    """One RangeRow per catalogued format (block formats in units of their absmax)."""
+    return [
+        RangeRow(f.name, f.min_subnormal, f.min_normal, f.max, f.decimal_digits, relative=not f.is_float)
+        for f in FORMATS.values()
+    ]
+
+
+class FormatPicture:
+    """One matplotlib figure (number line or codebook levels, over the range chart) rendered to PNG bytes."""
+
+    def __init__(self) -> None:
+        self.fig, (self.top, self.bottom) = make_figure()
+        self._rows = range_rows()
+
+    def render(self, e: Explanation) -> bytes:
+        """Redraw both panels for an explanation and return the PNG."""
+        fmt = get_format(e.format)
+        if fmt.is_float:
+            title = f"{fmt.name}: neighbours of the stored value (ULP here: {number_text(e.ulp, 4)})"
+            draw_number_line(self.top, values_around(e, 3), e.stored, e.input_value, title)
+        else:
+            levels = codebooks.level_values(np.arange(2**fmt.bits), fmt) * np.float32(e.absmax)
+            draw_codebook(self.top, [float(v) for v in levels], e.code, e.input_value, e.absmax)
+        draw_range_chart(self.bottom, self._rows, highlight=fmt.name, value=e.stored)
+        return figure_png(self.fig)
+
+
+class Throttle:
+    """Run ``fn`` at most once per ``interval_s``; requests inside the interval collapse into one trailing run.
+
+    The trailing run is scheduled on the running asyncio loop (a Jupyter kernel has one). Without a loop
+    (plain Python, tests) requests stay pending until ``flush()``.
+    ``paused`` keeps requests pending without running anything (the benchmark uses it to time handlers alone).
+    """
+
+    def __init__(self, fn: Callable[[], None], interval_s: float = 0.25) -> None:
+        self.fn, self.interval_s = fn, interval_s
+        self.pending, self.paused = False, False
+        self._last = -math.inf
+        self._timer: asyncio.TimerHandle | None = None
+
+    def request(self) -> None:
+        """Ask for a run: now if the interval has passed, else at its end on the event loop (or at flush())."""
+        self.pending = True
+        if self.paused or self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no event loop (plain Python, tests): nobody sees the picture until flush() asks for it
+        wait = self.interval_s - (time.monotonic() - self._last)
+        if wait <= 0:
+            self.flush()
+        else:
+            self._timer = loop.call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if not self.paused:
+            self.flush()
+
+    def flush(self) -> None:
+        """Run now if a request is pending."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.pending:
+            self.pending = False
+            self._last = time.monotonic()
+            self.fn()

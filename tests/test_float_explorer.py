@@ -1,0 +1,151 @@
+"""FloatExplorer driven through its state: set values, click bit buttons, read what it shows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from lorakit.formats import FORMATS
+from lorakit.widgets.float_explorer import FloatExplorer
+from lorakit.widgets.format_views import Throttle
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    return FloatExplorer(fmt="fp16", value="1")
+
+
+def _bits(w: FloatExplorer) -> str:
+    return "".join(b.description for b in w.bit_buttons)
+
+
+def test_bits_are_buttons_coloured_by_field(explorer):
+    explorer.format_dropdown.value = "fp16"
+    explorer.value_text.value = "1"
+    assert _bits(explorer) == "0011110000000000" and len(explorer.bit_buttons) == 16
+    fields = [next(c for c in b._dom_classes if c.startswith("lorakit-bit-")) for b in explorer.bit_buttons]
+    assert fields == ["lorakit-bit-sign"] + ["lorakit-bit-exponent"] * 5 + ["lorakit-bit-mantissa"] * 10
+    colours = {b.style.button_color for b in explorer.bit_buttons}
+    assert len(colours) == 3
+    assert all("lorakit-bit" in b._dom_classes for b in explorer.bit_buttons)
+    assert "lorakit-float-explorer" in explorer._dom_classes
+
+
+def test_clicking_a_bit_updates_everything_at_once(explorer):
+    explorer.format_dropdown.value = "fp16"
+    explorer.value_text.value = "1"
+    explorer.bit_buttons[-1].click()  # least significant mantissa bit
+    assert _bits(explorer) == "0011110000000001"
+    assert explorer.value_text.value == "1.0009765625"
+    assert "1.0009765625" in explorer.value_label.value and "0x3C01" in explorer.hex_label.value
+    assert "(1 + 1/1024)" in explorer.formula_label.value and "normal" in explorer.class_label.value
+    assert "abs error</b> 0" in explorer.rounding_label.value
+    explorer.bit_buttons[0].click()  # sign
+    assert explorer.explanation.stored == -1.0009765625 and explorer.value_text.value == "-1.0009765625"
+    for position in range(1, 6):  # exponent all ones + mantissa 1: a NaN
+        if explorer.bit_buttons[position].description == "0":
+            explorer.bit_buttons[position].click()
+    assert "nan" in explorer.class_label.value and explorer.value_text.value == "nan"
+
+
+def test_typing_updates_the_bits_and_65520_is_inf_in_fp16(explorer):
+    explorer.format_dropdown.value = "fp16"
+    explorer.value_text.value = "65520"
+    assert _bits(explorer) == "0111110000000000" and "inf" in explorer.class_label.value
+    assert "65504" in explorer.note_label.value
+    explorer.value_text.value = "0.1"
+    assert "0.0999755859375" in explorer.value_label.value
+    assert explorer.explanation.code == int(np.array([0.1], np.float16).view(np.uint16)[0])
+
+
+def test_bad_input_shows_the_message_and_the_widget_keeps_working(explorer):
+    explorer.format_dropdown.value = "fp16"
+    explorer.value_text.value = "2"
+    explorer.value_text.value = "abc"
+    assert "fp16: not a number or bit pattern: &#x27;abc&#x27;; allowed:" in explorer.error_label.value
+    assert "lorakit-error" in explorer.error_label._dom_classes
+    explorer.bit_buttons[-1].click()  # bits of the last good value still respond
+    assert explorer.error_label.value == "" and explorer.explanation.stored == 2.001953125
+    explorer.value_text.value = "0b0101"
+    assert "bit string has 4 bits, the format has 16" in explorer.error_label.value
+    explorer.value_text.value = "0x4000"
+    assert explorer.error_label.value == "" and explorer.explanation.stored == 2.0
+
+
+def test_compare_view_shows_every_format(explorer):
+    explorer.format_dropdown.value = "bf16"
+    explorer.value_text.value = "3e38"
+    table = explorer.compare_html.value
+    for name in FORMATS:
+        assert f"<td>{name}" in table
+    bf16 = float(np.array([3e38]).astype(ml_dtypes.bfloat16)[0])
+    assert f"<td>{bf16:.10g}</td>" in table  # BF16 keeps 3e38 (with 3 digits)
+    assert "<td>fp16</td><td>16</td><td>inf</td>" in table
+    explorer.value_text.value = "65520"
+    assert "<td>fp16</td><td>16</td><td>inf</td>" in explorer.compare_html.value
+    assert "<td>bf16</td><td>16</td><td>65536</td>" in explorer.compare_html.value
+
+
+def test_overflow_policy_toggle(explorer):
+    explorer.format_dropdown.value = "fp8_e4m3fn"
+    explorer.value_text.value = "500"
+    assert "nan" in explorer.class_label.value
+    explorer.overflow_toggle.value = "saturate"
+    assert explorer.explanation.stored == 448.0 and "saturate" in explorer.note_label.value
+    explorer.overflow_toggle.value = "standard"
+
+
+def test_format_change_keeps_the_value_and_rebuilds_the_bits(explorer):
+    explorer.format_dropdown.value = "fp16"
+    explorer.value_text.value = "1"
+    explorer.bit_buttons[-1].click()  # now a bit pattern of fp16 ...
+    explorer.format_dropdown.value = "fp32"  # ... carried over as its value
+    assert len(explorer.bit_buttons) == 32 and explorer.explanation.stored == 1.0009765625
+    explorer.format_dropdown.value = "tf32"
+    assert len(explorer.bit_buttons) == 19 and "compute mode" in explorer.fields_label.value
+
+
+def test_codebook_view_uses_the_block_absmax(explorer):
+    explorer.format_dropdown.value = "nf4"
+    explorer.value_text.value = "0.3"
+    assert explorer.absmax_text.layout.display != "none" and explorer.overflow_toggle.layout.display == "none"
+    assert "nf4[11]" in explorer.formula_label.value
+    explorer.absmax_text.value = 2.0
+    assert explorer.explanation.code == 9 and explorer.explanation.stored == float(
+        np.float32(FORMATS["nf4"].levels[9]) * np.float32(2.0)
+    )
+    explorer.bit_buttons[0].click()  # index 9 -> 1: a negative level
+    assert explorer.explanation.code == 1 and explorer.explanation.stored < 0
+    explorer.absmax_text.value = -1.0
+    assert "absmax: -1.0 is not allowed" in explorer.error_label.value
+    explorer.absmax_text.value = 1.0
+    assert explorer.error_label.value == ""
+
+
+def test_picture_is_a_png_redrawn_in_place(explorer):
+    explorer.format_dropdown.value = "fp16"
+    explorer.value_text.value = "1"
+    explorer.flush_pictures()
+    first = explorer.picture.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    explorer.bit_buttons[3].click()
+    assert explorer.picture_throttle.pending  # no event loop here: the redraw waits for a flush
+    explorer.flush_pictures()
+    assert explorer.picture.value != first and not explorer.picture_throttle.pending
+
+
+def test_throttle_coalesces_requests_on_an_event_loop():
+    calls = []
+
+    async def burst():
+        throttle = Throttle(lambda: calls.append(1), interval_s=0.05)
+        for _ in range(10):
+            throttle.request()
+        assert calls == [1]  # the first request runs at once, the other nine wait ...
+        await asyncio.sleep(0.2)
+        assert calls == [1, 1]  # ... and run once, at the end of the interval
+
+    asyncio.run(burst())
