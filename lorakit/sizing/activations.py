@@ -1,0 +1,165 @@
+"""Bytes that autograd saves for the backward pass, written per layer from the architecture.
+
+Each term below is a tensor we saw saved (``torch.autograd.graph.saved_tensors_hooks``) by a transformers
+decoder layer under peft LoRA, deduplicated by storage; parameters are not activations. T = batch x seq.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lorakit.sizing.architecture import Architecture, LinearLayer
+
+FP32 = 4
+INT64 = 8
+
+
+@dataclass(frozen=True)
+class ActivationSetup:
+    """What decides the saved tensors: shapes, dtypes (bytes/element), adapters and kernels."""
+
+    batch_size: int
+    seq_len: int
+    dtype_bytes: int  # activations (compute dtype)
+    adapter_bytes: int  # LoRA weights; a different dtype makes each adapter save its own cast input
+    adapted: frozenset[str]  # suffixes of adapted linear layers in a decoder layer
+    lora_ranks: int  # r
+    attention: str  # "sdpa" or "eager"
+    gradient_checkpointing: bool
+    full_finetune: bool = False
+    lora_dropout: float = 0.0
+    attention_dropout: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        """T = batch x sequence."""
+        return self.batch_size * self.seq_len
+
+
+ROLES = {  # role of each linear layer in a decoder layer, by the end of its name
+    "attn_in": ("q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn"),
+    "attn_out": ("o_proj", "attn.c_proj"),
+    "mlp_in": ("gate_proj", "up_proj", "gate_up_proj", "c_fc"),
+    "mlp_out": ("down_proj", "mlp.c_proj"),
+}
+
+
+def layer_roles(arch: Architecture) -> dict[str, list[LinearLayer]]:
+    """Linear layers of the first decoder layer grouped by role (their shapes repeat in every layer)."""
+    first = [lin for lin in arch.linears if ".0." in lin.name]
+    return {
+        role: [lin for lin in first if any(lin.name.endswith("." + e) for e in ends)]
+        for role, ends in ROLES.items()
+    }
+
+
+def _norm_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """One norm: RMSNorm saves its input upcast to fp32 and 1/rms; LayerNorm its input, mean and rstd."""
+    t, h = s.tokens, arch.hidden_size
+    if arch.model_type == "gpt2":
+        saved = t * h * s.dtype_bytes + 2 * t * FP32
+    else:
+        saved = t * h * FP32 + t * FP32
+    if s.full_finetune:  # the weight's gradient needs the normalized input as well
+        saved += t * h * s.dtype_bytes
+    return saved
+
+
+def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway: bool = False) -> int:
+    """Inputs kept for the gradients of A (and B) of the adapted layers fed by one tensor."""
+    chosen = [lin for lin in lins if lin.suffix in s.adapted]
+    if not chosen:
+        return 0
+    t = s.tokens
+    if s.full_finetune:
+        return t * chosen[0].in_features * s.dtype_bytes
+    lora_b = sum(t * s.lora_ranks * s.adapter_bytes for _ in chosen)
+    if s.lora_dropout > 0:  # each adapter drops out its own copy and keeps a bool mask
+        return lora_b + sum(t * lin.in_features * (s.adapter_bytes + 1) for lin in chosen)
+    if s.adapter_bytes != s.dtype_bytes:  # each adapter casts the input to its own dtype and saves the copy
+        return lora_b + sum(t * lin.in_features * s.adapter_bytes for lin in chosen)
+    shared = 0 if input_saved_anyway else t * chosen[0].in_features * s.dtype_bytes
+    return lora_b + shared  # one input tensor, shared by the adapters it feeds
+
+
+def _attention_bytes(arch: Architecture, s: ActivationSetup, fused_qkv: bool) -> int:
+    """Attention core: SDPA keeps q, k, v, out and the fp32 log-sum-exp; eager keeps the probabilities."""
+    b, n, t = s.batch_size, s.seq_len, s.tokens
+    nh, nkv, d, dt = arch.num_heads, arch.num_kv_heads, arch.head_dim, s.dtype_bytes
+    rope = arch.model_type != "gpt2"
+    q = t * nh * d * dt
+    # v (and k without RoPE) stay views of the projection output, so the whole output storage is kept
+    k_v = t * (nh + 2 * nkv) * d * dt if fused_qkv else 2 * t * nkv * d * dt
+    if fused_qkv and rope:
+        k_v += t * nkv * d * dt  # the rotated k is a new tensor
+    if not rope:
+        q = 0  # GPT-2: q, k, v are all views of c_attn's output
+    if s.attention == "sdpa":
+        return q + k_v + t * nh * d * dt + b * nh * n * FP32
+    # eager: q and the k, v repeated to every query head, then softmax in fp32 (and its cast copy)
+    kv_rep = 2 * t * nh * d * dt if (nkv != nh and rope) else k_v
+    scores = b * nh * n * n
+    probs = scores * FP32 + (scores * dt if dt != FP32 else 0)
+    if getattr(arch, "model_type", "") == "gemma2":
+        probs += scores * dt  # tanh soft-capping keeps its output
+    if s.attention_dropout > 0:
+        probs += scores * (1 + dt)
+    return q + kv_rep + probs
+
+
+def _mlp_bytes(arch: Architecture, s: ActivationSetup, inner: int) -> int:
+    """Gated MLP keeps act(gate)'s input, act's output and up; GPT-2's tanh-GELU keeps four tensors."""
+    per_element = 4 if arch.model_type == "gpt2" else 3
+    return per_element * s.tokens * inner * s.dtype_bytes
+
+
+def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]]:
+    """Saved bytes of one decoder layer, stage by stage in forward order ("op" or "lora" stages)."""
+    roles = layer_roles(arch)
+    fused = any(lin.suffix in ("qkv_proj", "c_attn") for lin in roles["attn_in"])
+    extra_norm = _norm_bytes(arch, s) if arch.model_type == "gemma2" else 0  # Gemma-2 has four norms
+    return [
+        ("op", _norm_bytes(arch, s)),
+        ("lora", _lora_inputs(roles["attn_in"], s)),
+        ("op", _attention_bytes(arch, s, fused)),
+        # SDPA returns its output laid out so that o_proj's input is a view of it, already saved
+        ("lora", _lora_inputs(roles["attn_out"], s, input_saved_anyway=s.attention == "sdpa")),
+        ("op", extra_norm + _norm_bytes(arch, s) + extra_norm),
+        ("lora", _lora_inputs(roles["mlp_in"], s)),
+        ("op", _mlp_bytes(arch, s, roles["mlp_out"][0].in_features)),
+        ("lora", _lora_inputs(roles["mlp_out"], s)),
+        ("op", extra_norm),
+    ]
+
+
+def layer_bytes(arch: Architecture, s: ActivationSetup, input_needs_grad: bool = True) -> int:
+    """Saved bytes of one decoder layer; without grad on its input, ops before the first adapter save nothing."""
+    total, grad_flows = 0, input_needs_grad or s.full_finetune
+    for kind, nbytes in layer_stages(arch, s):
+        if kind == "lora" and nbytes:
+            grad_flows = True
+        if grad_flows:
+            total += nbytes
+    return total
+
+
+def model_activation_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """Saved bytes of the decoder stack and final norm (the logits are counted separately)."""
+    t, h, dt, n_layers = s.tokens, arch.hidden_size, s.dtype_bytes, arch.num_layers
+    rope = 0 if arch.model_type == "gpt2" else 2 * s.seq_len * arch.head_dim * dt  # cos, sin: shared by layers
+    final_norm = _norm_bytes(arch, s)
+    head_input = t * h * dt if (s.full_finetune or arch.output_head and arch.output_head.rsplit(".", 1)[-1]
+                                in s.adapted) else 0
+    if s.gradient_checkpointing:
+        # each layer keeps only its input; backward recomputes one layer at a time
+        return n_layers * t * h * dt + layer_bytes(arch, s) + rope + final_norm + head_input
+    # the embedding is frozen, so the first layer's input carries no gradient
+    first = layer_bytes(arch, s, input_needs_grad=s.full_finetune)
+    return first + (n_layers - 1) * layer_bytes(arch, s) + rope + final_norm + head_input
+
+
+def logits_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """Logits held through backward: the output (compute dtype), fp32 log-probabilities, int64 labels."""
+    t, v = s.tokens, arch.vocab_size
+    softcap = t * v * s.dtype_bytes if arch.model_type == "gemma2" else 0  # tanh keeps its output
+    return t * v * s.dtype_bytes + t * v * FP32 + softcap + t * INT64

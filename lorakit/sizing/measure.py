@@ -1,0 +1,103 @@
+"""Measure what a real training step holds, component by component (the oracle for the planner).
+
+Weights, gradients and optimizer state are summed from the tensors themselves (quantization state
+included, shared storage counted once); activations and logits are the tensors autograd saves for
+backward (``torch.autograd.graph.saved_tensors_hooks``), deduplicated by storage, parameters excluded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _storage_key(t: Any) -> int:
+    return t.untyped_storage().data_ptr()
+
+
+def _unique_bytes(tensors: Any, skip: set[int] | None = None) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (numel x element size when storage is unavailable)."""
+    seen, total = set(skip or ()), 0
+    for t in tensors:
+        key = _storage_key(t)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += t.untyped_storage().nbytes()
+    return total
+
+
+def weight_tensors(model: Any, trainable: bool) -> list[Any]:
+    """Parameters (and, when frozen, bitsandbytes quantization state) of the chosen kind."""
+    import torch
+
+    out = []
+    for p in model.parameters():
+        if p.requires_grad != trainable:
+            continue
+        out.append(p)
+        state = getattr(p, "quant_state", None)  # Params4bit: absmax, codebook, nested state
+        if state is not None:
+            out += [t for t in (state.absmax, state.code, getattr(state, "offset", None)) if torch.is_tensor(t)]
+            if getattr(state, "state2", None) is not None:
+                out += [state.state2.absmax, state.state2.code]
+        scb = getattr(p, "SCB", None)  # Int8Params: one fp32 scale per output row
+        if torch.is_tensor(scb):
+            out.append(scb)
+    return out
+
+
+def measure_training_step(model: Any, input_ids: Any, optimizer: Any) -> dict[str, int]:
+    """Run one forward/backward/step and return bytes per component, as the planner names them."""
+    import torch
+
+    frozen = weight_tensors(model, trainable=False)
+    trainable = weight_tensors(model, trainable=True)
+    param_keys = {_storage_key(t) for t in frozen + trainable}
+    saved: dict[str, list[Any]] = {"activations": [], "logits": []}
+    phase = {"now": "activations"}
+    recompute: dict[int, list[Any]] = {}
+    layers = _decoder_layers(model)
+    current = {"layer": None, "backward": False}
+
+    def pack(t: Any) -> Any:
+        if _storage_key(t) not in param_keys:
+            if current["backward"]:  # a checkpointed layer being recomputed
+                recompute.setdefault(current["layer"], []).append(t)
+            else:
+                saved[phase["now"]].append(t)
+        return t
+
+    handles = [model.get_output_embeddings().register_forward_hook(
+        lambda *_: phase.__setitem__("now", "logits"))]
+    # hooks on a layer's children also fire when backward recomputes a checkpointed layer
+    handles += [child.register_forward_pre_hook(lambda _m, _a, i=i: current.__setitem__("layer", i))
+                for i, layer in enumerate(layers) for child in layer.children()]
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(input_ids=input_ids, labels=input_ids)
+            current["backward"] = True
+            activations = _unique_bytes(saved["activations"])
+            logits = _unique_bytes(saved["logits"] + [out.logits], skip={_storage_key(t) for t in saved["activations"]})
+            out.loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+    optimizer.step()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    states = [v for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v)]
+    return {
+        "weights_bytes": _unique_bytes(frozen),
+        "adapter_bytes": _unique_bytes(trainable),
+        "gradients_bytes": _unique_bytes(grads),
+        "optimizer_bytes": _unique_bytes(states),
+        "activations_bytes": activations + max(map(_unique_bytes, recompute.values()), default=0),
+        "logits_bytes": logits,
+    }
+
+
+def _decoder_layers(model: Any) -> list[Any]:
+    """The repeated decoder blocks (the longest ModuleList in the model)."""
+    import torch
+
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    return list(max(lists, key=len)) if lists else []
