@@ -137,15 +137,21 @@ def test_picture_is_a_png_redrawn_in_place(explorer):
     assert explorer.picture.value != first and not explorer.picture_throttle.pending
 
 
-def test_throttle_coalesces_requests_on_an_event_loop():
+def test_throttle_defers_and_coalesces_requests_on_an_event_loop():
     calls = []
 
-    async def burst():
-        throttle = Throttle(lambda: calls.append(1), interval_s=0.05)
+    async def bursts():
+        throttle = Throttle(lambda: calls.append(1), interval_s=0.1)
         for _ in range(10):
             throttle.request()
-        assert calls == [1]  # the first request runs at once, the other nine wait ...
-        await asyncio.sleep(0.2)
-        assert calls == [1, 1]  # ... and run once, at the end of the interval
+        assert calls == []  # never inside the handler that asked ...
+        await asyncio.sleep(0.02)
+        assert calls == [1]  # ... but right after it, once for the whole burst
+        for _ in range(10):
+            throttle.request()
+        await asyncio.sleep(0.02)
+        assert calls == [1]  # inside the interval: waits ...
+        await asyncio.sleep(0.15)
+        assert calls == [1, 1] and not throttle.pending  # ... then runs once
 
-    asyncio.run(burst())
+    asyncio.run(bursts())

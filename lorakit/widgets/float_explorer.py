@@ -79,6 +79,7 @@ class FloatExplorer(widgets.VBox):
         self.add_class("lorakit-float-explorer")
         self._build_bits()
         self._refresh()
+        self.flush_pictures()  # the first picture is drawn at once, so a saved notebook keeps it as widget state
 
     # ----- handlers: each one records what changed, then funnels into _refresh --------------------------------
     def _on_format_dropdown_change(self, change: dict) -> None:

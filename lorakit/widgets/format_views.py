@@ -82,33 +82,32 @@ class FormatPicture:
 
 
 class Throttle:
-    """Run ``fn`` at most once per ``interval_s``; requests inside the interval collapse into one trailing run.
+    """Run ``fn`` at most once per ``interval_s`` of idle time, never inside the request that asked for it.
 
-    The trailing run is scheduled on the running asyncio loop (a Jupyter kernel has one). Without a loop
-    (plain Python, tests) requests stay pending until ``flush()``.
-    ``paused`` keeps requests pending without running anything (the benchmark uses it to time handlers alone).
+    In a Jupyter kernel a request schedules one run on the running asyncio loop (immediately after the current
+    handler returns, or when the interval since the last run has passed); more requests before it runs add
+    nothing. So a bit click returns after its cheap text updates, and a burst of clicks costs one redraw.
+    Without a loop (plain Python, tests) requests stay pending until ``flush()``. ``paused`` keeps requests
+    pending without scheduling anything (the benchmark uses it to time the handler alone).
     """
 
     def __init__(self, fn: Callable[[], None], interval_s: float = 0.25) -> None:
         self.fn, self.interval_s = fn, interval_s
         self.pending, self.paused = False, False
-        self._last = -math.inf
+        self._last = -math.inf  # when the last run finished (monotonic seconds)
         self._timer: asyncio.TimerHandle | None = None
 
     def request(self) -> None:
-        """Ask for a run: now if the interval has passed, else at its end on the event loop (or at flush())."""
+        """Ask for a run: scheduled on the event loop if there is one, else left for flush()."""
         self.pending = True
         if self.paused or self._timer is not None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # no event loop (plain Python, tests): nobody sees the picture until flush() asks for it
+            return  # no event loop: nobody sees the picture until flush() asks for it
         wait = self.interval_s - (time.monotonic() - self._last)
-        if wait <= 0:
-            self.flush()
-        else:
-            self._timer = loop.call_later(wait, self._fire)
+        self._timer = loop.call_later(max(wait, 0.0), self._fire)
 
     def _fire(self) -> None:
         self._timer = None
@@ -122,5 +121,7 @@ class Throttle:
             self._timer = None
         if self.pending:
             self.pending = False
-            self._last = time.monotonic()
-            self.fn()
+            try:
+                self.fn()
+            finally:
+                self._last = time.monotonic()
