@@ -337,3 +337,16 @@ def copy_notebooks(src_dir: Path, dst_dir: Path) -> list[str]:
         if extra.is_file() and extra.suffix != ".ipynb":
             shutil.copy2(extra, dst_dir / extra.name)
     return names
+
+
+def screenshot(page: Any, locator: Any, path: Path) -> None:
+    """Save a picture of one widget; the window is made tall enough that the notebook does not clip it."""
+    size = page.viewport_size
+    box = locator.bounding_box()
+    # The notebook scrolls inside the page: a widget taller than its panel would be cut off.
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(box["height"]) + 300)})
+    try:
+        locator.scroll_into_view_if_needed()
+        locator.screenshot(path=str(path), animations="disabled")
+    finally:
+        page.set_viewport_size(size)

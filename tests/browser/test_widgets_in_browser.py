@@ -8,10 +8,12 @@ test-artifacts/.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from labdriver import run_notebook, write_notebook
+from labdriver import run_notebook, screenshot, write_notebook
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -29,6 +31,64 @@ def _wait_src_change(page, selector: str, old: str, timeout_s: float) -> str:
         timeout=timeout_s * 1000,
     )
     return _img_src(page, selector)
+
+
+def _wait_src_settled(page, selector: str, old: str, timeout_s: float, quiet_s: float = 1.0) -> str:
+    """Wait for a new picture, then until no newer one has come for ``quiet_s`` (throttled redraws trail)."""
+    src = _wait_src_change(page, selector, old, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        latest = _img_src(page, selector)
+        if latest == src:
+            return src
+        src = latest
+    raise TimeoutError(f"{selector} kept changing for {timeout_s} s")
+
+
+def _fp16_after_flip(value: float, bit: int) -> tuple[str, float]:
+    """Oracle: the hex and value numpy gives when ``bit`` (0 = least significant) of an fp16 is flipped."""
+    code = int(np.array(value, dtype=np.float16).view(np.uint16)) ^ (1 << bit)
+    return f"0x{code:04X}", float(np.array(code, dtype=np.uint16).view(np.float16))
+
+
+def test_float_explorer_bits_and_typed_values_round_trip(lab_server, page, artifacts):
+    cells = ["from lorakit import FloatExplorer\nFloatExplorer(fmt='bf16', value='1')"]
+    write_notebook(lab_server.root / "scratch_float.ipynb", cells)
+    run_notebook(page, lab_server, "scratch_float.ipynb", timeout_s=120)
+    root = page.locator(".lorakit-float-explorer")
+    hex_label, value_label = root.locator(".lorakit-hex"), root.locator(".lorakit-value")
+    expect(hex_label).to_contain_text("0x3F80")  # 1.0 in bf16
+    picture = ".lorakit-float-explorer img.lorakit-picture"
+    first_picture = _wait_src_change(page, picture, "", timeout_s=30)
+    assert root.locator(".lorakit-bit").count() == 16
+
+    root.locator("select").first.select_option("fp16")  # the kernel rebuilds the bits for fp16
+    expect(hex_label).to_contain_text("0x3C00")
+    expect(root.locator(".lorakit-bit")).to_have_count(16)
+
+    want_hex, want_value = _fp16_after_flip(1.0, bit=0)
+    root.locator(".lorakit-bit").last.click()  # the least significant mantissa bit
+    expect(hex_label).to_contain_text(want_hex)
+    expect(value_label).to_contain_text(repr(want_value))  # 1.0009765625, exact
+    _wait_src_settled(page, picture, first_picture, timeout_s=30)  # the picture follows (it is throttled)
+    screenshot(page, root, artifacts / "float_explorer.png")
+
+    value_box = root.get_by_role("textbox", name="value", exact=True)
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.float16(65520))  # the oracle agrees: 65520 rounds up past 65504 to inf
+    value_box.fill("65520")
+    value_box.press("Enter")
+    expect(root.locator(".lorakit-class")).to_contain_text("inf")
+    expect(hex_label).to_contain_text("0x7C00")
+
+    value_box.fill("abc")  # bad input: a visible message, and the widget keeps working
+    value_box.press("Enter")
+    expect(root.locator(".lorakit-error")).to_contain_text("not a number")
+    value_box.fill("2")
+    value_box.press("Enter")
+    expect(hex_label).to_contain_text("0x4000")
+    expect(root.locator(".lorakit-error")).to_have_text("")
 
 
 def test_trainer_panel_start_plot_stop_saves_adapter(lab_server, page, tiny_model_dir, tmp_path, artifacts):
@@ -52,7 +112,7 @@ def test_trainer_panel_start_plot_stop_saves_adapter(lab_server, page, tiny_mode
     first = _wait_src_change(page, plot, "", timeout_s=30)  # the live plot appears ...
     _wait_src_change(page, plot, first, timeout_s=45)  # ... and is redrawn as the run goes on
     assert page.locator(".lorakit-start").is_disabled()
-    root.screenshot(path=str(artifacts / "trainer_panel.png"))
+    screenshot(page, root, artifacts / "trainer_panel.png")
 
     page.locator(".lorakit-stop").click()
     status.filter(has_text=re.compile("adapter saved", re.IGNORECASE)).wait_for(timeout=90_000)
