@@ -64,6 +64,22 @@ def test_bf16_tensor_matches_bitsandbytes_after_its_bf16_output_cast():
     assert torch.equal(torch.from_numpy(ours).to(torch.bfloat16), reference)
 
 
+@pytest.mark.slow
+def test_libraries_disagree_on_e4m3fn_overflow():
+    # ml_dtypes turns values past the rounding boundary into NaN ("standard"); torch's CPU cast saturates.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    edges = [448.0, 464.0, 465.0, 480.0, 1e6, np.inf, -np.inf, -500.0, 0.0, 2.0**-10, 2.0**-9 * 1.5]
+    x = np.concatenate([rng.standard_normal(3000) * np.exp2(rng.uniform(-12, 12, 3000)), edges]).astype(np.float32)
+    theirs = torch.from_numpy(x).to(torch.float8_e4m3fn).view(torch.uint8).numpy()
+    fmt = FORMATS["fp8_e4m3fn"]
+    assert [codec.encode_number(float(v), fmt, "saturate") for v in x] == theirs.tolist()
+    saturated, _ = quantize_array(x, fmt, overflow="saturate")
+    assert np.array_equal(saturated, torch.from_numpy(x).to(torch.float8_e4m3fn).float().numpy())
+    standard, _ = quantize_array(x, fmt)
+    assert np.isnan(standard[-9]) and saturated[-9] == 448.0  # 465: NaN in ml_dtypes, 448 in torch
+
+
 @pytest.mark.parametrize("name", ["bf16", "fp16", "fp8_e4m3fn", "fp8_e5m2", "fp6_e3m2", "fp4_e2m1"])
 def test_float_formats_use_the_ml_dtypes_cast(name):
     fmt = FORMATS[name]

@@ -12,8 +12,9 @@ from .spec import FloatFormat
 
 OVERFLOW_POLICIES = ("standard", "saturate")
 # standard: a value that rounds past the largest finite one becomes inf, or NaN where the format has no inf
-#           (what ml_dtypes and torch casts do; formats with neither, FP6/FP4, saturate);
-# saturate: it becomes +-max (the clamp used by FP8 training recipes).
+#           (what ml_dtypes casts do; formats with neither inf nor NaN, FP6/FP4, saturate);
+# saturate: finite values past max become +-max, and so does inf where the format has no inf (the clamp of
+#           FP8 training recipes; torch 2.13's CPU cast to float8_e4m3fn does exactly this, see the tests).
 
 
 def fields(code: int, fmt: FloatFormat) -> tuple[int, int, int]:
