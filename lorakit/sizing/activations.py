@@ -162,4 +162,4 @@ def logits_bytes(arch: Architecture, s: ActivationSetup) -> int:
     """Logits held through backward: the output (compute dtype), fp32 log-probabilities, int64 labels."""
     t, v = s.tokens, arch.vocab_size
     softcap = t * v * s.dtype_bytes if arch.model_type == "gemma2" else 0  # tanh keeps its output
-    return t * v * s.dtype_bytes + t * v * FP32 + softcap + t * INT64
+    return t * v * s.dtype_bytes + t * v * FP32 + softcap + t * INT64 + FP32  # + the loss's fp32 weight sum

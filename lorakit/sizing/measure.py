@@ -101,3 +101,38 @@ def _decoder_layers(model: Any) -> list[Any]:
 
     lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
     return list(max(lists, key=len)) if lists else []
+
+
+def tiny_model(
+    preset: Any,
+    *,
+    quantization: str = "none",
+    double_quant: bool = True,
+    precision: str = "fp32",
+    attention: str | None = None,
+    **overrides: Any,
+) -> Any:
+    """A randomly initialised small model with a preset's structure, optionally bitsandbytes-quantized."""
+    import tempfile
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+
+    from lorakit.sizing.architecture import shrink_config
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    data = shrink_config(preset, **overrides)
+    if attention is not None:  # else transformers' default for the family (Gemma-2 has no SDPA path)
+        data["attn_implementation"] = attention
+    config = AutoConfig.for_model(data.pop("model_type"), **data)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    if quantization == "none":
+        return model
+    if quantization == "int8":
+        bnb = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quantization,
+                                 bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=dtype)
+    with tempfile.TemporaryDirectory() as tmp:  # bitsandbytes quantizes while loading
+        model.save_pretrained(tmp)
+        return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=dtype)

@@ -213,8 +213,9 @@ def optimizer_bytes(optimizer: str, tensors: Sequence[tuple[int, int]]) -> int:
         return 0
     if optimizer == "adamw":  # torch AdamW: exp_avg, exp_avg_sq in the parameter dtype, an fp32 step
         return sum(2 * n * b + 4 for n, b in tensors)
-    # bitsandbytes 8-bit Adam: uint8 states + fp32 absmax per 256, fp32 below 4096 elements, shared qmaps
-    total = 2 * 256 * 4
+    # bitsandbytes 8-bit Adam: uint8 states + fp32 absmax per 256, fp32 below 4096 elements,
+    # and two shared 256-entry fp32 quantization maps once any tensor is stored in 8 bits
+    total = 2 * 256 * 4 if any(n >= 4096 for n, _ in tensors) else 0
     for n, _ in tensors:
         total += 2 * n + 2 * 4 * -(-n // 256) if n >= 4096 else 2 * n * 4
     return total

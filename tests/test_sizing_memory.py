@@ -1,0 +1,163 @@
+"""The memory planner against the tensors of real tiny training steps on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from lorakit.sizing import GPUS, custom_gpu, estimate_inference_memory, estimate_memory, smallest_fitting_gpu
+from lorakit.sizing.architecture import LinearLayer, shrink_config
+from lorakit.sizing.memory import linear_weight_bytes
+
+torch = pytest.importorskip("torch")
+peft = pytest.importorskip("peft")
+
+from lorakit.sizing.measure import measure_training_step, tiny_model  # noqa: E402
+
+# a Llama-like model small enough for the CPU, big enough that every term shows
+TINY = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, vocab_size=512)
+PRESET = "Llama-3.1-8B"  # GQA: 8 query heads, 2 kv heads once shrunk
+EXACT = ("weights_bytes", "adapter_bytes", "gradients_bytes", "optimizer_bytes")
+
+
+def _run(*, r=8, targets="all-linear", batch=2, seq=64, checkpointing=False, attention="sdpa",
+         quantization="none", precision="fp32", optimizer="adamw"):
+    """Measured and predicted bytes per component of one LoRA training step."""
+    torch.manual_seed(0)
+    model = tiny_model(PRESET, quantization=quantization, precision=precision, attention=attention, **TINY)
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=r, target_modules=targets))
+    if checkpointing:  # reentrant, so the checkpointed inputs pass through saved_tensors_hooks
+        lora.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    lora.train()
+    params = [p for p in lora.parameters() if p.requires_grad]
+    opt = {"adamw": lambda: torch.optim.AdamW(params), "sgd": lambda: torch.optim.SGD(params, lr=0.1)}.get(
+        optimizer, lambda: __import__("bitsandbytes").optim.AdamW8bit(params))()
+    measured = measure_training_step(lora, torch.randint(0, TINY["vocab_size"], (batch, seq)), opt)
+    predicted = estimate_memory(shrink_config(PRESET, **TINY), r=r, target_modules=targets, precision=precision,
+                                quantization=quantization, optimizer=optimizer, batch_size=batch, seq_len=seq,
+                                gradient_checkpointing=checkpointing, attention=attention).as_dict()
+    return measured, predicted
+
+
+def _saved(d):
+    return d["activations_bytes"] + d["logits_bytes"]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("batch, seq", [(1, 64), (2, 128)])
+def test_activations_and_logits_match_saved_tensors(batch, seq, checkpointing, attention):
+    measured, predicted = _run(batch=batch, seq=seq, checkpointing=checkpointing, attention=attention)
+    assert _saved(predicted) == pytest.approx(_saved(measured), rel=0.05)
+    assert predicted["logits_bytes"] == pytest.approx(measured["logits_bytes"], rel=0.01)
+    for key in EXACT:
+        assert predicted[key] == measured[key], key
+
+
+def test_fewer_targets_save_fewer_inputs():
+    measured, predicted = _run(targets=["q_proj", "v_proj"], batch=2, seq=128)
+    assert predicted["activations_bytes"] == pytest.approx(measured["activations_bytes"], rel=0.05)
+    all_linear, _ = _run(batch=2, seq=128)
+    assert measured["activations_bytes"] < all_linear["activations_bytes"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization", ["nf4", "fp4", "int8"])
+def test_quantized_base_weights_are_exact(quantization):
+    measured, predicted = _run(quantization=quantization)
+    for key in EXACT:
+        assert predicted[key] == measured[key], key
+    assert _saved(predicted) == pytest.approx(_saved(measured), rel=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw_8bit"])
+def test_optimizer_state_is_exact(optimizer):
+    measured, predicted = _run(r=32, optimizer=optimizer)  # r x 128 = 4096: large enough for 8-bit state
+    assert predicted["optimizer_bytes"] == measured["optimizer_bytes"]
+
+
+@pytest.mark.slow
+def test_bf16_base_with_fp32_adapters():
+    measured, predicted = _run(precision="bf16")
+    for key in EXACT:
+        assert predicted[key] == measured[key], key
+    assert _saved(predicted) == pytest.approx(_saved(measured), rel=0.05)
+
+
+def test_kv_cache_matches_a_real_cache():
+    model = tiny_model(PRESET, **TINY)
+    with torch.no_grad():
+        out = model(input_ids=torch.zeros(3, 40, dtype=torch.long), use_cache=True)
+    cache = out.past_key_values
+    real = sum(layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
+               for layer in cache.layers)
+    predicted = estimate_inference_memory(shrink_config(PRESET, **TINY), precision="fp32", batch_size=3, seq_len=40)
+    assert predicted["kv_cache_bytes"] == real
+
+
+def test_quantized_storage_bits_per_parameter():
+    big = LinearLayer("w", "Linear", 8192, 8192, False)
+    bits = {(q, dq): 8 * linear_weight_bytes(big, q, dq, 2) / big.weight_params
+            for q, dq in [("nf4", False), ("nf4", True), ("int8", False)]}
+    assert bits[("nf4", False)] == pytest.approx(4 + 32 / 64, abs=1e-3)
+    assert bits[("nf4", True)] == pytest.approx(4 + 8 / 64 + 32 / (64 * 256), abs=1e-3)  # ~4.127
+    assert bits[("int8", False)] == pytest.approx(8, abs=0.01)
+
+
+def test_qlora_keeps_embeddings_and_head_in_16_bit():
+    nf4 = estimate_memory("Llama-3.1-8B", quantization="nf4")
+    head_and_embedding = 2 * 128256 * 4096 * 2  # untied, bf16
+    assert nf4.weights_bytes > head_and_embedding
+    assert nf4.weights_bytes < head_and_embedding + 7e9 * 4.2 / 8
+
+
+def test_full_finetune_costs_16_bytes_per_fp32_parameter_before_activations():
+    e = estimate_memory("SmolLM2-135M", finetune="full", precision="fp32")
+    n = e.trainable_params
+    assert n == 134_515_008
+    per_param = e.adapter_bytes + e.gradients_bytes + e.optimizer_bytes
+    assert per_param == pytest.approx(16 * n, rel=1e-4)  # + one 4-byte step per tensor
+
+
+def test_peak_grows_with_batch_and_shrinks_with_checkpointing():
+    base = estimate_memory("Llama-3.1-8B", batch_size=1, seq_len=1024)
+    assert estimate_memory("Llama-3.1-8B", batch_size=4, seq_len=1024).total_bytes > base.total_bytes
+    ckpt = estimate_memory("Llama-3.1-8B", batch_size=1, seq_len=1024, gradient_checkpointing=True)
+    assert ckpt.activations_bytes < base.activations_bytes / 4
+    assert base.total_bytes == sum(base.components().values())
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(seq_len=-5), "seq_len"),
+        (dict(precision="fp8"), "precision"),
+        (dict(quantization="int3"), "quantization"),
+        (dict(optimizer="adam"), "optimizer"),
+        (dict(attention="flash"), "attention"),
+        (dict(r=0), "r"),
+        (dict(lora_alpha=0), "lora_alpha"),
+        (dict(target_modules=["wq"]), "target_modules"),
+        (dict(finetune="full", quantization="nf4"), "quantization"),
+    ],
+)
+def test_bad_input_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        estimate_memory("SmolLM2-135M", **kwargs)
+
+
+def test_gpu_catalogue_and_verdicts():
+    assert GPUS["T4 16 GB"].supports_bf16 is False
+    assert all(GPUS[n].supports_bf16 for n in ("L4 24 GB", "A100 40 GB", "H100 80 GB", "H200 141 GB"))
+    assert "no native bf16" in GPUS["T4 16 GB"].verdict(1e9, "bf16")
+    assert "no native bf16" not in GPUS["T4 16 GB"].verdict(1e9, "fp16")
+    mine = custom_gpu(12)
+    assert mine.memory_bytes == 12 * 1024**3 and mine.supports_bf16 is None
+    e = estimate_memory("Llama-3.1-8B", quantization="nf4", gradient_checkpointing=True)
+    fitting = {g.name for g in e.fitting_gpus()}
+    assert "H100 80 GB" in fitting
+    assert smallest_fitting_gpu(e.total_bytes, "fp16").memory_bytes == min(
+        GPUS[n].memory_bytes for n in fitting)
+    with pytest.raises(ValueError, match="^memory_gb:"):
+        custom_gpu(0)
