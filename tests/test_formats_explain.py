@@ -141,5 +141,14 @@ def test_int8_record_uses_two_complement_codes():
     assert explain(0.0, "int4").value_class == "zero" and encode(1.0, "int4") == 7
 
 
+def test_numpy_and_ml_dtypes_scalars_are_numbers():
+    assert explain(ml_dtypes.bfloat16(0.1), "fp32").stored == 0.10009765625
+    assert explain(np.float16(2), "fp16").code == 0x4000 and explain(np.int64(3), "fp16").stored == 3.0
+    with pytest.raises(ValueError, match="fp16: a bool is not a number"):
+        explain(True, "fp16")
+    with pytest.raises(ValueError, match="fp16: cannot read a list"):
+        explain([1], "fp16")
+
+
 def test_public_names_are_wired():
     assert lorakit.explain is explain and lorakit.encode is encode and lorakit.decode is decode

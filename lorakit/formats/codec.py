@@ -159,11 +159,10 @@ def neighbours(code: int, fmt: FloatFormat) -> tuple[float | None, float | None,
     sign, _, _ = fields(code, fmt)
     mag_mask = 2 ** (fmt.exponent_bits + fmt.mantissa_bits) - 1
     mag, max_mag = code & mag_mask, join(0, *fmt.max_fields, fmt)
-    lowest = 0 if fmt.has_subnormals else -1  # E8M0 has no zero below its smallest code
     away = float(magnitude_exact(mag + 1, fmt)) if mag < max_mag else (math.inf if fmt.has_inf else None)
     toward = float(magnitude_exact(mag - 1, fmt)) if mag > 0 else None
-    if mag == 0 and lowest == 0:
-        toward = -fmt.min_subnormal if fmt.sign_bits else None
+    if mag == 0 and fmt.has_subnormals and fmt.sign_bits:  # zero: the neighbours are +-min_subnormal
+        toward = -fmt.min_subnormal  # (E8M0's code 0 is its smallest value, with nothing below)
     ulp_hi = magnitude_exact(mag + 1, fmt) if mag < max_mag else magnitude_exact(mag, fmt)
     ulp_lo = magnitude_exact(mag, fmt) if mag < max_mag else magnitude_exact(mag - 1, fmt)
     ulp = float(ulp_hi - ulp_lo)

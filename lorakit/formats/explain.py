@@ -53,10 +53,6 @@ class Explanation:
         return len(self.bits)
 
 
-def _as_format(fmt: str | FloatFormat) -> FloatFormat:
-    return get_format(fmt)
-
-
 def _check_absmax(absmax: float, fmt: FloatFormat) -> np.float32:
     scale = np.float32(absmax)
     if not (math.isfinite(absmax) and absmax > 0 and np.isfinite(scale)):
@@ -66,7 +62,7 @@ def _check_absmax(absmax: float, fmt: FloatFormat) -> np.float32:
 
 def encode(value: object, fmt: str | FloatFormat, overflow: str = "standard", absmax: float = 1.0) -> int:
     """Code that stores ``value`` (number, numeric string or bit pattern) in ``fmt``; block formats use ``absmax``."""
-    fmt = _as_format(fmt)
+    fmt = get_format(fmt)
     parsed = parse(value, fmt)
     if parsed.is_bits:
         return parsed.code
@@ -86,7 +82,7 @@ def _encode_block(parsed: Parsed, fmt: FloatFormat, scale: np.float32) -> int:
 
 def decode(code: int | str, fmt: str | FloatFormat, absmax: float = 1.0) -> float:
     """Value stored by a code (an int or a '0x..'/'0b..' pattern); block formats multiply by ``absmax``."""
-    fmt = _as_format(fmt)
+    fmt = get_format(fmt)
     code = _code_of(code, fmt)
     if fmt.is_float:
         return codec.decode(code, fmt)
@@ -109,7 +105,7 @@ def explain(
     value: object, fmt: str | FloatFormat, overflow: str = "standard", absmax: float = 1.0
 ) -> Explanation:
     """Explain how ``fmt`` stores ``value`` (number, numeric/fraction string, or a hex/binary bit pattern)."""
-    fmt = _as_format(fmt)
+    fmt = get_format(fmt)
     parsed = parse(value, fmt)
     if fmt.is_float:
         return _explain_float(parsed, fmt, overflow)

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
 from .spec import FloatFormat
 
 _SEPARATORS = re.compile(r"[\s_|]")
@@ -44,19 +46,22 @@ def _fail(fmt: FloatFormat, text: str, why: str) -> ValueError:
 
 def parse(value: object, fmt: FloatFormat) -> Parsed:
     """Parse a number, numeric string, fraction string, or a hex/binary bit pattern of ``fmt``."""
-    if isinstance(value, bool):
+    if isinstance(value, str):
+        return _parse_text(value, fmt)
+    if isinstance(value, (bool, np.bool_)):
         raise _fail(fmt, str(value), "a bool is not a number:")
     if isinstance(value, Fraction):
         return Parsed(str(value), value=value)
     if isinstance(value, numbers.Integral):
         return Parsed(str(value), value=Fraction(int(value)))
-    if isinstance(value, numbers.Real):  # float, numpy floats, ml_dtypes scalars
-        number = float(value)
+    if isinstance(value, (numbers.Real, np.generic)):  # floats, numpy and ml_dtypes scalars (bfloat16, float8)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise _fail(fmt, repr(value), f"cannot read a {type(value).__name__}:") from None
         exact = number if (math.isinf(number) or math.isnan(number) or number == 0) else Fraction(number)
         return Parsed(repr(number), value=exact)
-    if not isinstance(value, str):
-        raise _fail(fmt, repr(value), f"cannot read a {type(value).__name__}:")
-    return _parse_text(value, fmt)
+    raise _fail(fmt, repr(value), f"cannot read a {type(value).__name__}:")
 
 
 def _parse_text(text: str, fmt: FloatFormat) -> Parsed:
