@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import ml_dtypes
 import numpy as np
@@ -20,6 +21,15 @@ def explorer():
 
 def _bits(w: FloatExplorer) -> str:
     return "".join(b.description for b in w.bit_buttons)
+
+
+def _table_rows(table_html: str) -> dict[str, list[str]]:
+    """Cells of each row of the compare table, keyed by format name (header row dropped)."""
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table_html)[1:]:
+        cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        rows[cells[0].split(" ")[0]] = cells
+    return rows
 
 
 def test_bits_are_buttons_coloured_by_field(explorer):
@@ -79,14 +89,14 @@ def test_compare_view_shows_every_format(explorer):
     explorer.format_dropdown.value = "bf16"
     explorer.value_text.value = "3e38"
     table = explorer.compare_html.value
-    for name in FORMATS:
-        assert f"<td>{name}" in table
+    rows = _table_rows(table)
+    assert list(rows) == list(FORMATS)
     bf16 = float(np.array([3e38]).astype(ml_dtypes.bfloat16)[0])
-    assert f"<td>{bf16:.10g}</td>" in table  # BF16 keeps 3e38 (with 3 digits)
-    assert "<td>fp16</td><td>16</td><td>inf</td>" in table
+    assert rows["bf16"][1:] == ["16", f"{bf16:.10g}", "4.06e+35", "0.00135", "normal"]  # keeps 3e38, 3 digits
+    assert rows["fp16"][2] == "inf" and rows["fp16"][5] == "inf"
     explorer.value_text.value = "65520"
-    assert "<td>fp16</td><td>16</td><td>inf</td>" in explorer.compare_html.value
-    assert "<td>bf16</td><td>16</td><td>65536</td>" in explorer.compare_html.value
+    rows = _table_rows(explorer.compare_html.value)
+    assert rows["fp16"][2] == "inf" and rows["bf16"][2] == "65536" and rows["fp32"][2] == "65520"
 
 
 def test_overflow_policy_toggle(explorer):

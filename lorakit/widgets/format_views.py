@@ -32,24 +32,22 @@ def number_text(x: float | None, digits: int = 8) -> str:
 
 def compare_table_html(rows: dict[str, Explanation | ValueError], current: str) -> str:
     """HTML table: every format's stored value, error and class for the same input; the current row in bold."""
-    head = "<tr><th>format</th><th>bits</th><th>stored</th><th>abs error</th><th>rel error</th><th>class</th></tr>"
+    cell = '<td style="padding:0 8px;line-height:1.3">'  # notebook CSS pads table cells generously
+    head = "".join(f"{cell.replace('td', 'th', 1)}{h}</th>" for h in ("format", "bits", "stored", "abs error",
+                                                                     "rel error", "class"))  # fmt: skip
     body = []
     for name, e in rows.items():
         style = ' style="font-weight:bold;background:#fdf2e9"' if name == current else ""
         label = name + (" (compute)" if FORMATS[name].compute_only else "")
         if isinstance(e, ValueError):
-            cells = f'<td colspan="4">{html.escape(str(e).split(";")[0])}</td>'
+            cells = f'<td colspan="4" style="padding:0 8px">{html.escape(str(e).split(";")[0])}</td>'
         else:
-            cells = (
-                f"<td>{number_text(e.stored, 10)}</td><td>{number_text(e.abs_error, 3)}</td>"
-                f"<td>{number_text(e.rel_error, 3)}</td><td>{e.value_class}</td>"
-            )
-        body.append(f"<tr{style}><td>{label}</td><td>{FORMATS[name].bits}</td>{cells}</tr>")
+            values = (number_text(e.stored, 10), number_text(e.abs_error, 3), number_text(e.rel_error, 3), e.value_class)
+            cells = "".join(f"{cell}{v}</td>" for v in values)
+        body.append(f"<tr{style}>{cell}{label}</td>{cell}{FORMATS[name].bits}</td>{cells}</tr>")
     return (
-        '<table style="border-collapse:collapse;font-family:monospace;font-size:12px">'
-        + head
-        + "".join(body)
-        + "</table>"
+        '<table class="lorakit-compare-table" style="border-collapse:collapse;font-family:monospace;font-size:12px">'
+        f"<tr>{head}</tr>{''.join(body)}</table>"
     )
 
 
