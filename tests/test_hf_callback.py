@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-from lorakit.widgets.hf_callback import LiveDashboardCallback, memory_record
+from lorakit.widgets.hf_callback import LiveDashboardCallback
 
 
 class TokenDataset(torch.utils.data.Dataset):
@@ -76,7 +76,7 @@ def test_stop_button_stops_the_trainer(tmp_path):
     trainer.train()
     assert trainer.state.global_step == 3  # clicked during step 3: it finishes, then the Trainer stops
     assert callback.dashboard.summary.status == "stopped"
-    assert callback.dashboard.status.value.startswith("Stopped after 3/50 steps")
+    assert callback.dashboard.status.value.startswith("Stopped by the Stop button after 3/50 steps")
     assert callback.stop_button.disabled
 
 
@@ -93,11 +93,3 @@ def test_start_training_runs_in_the_background_and_wait_returns(tmp_path):
     with pytest.raises(RuntimeError, match="trainer.train\\(\\) failed"):
         callback.wait(timeout=60)
     assert callback.dashboard.status.value.startswith("Failed:")
-
-
-def test_memory_record_on_cpu():
-    psutil = pytest.importorskip("psutil")
-    record = memory_record()
-    assert record["rss_bytes"] == pytest.approx(psutil.Process().memory_info().rss, rel=0.05)
-    if not torch.cuda.is_available():
-        assert record["mem_allocated_bytes"] is record["mem_peak_bytes"] is None

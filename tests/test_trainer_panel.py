@@ -44,7 +44,7 @@ class FakeTrain:
         (out / "adapter" / "adapter_config.json").write_text(json.dumps({"r": config.r}))
         stopped = done < self.steps
         summary = TrainSummary(
-            status="stopped" if stopped else "completed", message="stopped by user" if stopped else "",
+            status="stopped" if stopped else "completed", message=f"Stopped by user at step {done}" if stopped else "",
             steps_done=done, total_steps=self.steps, final_loss=1.0 / max(done, 1), output_dir=str(out),
             adapter_dir=str(out / "adapter"), metrics_path=str(out / "metrics.jsonl"),
             preview=[{"prompt": "What is <bf16>?", "before": "no idea", "after": "1/8/7"}],
@@ -88,7 +88,7 @@ def test_stop_mid_run_saves_and_says_so(monkeypatch, tmp_path):
     summary = panel.wait(timeout=30)
     assert summary.status == "stopped" and 0 < summary.steps_done < 10_000
     status = panel.dashboard.status.value
-    assert status.startswith("Stopped after") and "adapter saved" in status.lower()
+    assert status.startswith(f"Stopped by user at step {summary.steps_done}.") and "adapter saved" in status.lower()
 
 
 def test_second_start_while_running_is_refused(monkeypatch, tmp_path):

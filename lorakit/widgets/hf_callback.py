@@ -1,8 +1,8 @@
 """LiveDashboardCallback: lorakit's live plots and a Stop button for an existing transformers ``Trainer``.
 
 It maps the Trainer's events onto a :class:`LiveDashboard` (``logs['loss']``, ``logs['learning_rate']``,
-``logs['eval_loss']``, ``state.global_step``, ``state.max_steps``) and adds memory: torch.cuda's allocated /
-reserved / peak on a GPU, the process RSS on the CPU. Stop sets ``control.should_training_stop`` at the next
+``logs['eval_loss']``, ``state.global_step``, ``state.max_steps``) and adds memory, measured as lorakit's own
+loop measures it: torch.cuda's allocated / reserved / peak on a GPU, the process RSS always. Stop sets ``control.should_training_stop`` at the next
 step end.
 
 A button click reaches the kernel only when the kernel is not busy running a cell, so for a working Stop
@@ -12,7 +12,6 @@ update either way).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any
@@ -21,36 +20,10 @@ import ipywidgets as widgets
 from transformers import TrainerCallback
 
 from lorakit.train.events import TrainSummary
+from lorakit.train.parts import memory_stats
 from lorakit.widgets.live_dashboard import LiveDashboard, in_ipython
 
-__all__ = ["LiveDashboardCallback", "memory_record"]
-
-
-def _rss_bytes() -> int | None:
-    """Resident set size of this process in bytes (Linux /proc, else psutil when installed)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil
-    except ImportError:
-        return None
-    return int(psutil.Process().memory_info().rss)
-
-
-def memory_record() -> dict[str, int | None]:
-    """Memory now, in bytes: GPU allocated / reserved / peak (None without CUDA) and process RSS."""
-    import torch
-
-    record: dict[str, int | None] = {"mem_allocated_bytes": None, "mem_reserved_bytes": None,
-                                     "mem_peak_bytes": None, "rss_bytes": _rss_bytes()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        record.update(mem_allocated_bytes=torch.cuda.memory_allocated(),
-                      mem_reserved_bytes=torch.cuda.memory_reserved(),
-                      mem_peak_bytes=torch.cuda.max_memory_allocated())
-    return record
+__all__ = ["LiveDashboardCallback"]
 
 
 def _precision(args: Any) -> str:
@@ -176,7 +149,7 @@ class LiveDashboardCallback(TrainerCallback):
             "learning_rate": logs.get("learning_rate"), "tokens_per_s": self._tokens_per_s(now, state),
             "tokens_seen": state.num_input_tokens_seen or None, "elapsed_s": elapsed,
             "eta_s": elapsed / state.global_step * steps_left if state.global_step else None,
-            **memory_record(),
+            **memory_stats(args.device.type),
         })
 
     def _tokens_per_s(self, now: float, state) -> float | None:
@@ -191,9 +164,10 @@ class LiveDashboardCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         stopped = self.stop_requested and state.global_step < state.max_steps
         self.stop_button.disabled = True
+        steps = f"{state.global_step}/{state.max_steps} steps"
         self.dashboard.on_train_end(TrainSummary(
             status="stopped" if stopped else "completed",
-            message="stopped by the Stop button" if stopped else "",
+            message=f"Stopped by the Stop button after {steps}" if stopped else "",
             steps_done=state.global_step, total_steps=state.max_steps, final_loss=self._last_loss,
             output_dir=str(args.output_dir), adapter_dir=None, metrics_path="",
             elapsed_s=time.monotonic() - self._start_time,

@@ -53,12 +53,12 @@ def describe_summary(summary: TrainSummary) -> str:
         "oom": "Out of memory",
         "interrupted": "Interrupted",
     }.get(summary.status, summary.status)
-    parts = [f"{headline} after {summary.steps_done}/{summary.total_steps} steps"]
+    text = f"{headline} after {summary.steps_done}/{summary.total_steps} steps"
     if summary.final_loss is not None:
-        parts.append(f"final loss {summary.final_loss:.4f}")
-    text = ", ".join(parts) + "."
-    if summary.message:
-        text += f" {summary.message.rstrip('.')}."
+        text += f", final loss {summary.final_loss:.4f}"
+    if summary.message:  # the loop's own account (advice on out-of-memory, the error, who stopped it)
+        text = summary.message
+    text = text.rstrip(".") + "."
     if _adapter_on_disk(summary.adapter_dir):
         text += f" Adapter saved to {summary.adapter_dir}"
     elif summary.adapter_dir:
@@ -188,6 +188,8 @@ class LiveDashboard(MetricsSink):
         if info.get("trainable_params") and info.get("total_params"):
             share = 100 * info["trainable_params"] / info["total_params"]
             setup += f", {info['trainable_params']:,} of {info['total_params']:,} parameters trainable ({share:.2f} %)"
+        for warning in info.get("warnings") or ():
+            setup += f". Warning: {warning}"
         if not last:
             return f"Running: {setup}." if setup else "Running."
         now = f"step {last.get('step')}"
