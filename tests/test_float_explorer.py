@@ -81,8 +81,11 @@ def test_bad_input_shows_the_message_and_the_widget_keeps_working(explorer):
     assert explorer.error_label.value == "" and explorer.explanation.stored == 2.001953125
     explorer.value_text.value = "0b0101"
     assert "bit string has 4 bits, the format has 16" in explorer.error_label.value
-    explorer.value_text.value = "0x4000"
+    explorer.value_text.value = "0x4000"  # a typed pattern stays as typed; the bits and value follow it
     assert explorer.error_label.value == "" and explorer.explanation.stored == 2.0
+    assert explorer.value_text.value == "0x4000" and _bits(explorer) == "0100000000000000"
+    explorer.format_dropdown.value = "bf16"  # a pattern of another width is carried over as its value
+    assert explorer.value_text.value == "2.0" and explorer.explanation.code == 0x4000
 
 
 def test_compare_view_shows_every_format(explorer):

@@ -17,7 +17,15 @@ import html
 
 import ipywidgets as widgets
 
-from lorakit.formats import FORMATS, OVERFLOW_POLICIES, Explanation, explain, explain_all, get_format
+from lorakit.formats import (
+    FORMATS,
+    OVERFLOW_POLICIES,
+    Explanation,
+    FloatFormat,
+    explain,
+    explain_all,
+    get_format,
+)
 from lorakit.formats.parse import parse
 from lorakit.widgets.format_views import (
     FIELD_COLOURS,
@@ -34,6 +42,13 @@ def _label(css: str) -> widgets.HTML:
     label = widgets.HTML()
     label.add_class(css)
     return label
+
+
+def _is_bit_pattern(text: str, fmt: FloatFormat) -> bool:
+    try:
+        return parse(text, fmt).is_bits
+    except ValueError:
+        return False
 
 
 class FloatExplorer(widgets.VBox):
@@ -83,8 +98,9 @@ class FloatExplorer(widgets.VBox):
 
     # ----- handlers: each one records what changed, then funnels into _refresh --------------------------------
     def _on_format_dropdown_change(self, change: dict) -> None:
-        if self.explanation is not None and self._source.startswith("0x"):
+        if self.explanation is not None and _is_bit_pattern(self._source, get_format(change["old"])):
             self._source = repr(self.explanation.stored)  # a bit pattern means nothing in another width
+            self._set_text(self._source)
         self._build_bits()
         self._refresh()
 
@@ -106,6 +122,7 @@ class FloatExplorer(widgets.VBox):
         code = self.explanation.code ^ (1 << (len(self.bit_buttons) - 1 - position))
         self._source = f"0x{code:X}"
         self._refresh()
+        self._set_text(repr(self.explanation.stored))  # the text box shows the value the bits now make
 
     # ----- the one refresh --------------------------------------------------------------------------------
     def _refresh(self) -> None:
@@ -122,14 +139,12 @@ class FloatExplorer(widgets.VBox):
         self.explanation = e
         self._show_bits(e)
         self._show_details(e)
-        if self._source.startswith("0x"):  # a bit click: show the value it made in the text box
-            self._set_text(number_text(e.stored, 17) if e.value_class != "nan" else "nan")
         self.compare_html.value = compare_table_html(self._compare_rows(e), fmt.name)
         self.picture_throttle.request()
 
     def _compare_rows(self, e: Explanation) -> dict:
         typed = self._source
-        if typed.startswith("0x") or parse(typed, get_format(e.format)).is_bits:
+        if _is_bit_pattern(typed, get_format(e.format)):
             typed = repr(e.stored)  # compare the value the bits make, not the pattern
         return explain_all(typed, overflow=self.overflow_toggle.value, absmax=self.absmax_text.value)
 
