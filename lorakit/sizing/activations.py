@@ -46,11 +46,14 @@ ROLES = {  # role of each linear layer in a decoder layer, by the end of its nam
 
 def layer_roles(arch: Architecture) -> dict[str, list[LinearLayer]]:
     """Linear layers of the first decoder layer grouped by role (their shapes repeat in every layer)."""
-    first = [lin for lin in arch.linears if ".0." in lin.name]
-    return {
-        role: [lin for lin in first if any(lin.name.endswith("." + e) for e in ends)]
-        for role, ends in ROLES.items()
-    }
+    def compute() -> dict[str, list[LinearLayer]]:
+        first = [lin for lin in arch.linears if ".0." in lin.name]
+        return {
+            role: [lin for lin in first if any(lin.name.endswith("." + e) for e in ends)]
+            for role, ends in ROLES.items()
+        }
+
+    return arch.memo("roles", compute)
 
 
 def _norm_bytes(arch: Architecture, s: ActivationSetup) -> int:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,14 @@ class Architecture:
     linears: tuple[LinearLayer, ...]
     other_params: tuple[tuple[str, int], ...]  # (parameter name, elements); tied weights listed once
     output_head: str | None  # module name of the output projection (lm_head), excluded by "all-linear"
+    # results derived from this architecture (target sets, weight bytes), so a widget update stays fast
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key for this architecture, then the stored result."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def total_params(self) -> int:

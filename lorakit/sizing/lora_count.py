@@ -92,6 +92,12 @@ def count_lora_params(
     saved = list(modules_to_save or [])
     adapted = select_targets(arch, target_modules, saved)
     check_rank(r, adapted)
+    key = ("count", r, targets_key(target_modules), lora_bias, tuple(saved), use_dora, quantization)
+    return arch.memo(key, lambda: _count(arch, r, adapted, lora_bias, saved, use_dora, quantization))
+
+
+def _count(arch: Architecture, r: int, adapted: list[LinearLayer], lora_bias: bool, saved: list[str],
+           use_dora: bool, quantization: str) -> LoraCount:
     groups: dict[tuple[str, int, int], list[LinearLayer]] = {}
     for lin in adapted:
         groups.setdefault((lin.suffix, lin.in_features, lin.out_features), []).append(lin)
@@ -134,6 +140,16 @@ def select_targets(
     arch: Architecture, target_modules: str | Sequence[str] | None, modules_to_save: Sequence[str] = ()
 ) -> list[LinearLayer]:
     """The linear layers peft would adapt for ``target_modules`` (list, regex string or "all-linear")."""
+    key = ("targets", targets_key(target_modules), tuple(modules_to_save))
+    return arch.memo(key, lambda: _select(arch, target_modules, modules_to_save))
+
+
+def targets_key(target_modules: Any) -> Any:
+    """A hashable stand-in for target_modules."""
+    return target_modules if isinstance(target_modules, str) or target_modules is None else tuple(target_modules)
+
+
+def _select(arch: Architecture, target_modules: Any, modules_to_save: Sequence[str]) -> list[LinearLayer]:
     if target_modules is None or (not isinstance(target_modules, str) and len(target_modules) == 0):
         raise ValueError(f"target_modules: give a list of names, a regex or 'all-linear'; names here: "
                          f"{', '.join(arch.linear_suffixes)}")

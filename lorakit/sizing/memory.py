@@ -21,6 +21,7 @@ from lorakit.sizing.lora_count import (
     check_rank,
     count_lora_params,
     select_targets,
+    targets_key,
 )
 
 PRECISIONS = ("bf16", "fp16", "fp32")
@@ -128,16 +129,21 @@ def estimate_memory(
     adapted = arch.linears if finetune == "full" else select_targets(arch, target_modules, modules_to_save or ())
     if finetune == "lora":
         check_rank(r, adapted)
-    trainable_tensors = _trainable_tensors(arch, adapted, r, finetune, lora_bias, use_dora, modules_to_save)
+    trainable_tensors = arch.memo(
+        ("tensors", targets_key(target_modules), r, finetune, lora_bias, use_dora, tuple(modules_to_save or ())),
+        lambda: _trainable_tensors(arch, adapted, r, finetune, lora_bias, use_dora, modules_to_save))
     ab = dt if finetune == "full" else int(bytes_per_element(adapter_precision))
     adapter = sum(n * (dt if is_copy else ab) for n, is_copy in trainable_tensors)
     setup = ActivationSetup(
         batch_size=batch_size, seq_len=seq_len, dtype_bytes=dt, adapter_bytes=ab,
-        adapted=frozenset(lin.suffix for lin in adapted), lora_ranks=r, attention=attention,
+        adapted=arch.memo(("suffixes", finetune, targets_key(target_modules), tuple(modules_to_save or ())),
+                          lambda: frozenset(lin.suffix for lin in adapted)),
+        lora_ranks=r, attention=attention,
         gradient_checkpointing=gradient_checkpointing, full_finetune=finetune == "full", lora_dropout=lora_dropout,
     )
     tokens_vocab = batch_size * seq_len * arch.vocab_size
-    weights = 0 if finetune == "full" else base_weight_bytes(arch, quantization, double_quant, dt)
+    weights = 0 if finetune == "full" else arch.memo(
+        ("weights", quantization, double_quant, dt), lambda: base_weight_bytes(arch, quantization, double_quant, dt))
     count = count_lora_params(arch, r=r, target_modules=target_modules, lora_bias=lora_bias,
                               modules_to_save=modules_to_save, use_dora=use_dora) if finetune == "lora" else None
     return MemoryEstimate(

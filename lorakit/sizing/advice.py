@@ -1,0 +1,94 @@
+"""What to change so that a run fits a GPU: the smallest change found by trying the usual levers."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from lorakit.sizing.gpus import GIB, GPU
+from lorakit.sizing.memory import MemoryEstimate, estimate_memory
+
+# levers in the order a person would reach for them; the cost ranks equally small changes
+QUANT_STEPS = {"none": ("none", "int8", "nf4"), "fp4": ("fp4", "nf4"), "int8": ("int8", "nf4"), "nf4": ("nf4",)}
+QUANT_COST = {"none": 0, "fp4": 0, "int8": 2, "nf4": 3}
+
+
+@dataclass(frozen=True)
+class FitAdvice:
+    """The cheapest set of changes that fits, the estimate with them, and a sentence for people."""
+
+    gpu: GPU
+    changes: dict[str, Any]  # setting -> new value; empty when it fits as configured
+    estimate: MemoryEstimate | None  # None when nothing tried fits
+    sentence: str
+
+    @property
+    def fits(self) -> bool:
+        """Whether some tried setting fits."""
+        return self.estimate is not None
+
+
+def _describe(changes: dict[str, Any]) -> str:
+    parts = []
+    if "precision" in changes:
+        parts.append(f"{changes['precision']} (no native bf16)")
+    if "quantization" in changes:
+        parts.append({"int8": "8-bit base", "nf4": "nf4"}.get(changes["quantization"], changes["quantization"]))
+    if changes.get("gradient_checkpointing"):
+        parts.append("gradient checkpointing")
+    if "batch_size" in changes:
+        parts.append(f"batch {changes['batch_size']}")
+    return " + ".join(parts)
+
+
+def _candidates(settings: dict[str, Any], gpu: GPU) -> list[dict[str, Any]]:
+    """Every combination of levers, cheapest first (fewest changes, then mildest)."""
+    quants = QUANT_STEPS.get(settings.get("quantization", "none"), ("none",))
+    ckpts = (False, True) if not settings.get("gradient_checkpointing") else (True,)
+    batch = settings.get("batch_size", 1)
+    batches = [batch]
+    while batches[-1] > 1:
+        batches.append(max(1, batches[-1] // 2))
+    fixed: dict[str, Any] = {}
+    if settings.get("precision", "bf16") == "bf16" and gpu.supports_bf16 is False:
+        fixed["precision"] = "fp16"  # not optional: this GPU has no native bf16
+    options = []
+    for q, ck, b in itertools.product(quants, ckpts, batches):
+        change = dict(fixed)
+        if q != settings.get("quantization", "none"):
+            change["quantization"] = q
+        if ck != bool(settings.get("gradient_checkpointing")):
+            change["gradient_checkpointing"] = ck
+        if b != batch:
+            change["batch_size"] = b
+        cost = (len(change), QUANT_COST[q] + (1 if ck else 0) + batches.index(b) * 1.5)
+        options.append((cost, change))
+    return [c for _, c in sorted(options, key=lambda item: item[0])]
+
+
+def suggest_fit(model_or_config: Any, gpu: GPU, **settings: Any) -> FitAdvice:
+    """The smallest change of quantization, checkpointing, batch (and fp16 on pre-Ampere) that fits ``gpu``."""
+    if settings.get("finetune", "lora") == "full":
+        settings = dict(settings, finetune="lora")  # the levers below are LoRA/QLoRA levers
+    for change in _candidates(settings, gpu):
+        trial = dict(settings, **change)
+        if trial.get("quantization", "none") != "none" and trial.get("finetune") == "full":
+            continue
+        estimate = estimate_memory(model_or_config, **trial)
+        if gpu.fits(estimate.total_bytes):
+            return FitAdvice(gpu, change, estimate, _sentence(gpu, change, estimate))
+    worst = estimate_memory(model_or_config, **dict(settings, quantization="nf4", gradient_checkpointing=True,
+                                                    batch_size=1))
+    text = (f"Nothing tried fits a {gpu.name}: even nf4 + gradient checkpointing + batch 1 needs "
+            f"{worst.total_bytes / GIB:.1f} GiB of {gpu.memory_gib:.1f}; use a larger GPU, a shorter sequence "
+            f"or a smaller model.")
+    return FitAdvice(gpu, {}, None, text)
+
+
+def _sentence(gpu: GPU, change: dict[str, Any], estimate: MemoryEstimate) -> str:
+    free = (gpu.memory_bytes - estimate.total_bytes) / GIB
+    peak = estimate.total_bytes / GIB
+    if not change:
+        return f"Fits a {gpu.name} as configured: peak {peak:.1f} GiB, {free:.1f} GiB to spare."
+    return f"{_describe(change)} fits a {gpu.name}: peak {peak:.1f} GiB, {free:.1f} GiB to spare."
