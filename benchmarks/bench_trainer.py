@@ -1,0 +1,244 @@
+"""Comparisons 1-3: the lorakit loop against transformers.Trainer + peft, packing against padding, and the
+LiveDashboard's overhead and device syncs.
+
+Both sides train the same random-initialised Llama-shaped model (saved once to a temp folder with a
+one-word-one-token tokenizer), with LoRA r=8 on all linear layers, dropout 0, the same learning rate,
+schedule, warm-up, batch, fused AdamW, gradient clipping at 1.0 and seed. The Trainer sees the examples in
+the order lorakit's seeded shuffle gives them (sequential sampler over that order), and both seed torch
+right before loading, so the LoRA initialisation and the batches match and the loss curves should agree.
+
+Throughput is measured alike on both sides, from wall-clock marks at the end of steps (lorakit: a sink's
+on_log, logging every step or every few; Trainer: a callback's on_step_end): tokens between the first and
+the last mark over the seconds between them. Loading, the first step (warm-up) and saving are excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hf_baseline as hb  # noqa: E402
+from common import Row, Target, interleave, table_lines  # noqa: E402
+from sync_counter import SyncCounter  # noqa: E402
+
+TINY = hb.Shape(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                intermediate_size=128, vocab_size=512, max_position_embeddings=1024)
+_MODEL_DIRS: dict[hb.Shape, Path] = {}
+
+
+def model_dir(shape: hb.Shape) -> Path:
+    """The saved random model for `shape`, built once per process."""
+    if shape not in _MODEL_DIRS:
+        _MODEL_DIRS[shape] = hb.build_model_dir(shape)
+    return _MODEL_DIRS[shape]
+
+
+class _Clock:
+    """A MetricsSink that marks (time, tokens_seen) and the loss at every log record."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[float, int]] = []
+        self.losses: dict[int, float] = {}
+
+    def on_train_start(self, info: dict) -> None:
+        pass
+
+    def on_log(self, record: dict) -> None:
+        self.marks.append((time.perf_counter(), int(record["tokens_seen"])))
+        self.losses[int(record["step"])] = float(record["loss"])
+
+    def on_eval(self, record: dict) -> None:
+        pass
+
+    def on_train_end(self, summary) -> None:
+        pass
+
+
+def lorakit_config(path: Path, texts: list[str], s: hb.RunSettings, packing: bool, out: str):
+    """The TrainConfig that mirrors `s` (no eval split: every example trains, as on the Trainer side)."""
+    from lorakit.train import TrainConfig
+
+    four_bit = s.quantization in ("nf4", "fp4")
+    return TrainConfig(
+        model=str(path), dataset=texts, precision=s.precision, quantization=s.quantization,
+        bnb_4bit_use_double_quant=four_bit, r=s.r, lora_alpha=s.lora_alpha, lora_dropout=0.0,
+        target_modules="all-linear", learning_rate=s.learning_rate, lr_scheduler_type=s.lr_scheduler_type,
+        warmup_steps=s.warmup_steps, max_steps=s.steps, batch_size=s.batch_size, max_seq_length=s.max_seq_length,
+        packing=packing, gradient_checkpointing=s.gradient_checkpointing, logging_steps=s.logging_steps,
+        seed=s.seed, output_dir=out, eval_split=0.0, max_grad_norm=s.max_grad_norm, weight_decay=s.weight_decay,
+    )
+
+
+def lorakit_train(path: Path, texts: list[str], s: hb.RunSettings, packing: bool = False,
+                  sinks: tuple = ()) -> hb.RunResult:
+    """One lorakit run; throughput from the clock sink's marks (first log record to last)."""
+    import torch
+
+    from lorakit.train import train
+
+    out = tempfile.mkdtemp(prefix="lorakit-bench-lk-")
+    clock = _Clock()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    try:
+        summary = train(lorakit_config(path, texts, s, packing, out), sinks=(clock, *sinks))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    wall = time.perf_counter() - t0
+    if summary.status != "completed":
+        raise RuntimeError(f"lorakit run ended {summary.status}: {summary.message}")
+    tps, secs, toks = hb.window_throughput(clock.marks)
+    extra = {"wall_s": wall, "summary_tokens_per_s": summary.tokens_per_s, **hb._cuda_memory()}
+    return hb.RunResult(tps, clock.losses, secs, toks, extra)
+
+
+def lorakit_order(n_rows: int, s: hb.RunSettings) -> list[int]:
+    """Row indices in the order lorakit's loop visits them in epoch 0 (its seeded shuffle)."""
+    from lorakit.train.data import Batches
+
+    rows = [{"input_ids": [0], "labels": [0]}] * n_rows
+    return [i for batch in Batches(rows, s.batch_size, s.seed, "pad", 0).order(0) for i in batch]
+
+
+def fixed_data(shape: hb.Shape, s: hb.RunSettings) -> tuple[list[str], list[list[int]]]:
+    """Texts for lorakit (length-1 words + the EOS it appends = max_seq_length tokens) and the Trainer's ids
+    in lorakit's visiting order."""
+    n = s.steps * s.batch_size
+    ids = hb.fixed_length_ids(n, s.max_seq_length - 1, shape.vocab_size, seed=s.seed)
+    texts = [hb.ids_to_text(x) for x in ids]
+    return texts, [ids[i] + [2] for i in lorakit_order(n, s)]
+
+
+def variable_data(shape: hb.Shape, n: int, max_len: int, seed: int) -> tuple[list[str], list[list[int]]]:
+    """Log-normal lengths (median 128, clipped at max_len, EOS included) as texts and as Trainer ids."""
+    lengths = hb.lognormal_lengths(n, median=128, max_len=max_len, seed=seed)
+    ids = hb.variable_length_ids([k - 1 for k in lengths], shape.vocab_size, seed=seed)
+    return [hb.ids_to_text(x) for x in ids], [x + [2] for x in ids]
+
+
+def _sizes(quick: bool) -> tuple[hb.Shape, hb.RunSettings]:
+    if quick:
+        return TINY, hb.RunSettings(steps=4, batch_size=2, max_seq_length=32, warmup_steps=1)
+    return hb.Shape(), hb.RunSettings(steps=12, batch_size=4, max_seq_length=256, warmup_steps=2)
+
+
+def _warm_up(path: Path, texts: list[str], hf_ids: list[list[int]], s: hb.RunSettings, packing: bool = False) -> None:
+    """One short untimed run of each side: first-call costs (imports, kernels, allocator) hit neither."""
+    short = replace(s, steps=2, logging_steps=1)
+    lorakit_train(path, texts, short, packing=packing)
+    hb.hf_train(path, hf_ids, short, padding=packing)
+
+
+def run_fixed(quick: bool = False, repeats: int = 5) -> list[Row]:
+    """Comparison 1: tokens/s at fixed length and the largest loss-curve difference."""
+    shape, s = _sizes(quick)
+    s = replace(s, logging_steps=1)
+    path = model_dir(shape)
+    texts, hf_ids = fixed_data(shape, s)
+    _warm_up(path, texts, hf_ids, s)
+    res = interleave({"lk": lambda: lorakit_train(path, texts, s), "hf": lambda: hb.hf_train(path, hf_ids, s)},
+                     repeats)
+    diffs = [max(abs(a.losses[k] - b.losses[k]) for k in b.losses) for a, b in zip(res["lk"], res["hf"], strict=True)]
+    setting = (f"hidden {shape.hidden_size}, {shape.num_hidden_layers} layers, vocab {shape.vocab_size}, "
+               f"seq {s.max_seq_length}, batch {s.batch_size}, {s.steps} steps (timed: steps 2-{s.steps})")
+    bench = "1 trainer, fixed length"
+    return [
+        Row(bench, "tokens/s", "tok/s", [r.tokens_per_s for r in res["lk"]], [r.tokens_per_s for r in res["hf"]],
+            "Trainer+peft", Target(">=", 1.10), setting).finish(),
+        Row(bench, "max abs loss difference", "nats", diffs, target=Target("<=", 1e-3, on="lorakit"),
+            note=f"{len(res['hf'][0].losses)} logged steps per run; ≈ 0 expected (same init, data order, seed)",
+            higher_is_better=False).finish(),
+    ]
+
+
+def run_packing(quick: bool = False, repeats: int = 5) -> list[Row]:
+    """Comparison 2: non-padding tokens/s, lorakit packing vs Trainer with dynamic per-batch padding."""
+    shape, s = _sizes(quick)
+    max_len = 128 if quick else 1024
+    s = replace(s, max_seq_length=max_len, batch_size=2, steps=4 if quick else 8, logging_steps=1)
+    path = model_dir(shape)
+    texts, hf_ids = variable_data(shape, 40 if quick else 400, max_len, s.seed)
+    _warm_up(path, texts, hf_ids, s, packing=True)
+    res = interleave({"lk": lambda: lorakit_train(path, texts, s, packing=True),
+                      "hf": lambda: hb.hf_train(path, hf_ids, s, padding=True)}, repeats)
+    used = hf_ids[: s.steps * s.batch_size]
+    batches = [used[i : i + s.batch_size] for i in range(0, len(used), s.batch_size)]
+    padded = sum(len(b) * max(map(len, b)) for b in batches)
+    real = sum(map(len, used))
+    note = (f"log-normal lengths (median 128, max {max_len}); batch {s.batch_size} rows of ≤ {max_len}, {s.steps} "
+            f"steps; lorakit packs rows of {max_len} (no padding); the Trainer pads each batch to its longest "
+            f"(DataCollatorForLanguageModeling), {1 - real / padded:.0%} of its tokens are padding")
+    return [Row("2 packing vs padding", "non-padding tokens/s", "tok/s", [r.tokens_per_s for r in res["lk"]],
+                [r.tokens_per_s for r in res["hf"]], "Trainer, padded", Target(">=", 1.5), note).finish()]
+
+
+def _dashboard():
+    from lorakit.widgets.live_dashboard import LiveDashboard
+
+    return LiveDashboard()
+
+
+def count_syncs(path: Path, texts: list[str], hf_ids: list[list[int]], s: hb.RunSettings) -> tuple:
+    """(lorakit with a LiveDashboard, Trainer) SyncReports for one run each, and lorakit's own HOST_READS."""
+    from lorakit.train import loop
+
+    before = dict(loop.HOST_READS)
+    with SyncCounter() as lk:
+        lorakit_train(path, texts, s, sinks=(lk, _dashboard()))
+    reads = {k: v - before.get(k, 0) for k, v in loop.HOST_READS.items()}
+    with SyncCounter() as hf:
+        hb.hf_train(path, hf_ids, s, callbacks=(hf.hf_callback(),))
+    return lk.report(), hf.report(), reads
+
+
+def run_dashboard(quick: bool = False, repeats: int = 5) -> list[Row]:
+    """Comparison 3: tokens/s with LiveDashboard vs without, and device syncs on non-logging steps."""
+    shape, s = _sizes(quick)
+    s = replace(s, logging_steps=2)
+    path = model_dir(shape)
+    texts, hf_ids = fixed_data(shape, s)
+    lorakit_train(path, texts, replace(s, steps=2, logging_steps=1), sinks=(_dashboard(),))  # warm-up
+    res = interleave({"with": lambda: lorakit_train(path, texts, s, sinks=(_dashboard(),)),
+                      "without": lambda: lorakit_train(path, texts, s)}, repeats)
+    count_s = replace(s, steps=8 if not quick else 4, logging_steps=4 if not quick else 2)
+    lk, hf, reads = count_syncs(path, texts, fixed_data(shape, count_s)[1], count_s)
+    top = ", ".join(f"{w} ×{n}" for w, n in lk.where.most_common(4)) or "none"
+    bench = "3 dashboard"
+    return [
+        Row(bench, "tokens/s with LiveDashboard", "tok/s", [r.tokens_per_s for r in res["with"]],
+            [r.tokens_per_s for r in res["without"]], "no dashboard", Target(">=", 0.97),
+            f"overhead = 1 − ratio; logging every {s.logging_steps} steps, headless widget (no front end)").finish(),
+        Row(bench, "whole train() wall time with LiveDashboard", "s", [r.extra["wall_s"] for r in res["with"]],
+            [r.extra["wall_s"] for r in res["without"]], "no dashboard",
+            note="includes loading, the first and final redraws, saving", higher_is_better=False).finish(),
+        Row(bench, "syncs per non-logging step (max)", "reads", [lk.max_non_logging], [hf.max_non_logging],
+            "Trainer+peft", Target("<=", 0, on="lorakit"),
+            f"Python-level reads (.item/.tolist/.cpu/.numpy/float/int/bool) per step, {count_s.steps} steps, "
+            f"logging every {count_s.logging_steps}; lorakit call sites: {top}; lorakit HOST_READS: {reads}",
+            higher_is_better=False).finish(),
+        Row(bench, "syncs per logging step (mean)", "reads", [lk.mean_logging], [hf.mean_logging], "Trainer+peft",
+            higher_is_better=False).finish(),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", default="fixed,packing,dashboard")
+    args = parser.parse_args()
+    rows = []
+    for name in args.only.split(","):
+        rows += globals()[f"run_{name}"](quick=args.quick, repeats=args.repeats)
+    print("\n".join(table_lines(rows)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Smoke tests of benchmarks/: each benchmark runs at tiny sizes and yields well-formed, finite rows.
+
+No timing is asserted here (timings belong in benchmarks/results/); what is asserted is the harness's
+arithmetic, the sync counter's step attribution, and facts that make a comparison fair (identical losses).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH_DIR))
+
+import common  # noqa: E402
+from common import Row, Target  # noqa: E402
+
+STATUSES = {"pass", "short", "info", "skipped", "error"}
+
+
+def assert_rows_ok(rows: list[Row]) -> None:
+    """Every row has a name, finite measurements, a consistent ratio and a known status."""
+    assert rows
+    for r in rows:
+        assert r.status in STATUSES and r.status != "error", (r.benchmark, r.metric, r.note)
+        if r.status == "skipped":
+            continue
+        assert r.benchmark and r.metric
+        assert r.values and all(math.isfinite(v) for v in r.values), (r.metric, r.values)
+        assert all(math.isfinite(v) for v in r.base_values), (r.metric, r.base_values)
+        if r.base_values:
+            assert math.isfinite(r.ratio) and r.lo <= r.ratio <= r.hi
+        json.dumps(r.to_dict())
+    lines = common.table_lines(rows)
+    assert all(line.count("|") == len(common.HEADER) + 1 for line in lines if line.startswith("|"))
+
+
+# --------------------------------------------------------------------------- harness arithmetic
+
+
+def test_interleave_runs_rounds_in_order():
+    calls = []
+    out = common.interleave({"a": lambda: calls.append("a") or 1, "b": lambda: calls.append("b") or 2}, 3)
+    assert calls == ["a", "b"] * 3
+    assert out == {"a": [1, 1, 1], "b": [2, 2, 2]}
+    with pytest.raises(ValueError, match="repeats"):
+        common.interleave({"a": lambda: 0}, 0)
+
+
+def test_row_ratio_is_median_of_paired_ratios_and_status_follows_target():
+    row = Row("b", "m", "u", [2.0, 3.0, 10.0], [1.0, 2.0, 4.0], "base", Target(">=", 1.6)).finish()
+    assert row.lorakit == 3.0 and row.base == 2.0
+    assert row.ratio == pytest.approx(2.0) and (row.lo, row.hi) == (1.5, 2.5)
+    assert row.status == "pass"
+    short = Row("b", "m", "u", [1.0], target=Target("<=", 0.5, on="lorakit")).finish()
+    assert short.status == "short" and math.isnan(short.ratio)
+    assert Row("b", "m", "u", [1.0]).finish().status == "info"
+    assert Target("~=", 1.0, tol=0.01).met(1.005) and not Target("~=", 1.0, tol=0.01).met(1.02)
+    with pytest.raises(ValueError, match="op"):
+        Target("==", 1.0)
+
+
+def test_write_results_saves_markdown_and_json(tmp_path):
+    info = common.machine_info()
+    assert info["cpu_cores"] >= 1 and info["versions"]["torch"]
+    rows = [Row("b", "m", "u", [1.0, 2.0], [1.0, 1.0], "base", Target(">=", 1.1)).finish()]
+    md = common.write_results(rows, info, tmp_path)
+    assert md.name == f"{info['utc'][:10]}-{common.host_kind(info)}.md"
+    assert "| b | m [u] |" in md.read_text()
+    data = json.loads(md.with_suffix(".json").read_text())
+    assert data["rows"][0]["ratio"] == 1.5 and data["machine"]["cpu_model"]
+
+
+# --------------------------------------------------------------------------- sync counter
+
+
+def test_sync_counter_attributes_reads_to_steps():
+    import torch
+    from sync_counter import SyncCounter
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([w], lr=0.1)
+    with SyncCounter() as counter:
+        counter.on_train_start({})
+        for step in range(1, 7):
+            loss = (w * w).sum()
+            loss.backward()
+            if step == 2:
+                bool(loss > 0)  # a stray read on a non-logging step
+            opt.step()
+            opt.zero_grad()
+            if step % 3 == 0:
+                loss.item()  # the logging read, after the optimizer step, before on_log
+                counter.on_log({"step": step})
+    report = counter.report()
+    assert report.per_step == {1: 0, 2: 1, 3: 1, 4: 0, 5: 0, 6: 1}
+    assert report.logging_steps == [3, 6] and report.max_non_logging == 1 and report.mean_logging == 1
+    assert "__bool__" not in vars(torch.Tensor) and float(torch.tensor(2.0)) == 2.0  # wrappers removed
+
+
+# --------------------------------------------------------------------------- benchmarks, tiny
+
+
+@pytest.mark.slow
+def test_quantization_benchmark_matches_bitsandbytes():
+    import bench_quantization
+
+    rows = bench_quantization.run(quick=True)
+    assert_rows_ok(rows)
+    same_codec = [r for r in rows if r.target is not None]
+    assert len(same_codec) == 9 and all(r.status == "pass" for r in same_codec)
+
+
+@pytest.mark.slow
+def test_trainer_fixed_length_smoke_and_identical_losses():
+    import bench_trainer
+
+    rows = bench_trainer.run_fixed(quick=True, repeats=1)
+    assert_rows_ok(rows)
+    loss_row = next(r for r in rows if "loss" in r.metric)
+    assert loss_row.lorakit <= 1e-4  # same init, data order and seed on both sides: a fair comparison
+
+
+@pytest.mark.slow
+def test_packing_smoke():
+    import bench_trainer
+
+    assert_rows_ok(bench_trainer.run_packing(quick=True, repeats=1))
+
+
+@pytest.mark.slow
+def test_dashboard_and_sync_smoke():
+    import bench_trainer
+
+    rows = bench_trainer.run_dashboard(quick=True, repeats=1)
+    assert_rows_ok(rows)
+    syncs = next(r for r in rows if r.metric.startswith("syncs per non-logging"))
+    assert syncs.lorakit >= 0 and syncs.base >= 0
+
+
+def test_latency_rows_apply_the_target_to_handler_time_only():
+    import bench_adapters
+
+    rows = bench_adapters._latency_rows("w", {"click_median_ms": 3.0, "click_with_draw_median_ms": 90.0,
+                                               "target_ms": 20.0, "clicks": 5}, 20.0)
+    assert [(r.metric, r.status) for r in rows] == [("click_median", "pass"), ("click_with_draw_median", "info")]
+
+
+@pytest.mark.slow
+def test_widget_latency_smoke():
+    import bench_adapters
+
+    assert_rows_ok(bench_adapters.widget_rows(quick=True))
+
+
+@pytest.mark.slow
+def test_planner_adapter_smoke():
+    import bench_adapters
+
+    assert_rows_ok(bench_adapters.planner_rows(quick=True))
+
+
+@pytest.mark.slow
+def test_embedded_load_cached_smoke():
+    import bench_embedded_load
+
+    rows = bench_embedded_load.run(quick=True, repeats=1)
+    assert_rows_ok(rows)
+
+
+def test_run_command_writes_results(tmp_path, capsys):
+    import run
+
+    assert run.main(["--quick", "--repeats", "1", "--only", "quantization", "--out", str(tmp_path)]) == 0
+    assert "6 quantization error" in capsys.readouterr().out
+    saved = list(tmp_path.glob("*.json"))
+    assert len(saved) == 1 and json.loads(saved[0].read_text())["machine"]["loadavg_end"] is not None
+    with pytest.raises(SystemExit):
+        run.parse_args(["--only", "nonsense"])
