@@ -40,6 +40,7 @@ CHROMIUM_ARGS = [
 # told apart by its first line of 75 dashes. The saved notebook is checked too (see saved_errors).
 STDERR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 TRACEBACK_START = re.compile(r"^-{75}\n")
+WIDGET_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.widget-view+json"]'
 KERNEL_DIALOG = ".jp-Dialog"
 # Settings that keep JupyterLab quiet and deterministic: no news toast over the page, and every cell
 # attached to the DOM (the default windowing skips off-screen cells, which hides their prompts).
@@ -262,6 +263,16 @@ def error_texts(page: Any) -> list[str]:
     return [text.strip() for text in texts if TRACEBACK_START.match(text)]
 
 
+def widget_problems(page: Any) -> list[str]:
+    """Widget outputs that did not render (ipywidgets shows "Error displaying widget" or nothing at all)."""
+    problems = []
+    for index, output in enumerate(page.locator(WIDGET_OUTPUT).all()):
+        text = output.inner_text()
+        if "Error displaying widget" in text or output.locator(".jupyter-widgets").count() == 0:
+            problems.append(f"widget output {index}: {text.strip()[:200] or 'empty'}")
+    return problems
+
+
 def saved_errors(page: Any, server: LabServer, nb_path: str, timeout_s: float = 30) -> list[str]:
     """Save the notebook from the page and list what is wrong in the file the front end wrote.
 
@@ -324,7 +335,7 @@ def run_notebook(page: Any, server: LabServer, nb_path: str, timeout_s: float, a
     open_notebook(page, server, nb_path, app=app)
     run_all_cells(page)
     wait_all_cells_done(page, server, nb_path, timeout_s)
-    problems = saved_errors(page, server, nb_path)
+    problems = widget_problems(page) + saved_errors(page, server, nb_path)
     assert not problems, f"{nb_path}: " + "; ".join(problems)
 
 
@@ -350,3 +361,31 @@ def screenshot(page: Any, locator: Any, path: Path) -> None:
         locator.screenshot(path=str(path), animations="disabled")
     finally:
         page.set_viewport_size(size)
+
+
+def img_src(page: Any, selector: str) -> str:
+    """The src of the first image matching ``selector`` ("" when it has none yet)."""
+    return page.locator(selector).get_attribute("src") or ""
+
+
+def wait_src_change(page: Any, selector: str, old: str, timeout_s: float) -> str:
+    """Wait until an image widget shows a new picture (ipywidgets gives every new value a new blob URL)."""
+    page.wait_for_function(
+        "([sel, old]) => { const img = document.querySelector(sel); return img && img.src && img.src !== old; }",
+        arg=[selector, old],
+        timeout=timeout_s * 1000,
+    )
+    return img_src(page, selector)
+
+
+def wait_src_settled(page: Any, selector: str, old: str, timeout_s: float, quiet_s: float = 1.0) -> str:
+    """Wait for a new picture, then until no newer one has come for ``quiet_s`` (throttled redraws trail)."""
+    src = wait_src_change(page, selector, old, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        latest = img_src(page, selector)
+        if latest == src:
+            return src
+        src = latest
+    raise TimeoutError(f"{selector} kept changing for {timeout_s} s")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from labdriver import run_notebook
+from labdriver import img_src, run_notebook, screenshot, wait_src_settled
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -18,3 +20,22 @@ TIMEOUT_S = {"03_finetune.ipynb": 900, "04_precision_and_quantization_lab.ipynb"
 def test_notebook_runs_in_jupyterlab(lab_server, page, name):
     run_notebook(page, lab_server, name, timeout_s=TIMEOUT_S.get(name, 300))
     assert page.locator(".jp-Notebook .jp-CodeCell").count() > 0
+
+
+def test_number_formats_notebook_widgets_work_in_notebook7(lab_server, page, artifacts):
+    name = "01_number_formats.ipynb"
+    if name not in NOTEBOOKS:
+        pytest.fail(f"notebooks/{name} is missing")
+    run_notebook(page, lab_server, name, timeout_s=300, app="notebook")
+    assert "/notebooks/" in page.url and page.locator("#jp-NotebookPanel, .jp-NotebookPanel").count() > 0
+    explorer = page.locator(".lorakit-float-explorer")
+    expect(explorer).to_have_count(1)
+    picture = ".lorakit-float-explorer img.lorakit-picture"
+    before = img_src(page, picture)
+    expect(explorer.locator(".lorakit-class")).to_contain_text("inf")  # the notebook opens it on fp16 65520
+    expect(explorer.locator(".lorakit-hex")).to_contain_text("0x7C00")
+    explorer.locator(".lorakit-bit").nth(1).click()  # clear the top exponent bit: 0x7C00 -> 0x3C00 = 1.0
+    expect(explorer.locator(".lorakit-hex")).to_contain_text("0x3C00")
+    expect(explorer.locator(".lorakit-value")).to_contain_text(re.compile(r"stored\s+1\s"))
+    wait_src_settled(page, picture, before, timeout_s=30)  # the picture follows the click
+    screenshot(page, explorer, artifacts / "notebook7_float_explorer.png")
