@@ -46,6 +46,10 @@ def test_overflow_to_inf_and_both_e4m3_policies():
     assert np.isnan(np.array([500.0]).astype(ml_dtypes.float8_e4m3fn).astype(float)[0])
     tie = explain(464, "fp8_e4m3fn")  # halfway to 480, which would be the NaN code: ties to even
     assert tie.stored == 448.0 and not tie.overflowed
+    assert tie.note == "tie: exactly halfway between 448.0 and 480.0; rounded to the even one"
+    assert explain(1 + 2**-8, "bf16").note.startswith("tie: exactly halfway between 1.0 and 1.0078125")
+    assert explain(1 + 3 * 2**-8, "bf16").note.startswith("tie: exactly halfway between 1.015625 and 1.0078125")
+    assert explain("0.1", "bf16").note == ""
 
 
 def test_bf16_keeps_3e38_but_loses_digits():
@@ -137,7 +141,9 @@ def test_nf4_record_level_and_absmax():
 def test_int8_record_uses_two_complement_codes():
     e = explain(-0.5, "int8")
     assert e.code == 0xC0 and e.stored == float(np.float32(-64 / 127)) and e.sign == 1
-    assert e.formula == "absmax × q/127 = 1.0 × \u221264.0/127 = " + repr(e.stored).replace("-", "\u2212")
+    assert e.formula == "absmax × q/127 = 1.0 × \u221264/127 = " + repr(e.stored).replace("-", "\u2212")
+    unused = explain("0x80", "int8")  # -128: a code the symmetric quantizer never produces
+    assert unused.next_up == float(np.float32(-127 / 127)) and unused.next_down is None
     assert explain(0.0, "int4").value_class == "zero" and encode(1.0, "int4") == 7
 
 

@@ -174,8 +174,29 @@ def _explain_float(parsed: Parsed, fmt: FloatFormat, overflow: str) -> Explanati
         mantissa=mant if fmt.mantissa_bits else None, level_index=None, absmax=None,
         formula=_float_formula(cls, sign, biased, mant, fmt, stored), overflow=overflow,
         overflowed=overflowed, flushed_to_zero=flushed,
-        note=_float_note(cls, fmt, overflow, overflowed, flushed, rel_err),
+        note=_float_note(cls, fmt, overflow, overflowed, flushed, rel_err)
+        or _tie_note(parsed, exact, up, down, ulp),
     )  # fmt: skip
+
+
+def _tie_note(
+    parsed: Parsed, exact: Fraction | None, up: float | None, down: float | None, ulp: float | None
+) -> str:
+    """'tie: ...' when the input lay exactly halfway between the stored value and its neighbour."""
+    if parsed.is_bits or exact is None or not isinstance(parsed.value, Fraction) or ulp is None:
+        return ""
+    offset = parsed.value - exact
+    if offset == 0:
+        return ""
+    partner = up if offset > 0 else down
+    if partner is not None and math.isfinite(partner):
+        other = Fraction(partner)
+    else:  # past the largest finite value the other candidate is one more step, which the format cannot hold
+        other = exact + (Fraction(ulp) if offset > 0 else -Fraction(ulp))
+    if 2 * abs(offset) != abs(other - exact):
+        return ""
+    between = f"{_fmt_num(float(exact))} and {_fmt_num(float(other))}"
+    return f"tie: exactly halfway between {between}; rounded to the even one"
 
 
 def _float_formula(cls: str, sign: int, biased: int, mant: int, fmt: FloatFormat, stored: float) -> str:
@@ -221,9 +242,9 @@ def _explain_block(parsed: Parsed, fmt: FloatFormat, scale: np.float32, overflow
     stored32 = values[code]
     stored = float(stored32)
     usable = np.unique(np.delete(values, 2 ** (fmt.bits - 1)) if fmt.kind == "int" else values)
-    pos = int(np.searchsorted(usable, stored32))
-    down = float(usable[pos - 1]) if pos > 0 else None
-    up = float(usable[pos + 1]) if pos + 1 < usable.size else None
+    below, above = np.searchsorted(usable, stored32, "left"), np.searchsorted(usable, stored32, "right")
+    down = float(usable[below - 1]) if below > 0 else None
+    up = float(usable[above]) if above < usable.size else None
     gaps = [abs(n - stored) for n in (down, up) if n is not None and abs(n) > abs(stored)]
     ulp = min(gaps) if gaps else abs(stored - (down if up is None else up))
     abs_err, rel_err = _errors(Fraction(stored), parsed)
@@ -247,7 +268,7 @@ def _block_formula(code: int, fmt: FloatFormat, scale: float, stored: float) -> 
     if fmt.kind == "int":
         qmax = 2 ** (fmt.bits - 1) - 1
         q = code - 2**fmt.bits if code > qmax else code
-        return f"absmax × q/{qmax} = {_fmt_num(scale)} × {_fmt_num(float(q))}/{qmax} = {_fmt_num(stored)}"
+        return f"absmax × q/{qmax} = {_fmt_num(scale)} × {str(q).replace('-', MINUS)}/{qmax} = {_fmt_num(stored)}"
     return f"absmax × {fmt.name}[{code}] = {_fmt_num(scale)} × {_fmt_num(level)} = {_fmt_num(stored)}"
 
 
