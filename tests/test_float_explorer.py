@@ -168,3 +168,21 @@ def test_throttle_defers_and_coalesces_requests_on_an_event_loop():
         assert calls == [1, 1] and not throttle.pending  # ... then runs once
 
     asyncio.run(bursts())
+
+
+def test_drawing_functions_draw_the_data_they_are_given():
+    from lorakit.viz.formats import RangeRow, draw_codebook, draw_number_line, draw_range_chart, make_figure
+
+    fig, (top, bottom) = make_figure()
+    draw_number_line(top, [0.5, 1.0, 1.5], stored=1.0, input_value=1.1, title="t")
+    stored_line = [c for c in top.collections if c.get_label().startswith("stored")]
+    assert len(stored_line) == 1 and stored_line[0].get_segments()[0][0][0] == 1.0
+    assert [t.get_text() for t in top.get_xticklabels()] == ["0.5", "1", "1.5"]
+    rows = [RangeRow("fp16", 2.0**-24, 2.0**-14, 65504.0, 3.31), RangeRow("nf4", 0.08, 0.08, 1.0, 0.9, True)]
+    draw_range_chart(bottom, rows, highlight="fp16", value=100.0)
+    assert bottom.get_xscale() == "log" and len(bottom.collections) == 2 * len(rows)
+    assert [t.get_text() for t in bottom.get_yticklabels()] == ["fp16", "nf4 (×absmax)"]
+    levels = [float(v) * 2 for v in FORMATS["nf4"].levels]
+    draw_codebook(top, levels, chosen=9, value=0.3, absmax=2.0)
+    chosen = [c for c in top.collections if c.get_label().startswith("level 9")]
+    assert len(chosen) == 1 and chosen[0].get_segments()[0][0][0] == levels[9]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lorakit
-from lorakit.formats import FORMATS, decode, encode, explain
+from lorakit.formats import FORMATS, decode, encode, explain, explain_all, values_around
 from lorakit.formats.parse import parse
 
 
@@ -158,3 +158,23 @@ def test_numpy_and_ml_dtypes_scalars_are_numbers():
 
 def test_public_names_are_wired():
     assert lorakit.explain is explain and lorakit.encode is encode and lorakit.decode is decode
+
+
+def test_values_around_are_the_nearest_representable_values():
+    one = np.float16(1.0)
+    expected = [one]
+    for _ in range(3):
+        expected = [np.nextafter(expected[0], np.float16(-np.inf)), *expected, np.nextafter(expected[-1], np.float16(np.inf))]
+    assert values_around(explain(1, "fp16"), 3) == [float(v) for v in expected]
+    assert values_around(explain(65504, "fp16"), 2) == [65440.0, 65472.0, 65504.0]  # nothing finite above max
+    assert values_around(explain("inf", "fp16")) == []
+    assert values_around(explain(0.0, "fp8_e4m3fn"), 1) == [-(2.0**-9), 0.0, 2.0**-9]
+    nf4 = values_around(explain(0.3, "nf4", absmax=2.0), 1)
+    assert nf4 == [float(np.float32(v) * np.float32(2.0)) for v in FORMATS["nf4"].levels[8:11]]
+
+
+def test_explain_all_maps_unrepresentable_inputs_to_their_error():
+    rows = explain_all("nan", ["fp16", "fp4_e2m1", "nf4"])
+    assert rows["fp16"].value_class == "nan"
+    assert isinstance(rows["fp4_e2m1"], ValueError) and isinstance(rows["nf4"], ValueError)
+    assert list(explain_all("1")) == list(FORMATS)
