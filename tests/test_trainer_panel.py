@@ -198,3 +198,40 @@ def test_kernel_output_keeps_a_static_png_of_the_final_plots(monkeypatch, tmp_pa
     assert "image/png" in first[1].data  # the placeholder, filled by the end-of-run update
     assert second[-1].text.strip() == "completed"
     assert widget_mime in third[0].data and "image/png" in third[1].data
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A random-initialised two-layer Llama with the embedded model's tokenizer, saved as an HF folder."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from lorakit.train.embedded import embedded_tokenizer_dir
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir())
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_real_run_stopped_from_the_panel_keeps_its_adapter(tiny_model_dir, tmp_path):
+    """The real loop on a tiny model: Stop after the first logged step; the adapter is on disk and loadable."""
+    from peft import PeftConfig
+
+    data = [{"prompt": f"What is {a} plus {a}?", "completion": f"{2 * a}"} for a in range(40)]
+    panel = TrainerPanel(model=str(tiny_model_dir), dataset=data, max_steps=10_000, batch_size=2,
+                         max_seq_length=64, logging_steps=1, output_dir=str(tmp_path / "run"))
+    assert panel.start()
+    deadline = time.monotonic() + 120
+    while not panel.dashboard.history and time.monotonic() < deadline:
+        time.sleep(0.05)
+    panel.stop_button.click()
+    summary = panel.wait(timeout=120)
+    assert summary.status == "stopped" and 1 <= summary.steps_done < 10_000
+    assert "adapter saved" in panel.dashboard.status.value.lower()
+    assert PeftConfig.from_pretrained(summary.adapter_dir).r == 8
+    assert panel.dashboard.info["total_steps"] == 10_000
+    assert panel.dashboard.history[0]["step"] == 1 and panel.dashboard.history[0]["loss"] > 0
