@@ -40,8 +40,12 @@ def _require_browser() -> None:
 
 
 @pytest.fixture(scope="session")
-def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    """A JupyterLab server on 127.0.0.1 (no token) over a temporary root with copies of notebooks/."""
+def lab_server(tmp_path_factory: pytest.TempPathFactory, lorakit_cache_dir: Path) -> Iterator[LabServer]:
+    """A JupyterLab server on 127.0.0.1 (no token) over a temporary root with copies of notebooks/.
+
+    Depends on ``lorakit_cache_dir`` (tests/conftest.py) so that its kernels share the suite's converted
+    embedded model instead of converting it again under the home directory.
+    """
     _require_browser()
     base = tmp_path_factory.mktemp("jupyter")
     root = base / "root"
