@@ -27,7 +27,10 @@ def test_every_section_was_parsed():
     ("run1", "run2"),
     [
         ("<Tensor at 0x7f3a2c1b9e50>", "<Tensor at 0x7f11aa00beef>"),
-        ('{"model_id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}', '{"model_id": "aaaaaaaabbbbbbbbccccccccdddddddd"}'),
+        (
+            '{"model_id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}',
+            '{"model_id": "aaaaaaaabbbbbbbbccccccccdddddddd"}',
+        ),
         ("saved to runs/2026-11-28_01-02-03/adapter", "saved to runs/2026-11-29_23-59-59/adapter"),
         ("adapter in /tmp/pytest-of-root/pytest-3/run0", "adapter in /tmp/tmpab12cd/run0"),
         ("412 tokens/s", "1,234.5 tokens/s"),
