@@ -135,4 +135,5 @@ def tiny_model(
                                  bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=dtype)
     with tempfile.TemporaryDirectory() as tmp:  # bitsandbytes quantizes while loading
         model.save_pretrained(tmp)
-        return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=dtype)
+        extra = {"attn_implementation": attention} if attention is not None else {}  # not saved in config.json
+        return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=dtype, **extra)

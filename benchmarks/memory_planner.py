@@ -1,0 +1,180 @@
+"""Memory planner vs measurement: predicted bytes per component against real tiny LoRA training steps.
+
+For every grid point (batch, sequence, r, base quantization none/int8/nf4, gradient checkpointing,
+attention kernel) a tiny Llama-shaped model takes one AdamW step on the CPU; lorakit.sizing.measure sums
+the tensors it holds (weights with their quantization state, adapters, gradients, optimizer state) and the
+bytes autograd saves for backward (activations, logits), and ``estimate_memory`` predicts each from the
+config alone. Errors are (predicted - measured) / measured in percent. Target: median |error| <= 5 %,
+max <= 10 % on the total. With a CUDA GPU, the total (less the runtime allowance) is also compared with
+``torch.cuda.max_memory_allocated`` over the second step of a real run.
+
+    python benchmarks/memory_planner.py            # the full grid, 96 points (~2 minutes on 2 CPU cores)
+    python benchmarks/memory_planner.py --quick    # 8 points
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+from typing import Any
+
+PRESET = "Llama-3.1-8B"  # shrunk: same structure (GQA 4:1, untied head), small dimensions
+TINY = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, vocab_size=512)
+COMPONENTS = ("weights", "adapter", "gradients", "optimizer", "activations", "logits")
+
+
+def grid(quick: bool) -> list[dict[str, Any]]:
+    """Grid points as estimate_memory keyword arguments."""
+    if quick:
+        points = [(1, 64, 8, "none", False, "sdpa"), (2, 128, 8, "none", True, "sdpa"),
+                  (2, 64, 16, "int8", False, "sdpa"), (1, 128, 16, "nf4", True, "sdpa"),
+                  (2, 128, 8, "nf4", False, "eager"), (1, 64, 32, "none", True, "eager"),
+                  (4, 32, 8, "int8", True, "sdpa"), (2, 96, 4, "none", False, "sdpa")]
+    else:
+        points = list(itertools.product((1, 2), (64, 128), (8, 32), ("none", "int8", "nf4"), (False, True),
+                                        ("sdpa", "eager")))
+    keys = ("batch_size", "seq_len", "r", "quantization", "gradient_checkpointing", "attention")
+    return [dict(zip(keys, p, strict=True)) for p in points]
+
+
+def _model(point: dict[str, Any], device: str = "cpu") -> Any:
+    import peft
+
+    from lorakit.sizing.measure import tiny_model
+
+    model = tiny_model(PRESET, quantization=point["quantization"], attention=point["attention"], **TINY)
+    if device != "cpu" and point["quantization"] == "none":
+        model = model.to(device)
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=point["r"], target_modules="all-linear"))
+    if point["gradient_checkpointing"]:  # reentrant: the kept layer inputs pass through saved-tensor hooks
+        lora.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    return lora.train()
+
+
+def _predict(point: dict[str, Any], runtime_overhead_bytes: int = 0) -> Any:
+    from lorakit.sizing import estimate_memory
+    from lorakit.sizing.architecture import shrink_config
+
+    return estimate_memory(shrink_config(PRESET, **TINY), precision="fp32", optimizer="adamw",
+                           double_quant=True, runtime_overhead_bytes=runtime_overhead_bytes, **point)
+
+
+def _error_pct(predicted: float, measured: float) -> float:
+    if measured == 0:
+        return 0.0 if predicted == 0 else float("inf")
+    return 100.0 * (predicted - measured) / measured
+
+
+def measure_point(point: dict[str, Any]) -> dict[str, Any]:
+    """One CPU training step: measured and predicted bytes per component, and the errors."""
+    import torch
+
+    from lorakit.sizing.measure import measure_training_step
+
+    torch.manual_seed(0)
+    model = _model(point)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    batch = torch.randint(0, TINY["vocab_size"], (point["batch_size"], point["seq_len"]))
+    measured = measure_training_step(model, batch, optimizer)
+    predicted = _predict(point).as_dict()
+    record: dict[str, Any] = dict(point)
+    for comp in COMPONENTS:
+        key = f"{comp}_bytes"
+        record[f"measured_{key}"], record[f"predicted_{key}"] = measured[key], predicted[key]
+        record[f"{comp}_error_pct"] = _error_pct(predicted[key], measured[key])
+    total_measured = sum(measured[f"{c}_bytes"] for c in COMPONENTS)
+    total_predicted = sum(predicted[f"{c}_bytes"] for c in COMPONENTS)
+    record["measured_total_bytes"], record["predicted_total_bytes"] = total_measured, total_predicted
+    record["total_error_pct"] = _error_pct(total_predicted, total_measured)
+    return record
+
+
+def cuda_point(point: dict[str, Any]) -> dict[str, Any]:
+    """Peak allocated bytes of the second step of a real CUDA run vs the planner's total (no runtime allowance)."""
+    import torch
+
+    model = _model(point, device="cuda") if point["quantization"] == "none" else _quantized_on_cuda(point)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    batch = torch.randint(0, TINY["vocab_size"], (point["batch_size"], point["seq_len"]), device="cuda")
+    for step in range(2):  # the second step runs with the optimizer state in place, like every later step
+        if step == 1:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    predicted = _predict(point).total_bytes
+    del model, optimizer
+    torch.cuda.empty_cache()
+    return dict(point, cuda_peak_bytes=peak, predicted_total_bytes=predicted,
+                cuda_total_error_pct=_error_pct(predicted, peak))
+
+
+def _quantized_on_cuda(point: dict[str, Any]) -> Any:
+    """bitsandbytes quantizes while loading: build on CPU, save, reload onto the GPU."""
+    import tempfile
+
+    import peft
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from lorakit.sizing.measure import tiny_model
+
+    base = tiny_model(PRESET, attention=point["attention"], **TINY)
+    q = point["quantization"]
+    bnb = BitsAndBytesConfig(load_in_8bit=True) if q == "int8" else BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=q, bnb_4bit_use_double_quant=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        base.save_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, device_map={"": 0},
+                                                     attn_implementation=point["attention"])
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=point["r"], target_modules="all-linear"))
+    if point["gradient_checkpointing"]:
+        lora.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    return lora.train()
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """Every grid point measured on the CPU (and on CUDA when there is a GPU): one record each."""
+    import torch
+
+    records = [measure_point(p) for p in grid(quick)]
+    if torch.cuda.is_available():
+        for record, extra in zip(records, [cuda_point(p) for p in grid(quick)], strict=True):
+            record.update(cuda_peak_bytes=extra["cuda_peak_bytes"],
+                          cuda_total_error_pct=extra["cuda_total_error_pct"])
+    return records
+
+
+def summary(records: list[dict[str, Any]]) -> list[str]:
+    """Table lines: one row per point (error % per component and total), then median and max |error|."""
+    cols = [*COMPONENTS, "total"] + (["cuda_total"] if "cuda_total_error_pct" in records[0] else [])
+    head = f"{'batch':>5} {'seq':>4} {'r':>3} {'quant':>5} {'ckpt':>5} {'attn':>5} | " + " ".join(
+        f"{c[:11]:>11}" for c in cols)
+    lines = ["error % = (predicted - measured) / measured", head, "-" * len(head)]
+    for rec in records:
+        lines.append(f"{rec['batch_size']:>5} {rec['seq_len']:>4} {rec['r']:>3} {rec['quantization']:>5} "
+                     f"{rec['gradient_checkpointing']!s:>5} {rec['attention']:>5} | "
+                     + " ".join(f"{rec[f'{c}_error_pct']:>+11.2f}" for c in cols))
+    lines.append("-" * len(head))
+    for name, fn in (("median |err|", statistics.median), ("max |err|", max)):
+        stats = " ".join(f"{fn(abs(r[f'{c}_error_pct']) for r in records):>11.2f}" for c in cols)
+        lines.append(f"{name:>34} | {stats}")
+    total = [abs(r["total_error_pct"]) for r in records]
+    verdict = "meets" if statistics.median(total) <= 5 and max(total) <= 10 else "MISSES"
+    lines.append(f"total: median {statistics.median(total):.2f} %, max {max(total):.2f} % -> {verdict} "
+                 f"the target (median <= 5 %, max <= 10 %) over {len(records)} points")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="8 grid points instead of 96")
+    args = parser.parse_args()
+    print("\n".join(summary(run(args.quick))))
+
+
+if __name__ == "__main__":
+    main()
