@@ -63,6 +63,38 @@ def test_float_explorer_bits_and_typed_values_round_trip(lab_server, page, artif
     expect(root.locator(".lorakit-error")).to_have_text("")
 
 
+# SmolLM2-135M (published config): hidden 576, MLP 1536, 30 layers, 9 query heads and 3 KV heads of 64.
+# LoRA on every linear layer but the head adds r * (d_in + d_out) per matrix.
+SMOLLM2_135M_LINEARS = [(576, 576), (576, 192), (576, 192), (576, 576), (576, 1536), (576, 1536), (1536, 576)]
+SMOLLM2_LORA_PER_RANK = 30 * sum(d_in + d_out for d_in, d_out in SMOLLM2_135M_LINEARS)
+
+
+def _trainable(text: str) -> int:
+    return int(re.search(r"trainable ([\d,]+)", text).group(1).replace(",", ""))
+
+
+def test_lora_calculator_r_changes_trainable_count(lab_server, page, artifacts):
+    cells = ["from lorakit import LoraCalculator\nLoraCalculator(model='SmolLM2-135M', r=8)"]
+    write_notebook(lab_server.root / "scratch_lora.ipynb", cells)
+    run_notebook(page, lab_server, "scratch_lora.ipynb", timeout_s=120)
+    root = page.locator(".lorakit-lora-calculator")
+    trainable = root.locator(".lorakit-trainable")
+    expect(trainable).to_contain_text(f"trainable {8 * SMOLLM2_LORA_PER_RANK:,}")
+
+    slider = root.locator(".lorakit-r")
+    track = slider.locator(".slider-container")
+    box = track.bounding_box()
+    page.mouse.click(box["x"] + 0.25 * box["width"], box["y"] + box["height"] / 2)  # about r = 64
+    # Wait for the kernel's answer, not the readout (the readout changes before the kernel has the value).
+    expect(trainable).not_to_contain_text(f"trainable {8 * SMOLLM2_LORA_PER_RANK:,}", timeout=30_000)
+    r = int(slider.locator(".widget-readout").inner_text())
+    assert 8 < r < 256
+    expect(trainable).to_contain_text(f"trainable {r * SMOLLM2_LORA_PER_RANK:,}")
+    expect(trainable).to_contain_text(f"r={r}")
+    expect(root.locator(".lorakit-error")).to_have_text("")
+    screenshot(page, root, artifacts / "lora_calculator.png")
+
+
 def test_trainer_panel_start_plot_stop_saves_adapter(lab_server, page, tiny_model_dir, tmp_path, artifacts):
     run_dir = tmp_path / "run"
     # Far more steps than the test waits for: Stop, not the step budget, must end this run.
