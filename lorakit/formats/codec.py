@@ -113,7 +113,7 @@ def round_magnitude(a: Fraction, fmt: FloatFormat) -> tuple[int, int, bool]:
 
 
 def encode_number(value: Fraction | float, fmt: FloatFormat, overflow: str = "standard") -> int:
-    """Code of a number (Fraction, or float incl. -0.0, inf, nan) rounded to nearest even, with an overflow policy."""
+    """Code of a number (Fraction, or float incl. -0.0, inf, nan): round to nearest even + overflow policy."""
     if overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"overflow: {overflow!r} is not a policy; allowed: {', '.join(OVERFLOW_POLICIES)}")
     negative = value < 0 or (isinstance(value, float) and math.copysign(1.0, value) < 0)

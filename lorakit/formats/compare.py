@@ -15,7 +15,7 @@ from .spec import FloatFormat
 def explain_all(
     value: object, names: Iterable[str] | None = None, overflow: str = "standard", absmax: float = 1.0
 ) -> dict[str, Explanation | ValueError]:
-    """explain(value) in each format (default: all of FORMATS); a format that cannot take it maps to the ValueError."""
+    """explain(value) in each format (default: all of FORMATS); a format that rejecting it maps to its ValueError."""
     out: dict[str, Explanation | ValueError] = {}
     for name in FORMATS if names is None else names:
         try:

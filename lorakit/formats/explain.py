@@ -61,7 +61,7 @@ def _check_absmax(absmax: float, fmt: FloatFormat) -> np.float32:
 
 
 def encode(value: object, fmt: str | FloatFormat, overflow: str = "standard", absmax: float = 1.0) -> int:
-    """Code that stores ``value`` (number, numeric string or bit pattern) in ``fmt``; block formats use ``absmax``."""
+    """Code storing ``value`` (number, numeric string or bit pattern) in ``fmt``; block formats use ``absmax``."""
     fmt = get_format(fmt)
     parsed = parse(value, fmt)
     if parsed.is_bits:

@@ -13,8 +13,10 @@ import numpy as np
 from .spec import FloatFormat
 
 _SEPARATORS = re.compile(r"[\s_|]")
-_SPECIALS = {"inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
-             "-inf": -math.inf, "-infinity": -math.inf, "nan": math.nan, "+nan": math.nan, "-nan": math.nan}  # fmt: skip
+_SPECIALS = {
+    "inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
+    "-inf": -math.inf, "-infinity": -math.inf, "nan": math.nan, "+nan": math.nan, "-nan": math.nan,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from lorakit.viz.formats import (
     make_figure,
 )
 
-FIELD_COLOURS = {"sign": "#f4b6b6", "exponent": "#a9cce3", "mantissa": "#b7e1a1", "index": "#f9d29d", "integer": "#d7bde2"}
+FIELD_COLOURS = {
+    "sign": "#f4b6b6", "exponent": "#a9cce3", "mantissa": "#b7e1a1", "index": "#f9d29d", "integer": "#d7bde2",
+}  # fmt: skip
 
 
 def number_text(x: float | None, digits: int = 8) -> str:
@@ -42,7 +44,8 @@ def compare_table_html(rows: dict[str, Explanation | ValueError], current: str) 
         if isinstance(e, ValueError):
             cells = f'<td colspan="4" style="padding:0 8px">{html.escape(str(e).split(";")[0])}</td>'
         else:
-            values = (number_text(e.stored, 10), number_text(e.abs_error, 3), number_text(e.rel_error, 3), e.value_class)
+            errors = (number_text(e.abs_error, 3), number_text(e.rel_error, 3))
+            values = (number_text(e.stored, 10), *errors, e.value_class)
             cells = "".join(f"{cell}{v}</td>" for v in values)
         body.append(f"<tr{style}>{cell}{label}</td>{cell}{FORMATS[name].bits}</td>{cells}</tr>")
     return (
