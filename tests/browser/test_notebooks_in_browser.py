@@ -13,13 +13,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NOTEBOOKS = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 # Seconds for a whole run on 2 CPU cores; the training notebooks train on the CPU for minutes.
+WIDGET_ROOTS = ("lorakit-float-explorer", "lorakit-lora-calculator", "lorakit-trainer-panel")
 TIMEOUT_S = {"03_finetune.ipynb": 900, "04_precision_and_quantization_lab.ipynb": 900}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_in_jupyterlab(lab_server, page, name):
+def test_notebook_runs_in_jupyterlab(lab_server, page, name, artifacts):
     run_notebook(page, lab_server, name, timeout_s=TIMEOUT_S.get(name, 300))
     assert page.locator(".jp-Notebook .jp-CodeCell").count() > 0
+    for css in WIDGET_ROOTS:  # a picture of each lorakit widget as the notebook left it
+        for index, widget in enumerate(page.locator(f".{css}").all()):
+            screenshot(page, widget, artifacts / f"{Path(name).stem}-{css}-{index}.png")
 
 
 def test_number_formats_notebook_widgets_work_in_notebook7(lab_server, page, artifacts):
