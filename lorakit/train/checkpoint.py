@@ -51,23 +51,33 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
+def _flatten(prefix: str, value: Any, tensors: dict, scalars: dict) -> None:
+    if torch.is_tensor(value):
+        tensors[prefix] = value.detach().cpu().contiguous()
+    elif isinstance(value, dict):  # bitsandbytes nests its quantization state
+        for key, item in value.items():
+            _flatten(f"{prefix}/{key}", item, tensors, scalars)
+    else:
+        scalars[prefix] = value
+
+
 def _split_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """Optimizer state -> (tensors for safetensors, the rest for JSON). Keys are 'param_id.name'."""
-    tensors, scalars = {}, {}
+    """Optimizer state -> (tensors for safetensors, the rest for JSON), keyed 'param_id/name[/name...]'."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
     for pid, entries in state["state"].items():
-        for key, value in entries.items():
-            if torch.is_tensor(value):
-                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{key}"] = value
+        _flatten(str(pid), entries, tensors, scalars)
     return tensors, {"scalars": scalars, "param_groups": state["param_groups"]}
 
 
 def _join_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     state: dict[int, dict] = {}
     for flat, value in [*tensors.items(), *meta["scalars"].items()]:
-        pid, key = flat.split(".", 1)
-        state.setdefault(int(pid), {})[key] = value
+        pid, *path = flat.split("/")
+        node = state.setdefault(int(pid), {})
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
     return {"state": state, "param_groups": meta["param_groups"]}
 
 

@@ -30,12 +30,15 @@ def _check_choice(name: str, value: Any, allowed: tuple) -> None:
         raise ValueError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
 
 
-def _check_range(name: str, value: Any, low: float, high: float | None = None, kind: type = int) -> None:
+def _check_range(
+    name: str, value: Any, low: float, high: float | None = None, kind: type | tuple = int
+) -> None:
     ok = isinstance(value, kind) and not isinstance(value, bool) and value >= low
     ok = ok and (high is None or value <= high)
     if not ok:
         upper = f" and <= {high}" if high is not None else ""
-        raise ValueError(f"{name}={value!r} is out of range; it must be a {kind.__name__} >= {low}{upper}")
+        noun = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name}={value!r} is out of range; it must be {noun} >= {low}{upper}")
 
 
 @dataclass
@@ -119,7 +122,7 @@ class TrainConfig:
         _check_range("r", self.r, 1, 4096)
         _check_range("lora_alpha", self.lora_alpha, 1e-6, None, (int, float))
         _check_range("lora_dropout", self.lora_dropout, 0.0, 0.9, (int, float))
-        _check_range("learning_rate", self.learning_rate, 1e-12, 1.0, (int, float))
+        _check_range("learning_rate", self.learning_rate, 1e-12, 1.0, (int, float))  # > 0
         _check_range("weight_decay", self.weight_decay, 0.0, 1.0, (int, float))
         if self.max_grad_norm is not None:
             _check_range("max_grad_norm", self.max_grad_norm, 0.0, None, (int, float))

@@ -234,6 +234,11 @@ def build_batches(config, tokenizer, records: list, pin: bool) -> Batches:
     """Tokenize records and arrange them as the config asks (packing / padding-free / padded)."""
     examples = [truncate(tokenize_record(r, tokenizer), config.max_seq_length) for r in records]
     examples = [ex for ex in examples if any(label != IGNORE for label in ex.labels[1:])]
+    if records and not examples:
+        raise ValueError(
+            f"max_seq_length={config.max_seq_length} cuts off every answer (prompts plus chat template are "
+            "longer); raise max_seq_length"
+        )
     if config.packing:
         rows, mode = pack(examples, config.max_seq_length), "pack"
     else:

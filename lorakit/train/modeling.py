@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 
 from lorakit.train.config import TrainConfig
@@ -40,7 +43,7 @@ def quantization_config(config: TrainConfig):
 
 def load_base(config: TrainConfig, device: str, path: str | None = None):
     """Return (model, tokenizer). Frozen base weights are stored in the run's precision (or quantized)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if path is None:
         path = resolve_model(config.model)
@@ -51,11 +54,26 @@ def load_base(config: TrainConfig, device: str, path: str | None = None):
         # bitsandbytes quantizes while loading onto the target device, so place it now, not in accelerate.
         kwargs.update(quantization_config=quant, device_map={"": 0 if device == "cuda" else "cpu"})
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = _load_tokenizer(path, config.trust_remote_code, _stamp(path))
     model.config.use_cache = False  # the KV cache only costs memory while training
     return model, tokenizer
+
+
+def _stamp(path: str) -> float:
+    """Newest modification time of a local folder's tokenizer files (0 for a hub id)."""
+    files = list(Path(path).glob("tokenizer*")) if Path(path).is_dir() else []
+    return max((f.stat().st_mtime for f in files), default=0.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(path: str, trust_remote_code: bool, stamp: float):
+    """Tokenizers parse megabytes of JSON (seconds); notebooks that compare runs reuse one per folder."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def add_lora(model, config: TrainConfig):
