@@ -277,10 +277,11 @@ def host_kind(info: dict[str, Any]) -> str:
     return f"cpu-{info.get('cpu_cores')}c"
 
 
-def write_results(rows: Sequence[Row], info: dict[str, Any], directory: Path = RESULTS_DIR, title: str = "") -> Path:
-    """Write `<date>-<host-kind>.md` and `.json` into `directory`; return the markdown path."""
+def write_results(rows: Sequence[Row], info: dict[str, Any], directory: Path = RESULTS_DIR, title: str = "",
+                  suffix: str = "") -> Path:
+    """Write `<date>-<host-kind><suffix>.md` and `.json` into `directory`; return the markdown path."""
     directory.mkdir(parents=True, exist_ok=True)
-    stem = f"{info['utc'][:10]}-{host_kind(info)}"
+    stem = f"{info['utc'][:10]}-{host_kind(info)}{suffix}"
     md = [f"# {title or 'lorakit benchmarks'} — {info['utc']}", "", "## Machine", ""]
     md += [f"- {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in info.items()]
     md += ["", "## Results", "", *table_lines(rows), ""]

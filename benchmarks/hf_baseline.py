@@ -32,9 +32,17 @@ class Shape:
     intermediate_size: int = 688
     vocab_size: int = 32000
     max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = False
+
+    def matmul_params(self) -> int:
+        """Weights that take part in a matmul per token: every Linear in the layers, plus the output head."""
+        head_dim = self.hidden_size // self.num_attention_heads
+        attn = 2 * self.hidden_size**2 + 2 * self.hidden_size * self.num_key_value_heads * head_dim
+        mlp = 3 * self.hidden_size * self.intermediate_size
+        return self.num_hidden_layers * (attn + mlp) + self.hidden_size * self.vocab_size
 
 
-LLAMA_3_2_1B = Shape(2048, 16, 32, 8, 8192, 128256, 4096)
+LLAMA_3_2_1B = Shape(2048, 16, 32, 8, 8192, 128256, 4096, tie_word_embeddings=True)
 
 
 def build_model_dir(shape: Shape, directory: str | Path | None = None, seed: int = 0) -> Path:
@@ -43,11 +51,12 @@ def build_model_dir(shape: Shape, directory: str | Path | None = None, seed: int
     from transformers import LlamaConfig, LlamaForCausalLM
 
     path = Path(directory or tempfile.mkdtemp(prefix="lorakit-bench-model-"))
-    config = LlamaConfig(
-        **shape.__dict__, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=3
-    )
+    config = LlamaConfig(**shape.__dict__, bos_token_id=1, eos_token_id=2, pad_token_id=3)
     torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(path)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # a 1B init takes minutes on a CPU
+        model = LlamaForCausalLM(config)
+    model.save_pretrained(path)
+    del model
     word_tokenizer(shape.vocab_size).save_pretrained(path)
     return path
 
@@ -143,7 +152,7 @@ def _load_hf_model(model_dir: Path, s: RunSettings):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[s.precision]
-    kwargs: dict[str, Any] = {"dtype": torch.float32 if s.quantization == "none" else dtype}
+    kwargs: dict[str, Any] = {"dtype": dtype}  # frozen base in the run's precision, as lorakit stores it
     if s.quantization == "nf4":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype

@@ -2,8 +2,10 @@
 
 On a GPU, reading a tensor's value (`.item()`, `.tolist()`, `.cpu()`, `float(t)`, `if t:` ...) waits for the
 device. On a CPU nothing waits, but the same calls can be counted: `SyncCounter` wraps them on
-`torch.Tensor` for the duration of a run (and, on CUDA, also records `torch.cuda.set_sync_debug_mode("warn")`
-warnings, which catch syncs made inside C++ ops). Step boundaries come from a global optimizer-step hook,
+`torch.Tensor` for the duration of a run (and, on CUDA, counts only CUDA tensors' reads and also records
+`torch.cuda.set_sync_debug_mode("warn")` warnings, which catch syncs made inside C++ ops). On a CPU every
+tensor is a host tensor, so reads in code that handles host-side batches by design (HOST_SIDE) are skipped;
+everything else is counted as a read that would sync on a GPU. Step boundaries come from a global optimizer-step hook,
 logging steps from the sink's `on_log`, so each sync is attributed to the step it happened in; syncs made
 between optimizer step k and `on_log(step=k)` belong to logging step k.
 """
@@ -16,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 WRAPPED = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
+# Files whose reads are of host tensors by design (lorakit counts batch tokens on the CPU, before the copy).
+HOST_SIDE = ("lorakit/train/data.py",)
 
 
 @dataclass
@@ -85,11 +89,15 @@ class SyncCounter:
 
     # -- counting --------------------------------------------------------------------------------------
     def _wrap(self, name: str, original):
-        events = self.events
+        events, only_cuda, host_side = self.events, self.cuda_warnings, HOST_SIDE
 
         def wrapper(tensor, *args, **kwargs):
             caller = sys._getframe(1)
-            events.append(("sync", f"{caller.f_code.co_filename.rsplit('/', 1)[-1]}:{caller.f_lineno} {name}"))
+            path = caller.f_code.co_filename
+            # On a GPU only device tensors can sync; on a CPU, skip code that works on host tensors by design.
+            if not (only_cuda and not tensor.is_cuda) and not path.endswith(host_side):
+                # under CUDA the sync itself is counted from the debug-mode warning; this only names the site
+                events.append(("site" if only_cuda else "sync", f"{path.rsplit('/', 1)[-1]}:{caller.f_lineno} {name}"))
             return original(tensor, *args, **kwargs)
 
         return wrapper
@@ -163,11 +171,11 @@ class SyncCounter:
                 done += 1
             elif kind == "sync" and not started:
                 setup += 1
-            elif kind == "sync":
+            elif kind in ("sync", "site") and started:
                 logs_now = done in log_at and log_at[done] > i and opt_at.get(done + 1, 1 << 62) > log_at[done]
                 step = done if logs_now else done + 1
                 if step <= len(opt_at):
-                    per_step[step] += 1
+                    per_step[step] += kind == "sync"
                     where[payload] += 1
         steps = {k: per_step.get(k, 0) for k in range(1, len(opt_at) + 1)}
         return SyncReport(steps, sorted(log_at), setup, where)

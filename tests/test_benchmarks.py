@@ -181,3 +181,17 @@ def test_run_command_writes_results(tmp_path, capsys):
     assert len(saved) == 1 and json.loads(saved[0].read_text())["machine"]["loadavg_end"] is not None
     with pytest.raises(SystemExit):
         run.parse_args(["--only", "nonsense"])
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run(tmp_path):
+    """The GPU script's whole code path on the CPU: tiny shape, 2 steps per config, fp16 skipped."""
+    import gpu_check
+
+    assert gpu_check.main(["--dry-run", "--out", str(tmp_path)]) == 0
+    data = json.loads(next(tmp_path.glob("*-gpu-check-dry-run.json")).read_text())
+    metrics = {(r["benchmark"], r["metric"]) for r in data["rows"]}
+    assert ("gpu fp32/none", "tokens/s") in metrics and ("gpu bf16/nf4", "tokens/s vs as shipped") in metrics
+    assert ("gpu syncs", "per non-logging step (max)") in metrics
+    assert "fp16/int8" in data["machine"]["skipped_configs"]  # lorakit refuses fp16 on a CPU
+    assert all(r["lorakit"] is not None for r in data["rows"])
