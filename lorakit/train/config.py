@@ -175,17 +175,7 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
         """Load from a .yaml/.yml or .json file holding one mapping of fields."""
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of TrainConfig fields, got {type(data).__name__}")
-        return cls.from_dict(data)
+        return cls.from_dict(read_mapping(path))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able fields; an in-memory dataset is described, not copied."""
@@ -200,3 +190,18 @@ class TrainConfig:
         )
         data["preview_prompts"] = list(self.preview_prompts)
         return data
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping of fields in a .yaml/.yml or .json file (not yet validated)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of TrainConfig fields, got {type(data).__name__}")
+    return data

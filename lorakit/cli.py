@@ -1,0 +1,144 @@
+"""lorakit from a terminal: train a config headless, prepare the embedded model, export, explain a value.
+
+lorakit train run.yaml [--set max_steps=50] [--resume RUN_DIR]
+lorakit prepare-model
+lorakit export RUN_DIR OUT_DIR
+lorakit explain 0.1 --format bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from lorakit.train.events import MetricsSink
+
+EXIT_CODES = {"completed": 0, "stopped": 0, "interrupted": 130, "error": 1, "oom": 1}
+
+
+class ConsoleProgress(MetricsSink):
+    """A one-line progress bar on stderr: step, loss, tokens/s, ETA (redrawn at most 5 times a second)."""
+
+    def __init__(self, stream=None, width: int = 30) -> None:
+        self.stream = stream or sys.stderr
+        self.width, self.total, self.last_draw = width, 1, 0.0
+
+    def on_train_start(self, info: dict) -> None:
+        self.total = max(1, info["total_steps"])
+        self.stream.write(
+            f"lorakit: {info['trainable_params']:,} trainable of {info['total_params']:,} parameters, "
+            f"{info['precision']}/{info['quantization']} on {info['device']} -> {info['output_dir']}\n"
+        )
+        for warning in info.get("warnings", []):
+            self.stream.write(f"warning: {warning}\n")
+
+    def on_log(self, record: dict) -> None:
+        now = time.monotonic()
+        if now - self.last_draw < 0.2 and record["step"] < self.total:
+            return
+        self.last_draw = now
+        done = int(self.width * record["step"] / self.total)
+        bar = "#" * done + "-" * (self.width - done)
+        self.stream.write(
+            f"\r[{bar}] {record['step']}/{self.total} loss {record['loss']:.4f} "
+            f"{record['tokens_per_s']:.0f} tok/s eta {record['eta_s']:.0f}s "
+        )
+        self.stream.flush()
+
+    def on_eval(self, record: dict) -> None:
+        parts = [f"eval step {record['step']}"]
+        if record.get("eval_loss") is not None:
+            parts.append(f"loss {record['eval_loss']:.4f}")
+        if record.get("exact_match") is not None:
+            parts.append(f"exact match {record['exact_match']:.1%}")
+        self.stream.write("\n" + ", ".join(parts) + "\n")
+
+    def on_train_end(self, summary) -> None:
+        self.stream.write(f"\n{summary.status}: {summary.message}\n")
+        self.stream.flush()
+
+
+def _parse_override(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--set expects KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lorakit.train import TrainConfig, train
+    from lorakit.train.config import read_mapping
+
+    data = read_mapping(args.config) if args.config else {}
+    data.update(_parse_override(item) for item in args.set)
+    summary = train(TrainConfig.from_dict(data), sinks=[ConsoleProgress()], resume_from=args.resume)
+    for row in summary.preview:
+        print(f"Q: {row['prompt']}\n  before: {row['before']}\n  after:  {row['after']}")
+    if summary.exact_match_after is not None:
+        print(f"exact match: {summary.exact_match_before:.1%} before, {summary.exact_match_after:.1%} after")
+    print(summary.output_dir)
+    return EXIT_CODES[summary.status]
+
+
+def _cmd_prepare_model(args: argparse.Namespace) -> int:
+    from lorakit.train.embedded import ensure_embedded
+
+    print(ensure_embedded(verbose=True))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lorakit.train.export import export_merged
+
+    print(export_merged(args.run_dir, args.out_dir))
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from lorakit.formats import explain
+
+    e = explain(args.value, args.format)
+    print(f"{e.input_text} in {e.format}: bits {e.bits} ({e.hex}), {e.value_class}")
+    print(f"stored {e.stored_exact}; abs error {e.abs_error}, rel error {e.rel_error}")
+    print(e.formula)
+    if e.note:
+        print(e.note)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lorakit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="run a LoRA fine-tune from a YAML/JSON config")
+    train.add_argument("config", nargs="?", help="YAML or JSON file of TrainConfig fields (optional)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue from RUN_DIR/checkpoint")
+    train.set_defaults(func=_cmd_train)
+    prepare = sub.add_parser("prepare-model", help="convert and cache the embedded SmolLM2 model")
+    prepare.set_defaults(func=_cmd_prepare_model)
+    export = sub.add_parser("export", help="merge a run's adapter into its base model and save it")
+    export.add_argument("run_dir")
+    export.add_argument("out_dir")
+    export.set_defaults(func=_cmd_export)
+    explain = sub.add_parser("explain", help="how a number format stores a value")
+    explain.add_argument("value")
+    explain.add_argument("--format", default="fp16")
+    explain.set_defaults(func=_cmd_explain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:  # configuration problems: the message is the advice
+        print(f"lorakit {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The command line: train a YAML config end to end, clear errors, prepare-model, export, explain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lorakit.cli import main
+from lorakit.train import read_metrics
+
+
+def _write_config(tmp_path, model_dir, **extra) -> str:
+    import yaml
+
+    settings = {
+        "model": str(model_dir),
+        "dataset": ["the quick brown fox jumps over the lazy dog"] * 8,
+        "per_device_train_batch_size": 4,
+        "max_steps": 4,
+        "logging_steps": 1,
+        "learning_rate": 0.01,
+        "eval_split": 0.0,
+        "max_seq_length": 32,
+        "output_dir": str(tmp_path / "run"),
+        **extra,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return str(path)
+
+
+def test_train_end_to_end_with_progress_and_files(tiny_model_dir, tmp_path, capsys):
+    code = main(["train", _write_config(tmp_path, tiny_model_dir), "--set", "max_steps=3"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "[" + "#" * 30 + "] 3/3 loss" in err and "completed: Completed 3 steps" in err
+    assert out.strip().endswith(str(tmp_path / "run"))
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["max_steps"] == 3
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_resume_from_the_command_line(tiny_model_dir, tmp_path, capsys):
+    config = _write_config(tmp_path, tiny_model_dir)
+    assert main(["train", config, "--set", "max_steps=2"]) == 0
+    assert main(["train", config, "--resume", str(tmp_path / "run")]) == 0
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3, 4]
+
+
+def test_configuration_errors_exit_2_with_the_advice(tiny_model_dir, tmp_path, capsys):
+    code = main(["train", _write_config(tmp_path, tiny_model_dir, precision="fp16", device="cpu")])
+    assert code == 2
+    assert "not supported on the CPU" in capsys.readouterr().err
+    assert main(["train", _write_config(tmp_path, tiny_model_dir), "--set", "r=0"]) == 2
+
+
+def test_explain_prints_bits_and_stored_value(capsys):
+    assert main(["explain", "65504", "--format", "fp16"]) == 0
+    out = capsys.readouterr().out
+    assert "0111101111111111" in out and "stored 65504" in out
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run(
+        [sys.executable, "-m", "lorakit.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "prepare-model" in out.stdout and "train" in out.stdout
+
+
+@pytest.mark.slow
+def test_prepare_model_and_export(embedded_model_dir, tiny_model_dir, tmp_path, capsys):
+    assert main(["prepare-model"]) == 0
+    assert capsys.readouterr().out.strip() == str(embedded_model_dir)
+    assert main(["train", _write_config(tmp_path, tiny_model_dir, max_steps=2)]) == 0
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "model.safetensors").exists()
