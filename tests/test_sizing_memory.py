@@ -161,3 +161,24 @@ def test_gpu_catalogue_and_verdicts():
         GPUS[n].memory_bytes for n in fitting)
     with pytest.raises(ValueError, match="^memory_gb:"):
         custom_gpu(0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("preset", ["GPT-2", "Gemma-2-2B", "Phi-3-mini-4k", "Qwen2.5-0.5B", "SmolLM2-1.7B"])
+def test_other_families_within_ten_percent(preset, checkpointing):
+    """Conv1D + LayerNorm + dropout (GPT-2), four norms + soft-capping (Gemma-2), fused qkv (Phi-3), GQA 7:1."""
+    torch.manual_seed(0)
+    model = tiny_model(preset)  # the family's default attention (Gemma-2: eager)
+    attention = model.config._attn_implementation
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules="all-linear"))
+    if checkpointing:
+        lora.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    lora.train()
+    opt = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad])
+    measured = measure_training_step(lora, torch.randint(0, 256, (2, 64)), opt)
+    predicted = estimate_memory(shrink_config(preset), r=8, precision="fp32", batch_size=2, seq_len=64,
+                                gradient_checkpointing=checkpointing, attention=attention, device="cpu").as_dict()
+    for key in EXACT:
+        assert predicted[key] == measured[key], key
+    assert _saved(predicted) == pytest.approx(_saved(measured), rel=0.10)

@@ -28,12 +28,17 @@ class ActivationSetup:
     gradient_checkpointing: bool
     full_finetune: bool = False
     lora_dropout: float = 0.0
-    attention_dropout: float = 0.0
+    device: str = "cuda"  # dropout keeps a bool mask on CUDA, a mask in the activation dtype on the CPU
 
     @property
     def tokens(self) -> int:
         """T = batch x sequence."""
         return self.batch_size * self.seq_len
+
+    @property
+    def mask_bytes(self) -> int:
+        """Bytes per element of a saved dropout mask."""
+        return 1 if self.device == "cuda" else self.dtype_bytes
 
 
 ROLES = {  # role of each linear layer in a decoder layer, by the end of its name
@@ -63,6 +68,8 @@ def _norm_bytes(arch: Architecture, s: ActivationSetup) -> int:
         saved = t * h * s.dtype_bytes + 2 * t * FP32
     else:
         saved = t * h * FP32 + t * FP32
+    if arch.model_type == "gemma2":
+        saved += h * FP32  # Gemma scales by (1 + weight), a new tensor the multiply keeps
     if s.full_finetune:  # the weight's gradient needs the normalized input as well
         saved += t * h * s.dtype_bytes
     return saved
@@ -85,29 +92,27 @@ def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway
     return lora_b + shared  # one input tensor, shared by the adapters it feeds
 
 
-def _attention_bytes(arch: Architecture, s: ActivationSetup, fused_qkv: bool) -> int:
-    """Attention core: SDPA keeps q, k, v, out and the fp32 log-sum-exp; eager keeps the probabilities."""
-    b, n, t = s.batch_size, s.seq_len, s.tokens
+def _attention_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """Attention core: fused SDPA keeps q, k, v, out and an fp32 log-sum-exp; the math path keeps probabilities."""
+    b, n, t = s.tokens // s.seq_len, s.seq_len, s.tokens
     nh, nkv, d, dt = arch.num_heads, arch.num_kv_heads, arch.head_dim, s.dtype_bytes
     rope = arch.model_type != "gpt2"
-    q = t * nh * d * dt
-    # v (and k without RoPE) stay views of the projection output, so the whole output storage is kept
-    k_v = t * (nh + 2 * nkv) * d * dt if fused_qkv else 2 * t * nkv * d * dt
-    if fused_qkv and rope:
-        k_v += t * nkv * d * dt  # the rotated k is a new tensor
-    if not rope:
-        q = 0  # GPT-2: q, k, v are all views of c_attn's output
-    if s.attention == "sdpa":
-        return q + k_v + t * nh * d * dt + b * nh * n * FP32
-    # eager: q and the k, v repeated to every query head, then softmax in fp32 (and its cast copy)
-    kv_rep = 2 * t * nh * d * dt if (nkv != nh and rope) else k_v
     scores = b * nh * n * n
-    probs = scores * FP32 + (scores * dt if dt != FP32 else 0)
-    if getattr(arch, "model_type", "") == "gemma2":
-        probs += scores * dt  # tanh soft-capping keeps its output
-    if s.attention_dropout > 0:
-        probs += scores * (1 + dt)
-    return q + kv_rep + probs
+    # on the CPU, SDPA with dropout falls back to the math path, which saves what eager does
+    math_path = s.attention == "eager" or (arch.attention_dropout > 0 and s.device == "cpu")
+    if not math_path:
+        # GPT-2's q, k, v are views of c_attn's output, kept whole; RoPE models keep rotated q, k and v
+        qkv = t * 3 * nh * d * dt if not rope else t * (nh + 2 * nkv) * d * dt
+        return qkv + t * nh * d * dt + b * nh * n * FP32
+    # q, and k, v repeated to every query head (copies for the batched matmul)
+    qkv = t * nh * d * dt + (2 * t * nh * d * dt if (nkv != nh or not rope) else 2 * t * nkv * d * dt)
+    softmax = scores * FP32 if rope else scores * dt  # Llama-style models take the softmax in fp32
+    if arch.model_type == "gemma2":
+        softmax += scores * dt  # tanh soft-capping keeps its output
+    if arch.attention_dropout > 0:  # the mask, and the dropped probabilities the matmul keeps
+        return qkv + softmax + scores * (s.mask_bytes + dt)
+    cast = scores * dt if (rope and dt != FP32) else 0  # the fp32 softmax cast back, kept by the matmul
+    return qkv + softmax + cast
 
 
 def _mlp_bytes(arch: Architecture, s: ActivationSetup, inner: int) -> int:
@@ -119,19 +124,24 @@ def _mlp_bytes(arch: Architecture, s: ActivationSetup, inner: int) -> int:
 def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]]:
     """Saved bytes of one decoder layer, stage by stage in forward order ("op" or "lora" stages)."""
     roles = layer_roles(arch)
-    fused = any(lin.suffix in ("qkv_proj", "c_attn") for lin in roles["attn_in"])
-    extra_norm = _norm_bytes(arch, s) if arch.model_type == "gemma2" else 0  # Gemma-2 has four norms
+    # Gemma-2 also normalizes the attention and MLP outputs (four norms per layer)
+    extra_norm = _norm_bytes(arch, s) if arch.model_type == "gemma2" else 0
+    # GPT-2 drops out the attention and MLP outputs before the residual add: one mask each
+    resid_drop = s.tokens * arch.hidden_size * s.mask_bytes if arch.residual_dropout > 0 else 0
+    fused_sdpa = s.attention == "sdpa" and not (arch.attention_dropout > 0 and s.device == "cpu")
+    # measured: after separate q/k/v projections, o_proj's input is a view of SDPA's output; after a
+    # fused qkv_proj (Phi-3) it is a copy
+    o_input_is_sdpa_output = fused_sdpa and not any(lin.suffix == "qkv_proj" for lin in roles["attn_in"])
     return [
         ("op", _norm_bytes(arch, s)),
         ("lora", _lora_inputs(roles["attn_in"], s)),
-        ("op", _attention_bytes(arch, s, fused)),
-        # SDPA returns its output laid out so that o_proj's input is a view of it, already saved
-        ("lora", _lora_inputs(roles["attn_out"], s, input_saved_anyway=s.attention == "sdpa")),
-        ("op", extra_norm + _norm_bytes(arch, s) + extra_norm),
+        ("op", _attention_bytes(arch, s)),
+        ("lora", _lora_inputs(roles["attn_out"], s, input_saved_anyway=o_input_is_sdpa_output)),
+        ("op", resid_drop + extra_norm + _norm_bytes(arch, s)),
         ("lora", _lora_inputs(roles["mlp_in"], s)),
         ("op", _mlp_bytes(arch, s, roles["mlp_out"][0].in_features)),
         ("lora", _lora_inputs(roles["mlp_out"], s)),
-        ("op", extra_norm),
+        ("op", extra_norm + resid_drop),
     ]
 
 

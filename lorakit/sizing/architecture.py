@@ -59,6 +59,8 @@ class Architecture:
     intermediate_size: int
     vocab_size: int
     tied_embeddings: bool
+    attention_dropout: float  # dropout on the attention probabilities in training (GPT-2: attn_pdrop)
+    residual_dropout: float  # dropout on each sub-layer's output (GPT-2: resid_pdrop)
     linears: tuple[LinearLayer, ...]
     other_params: tuple[tuple[str, int], ...]  # (parameter name, elements); tied weights listed once
     output_head: str | None  # module name of the output projection (lm_head), excluded by "all-linear"
@@ -242,6 +244,8 @@ def _dims(config: Any, linears: list[LinearLayer]) -> dict:
         intermediate_size=int(get("intermediate_size", "n_inner", default=max(mlp_widths, default=4 * hidden))),
         vocab_size=int(get("vocab_size", default=0)),
         tied_embeddings=bool(get("tie_word_embeddings", default=False)),
+        attention_dropout=float(get("attention_dropout", "attn_pdrop", default=0.0)),
+        residual_dropout=float(get("resid_pdrop", default=0.0)),
     )
 
 

@@ -28,6 +28,7 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd")
 ATTENTIONS = ("sdpa", "eager")
 FINETUNES = ("lora", "full")
+DEVICES = ("cuda", "cpu")
 BLOCK = 64  # bitsandbytes 4-bit block size
 DQ_BLOCKS = 256  # blocks per second-level absmax with double quantization
 GIB = 1024**3
@@ -112,11 +113,13 @@ def estimate_memory(
     modules_to_save: Sequence[str] | None = None,
     use_dora: bool = False,
     runtime_overhead_bytes: int = DEFAULT_RUNTIME_OVERHEAD,
+    device: str = "cuda",
 ) -> MemoryEstimate:
     """Peak memory of one training step (forward + backward + optimizer step), component by component."""
     for field, value, allowed in (("precision", precision, PRECISIONS), ("quantization", quantization, QUANTIZATIONS),
                                   ("optimizer", optimizer, OPTIMIZERS), ("attention", attention, ATTENTIONS),
-                                  ("finetune", finetune, FINETUNES), ("adapter_precision", adapter_precision, PRECISIONS)):
+                                  ("finetune", finetune, FINETUNES), ("adapter_precision", adapter_precision, PRECISIONS),
+                                  ("device", device, DEVICES)):
         check_choice(field, value, allowed)
     check_positive("batch_size", batch_size)
     check_positive("seq_len", seq_len)
@@ -140,6 +143,7 @@ def estimate_memory(
                           lambda: frozenset(lin.suffix for lin in adapted)),
         lora_ranks=r, attention=attention,
         gradient_checkpointing=gradient_checkpointing, full_finetune=finetune == "full", lora_dropout=lora_dropout,
+        device=device,
     )
     tokens_vocab = batch_size * seq_len * arch.vocab_size
     weights = 0 if finetune == "full" else arch.memo(
