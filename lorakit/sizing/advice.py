@@ -80,15 +80,22 @@ def suggest_fit(model_or_config: Any, gpu: GPU, **settings: Any) -> FitAdvice:
             return FitAdvice(gpu, change, estimate, _sentence(gpu, change, estimate))
     worst = estimate_memory(model_or_config, **dict(settings, quantization="nf4", gradient_checkpointing=True,
                                                     batch_size=1))
-    text = (f"Nothing tried fits a {gpu.name}: even nf4 + gradient checkpointing + batch 1 needs "
+    text = (f"Nothing tried fits {_a(gpu.name)}: even nf4 + gradient checkpointing + batch 1 needs "
             f"{worst.total_bytes / GIB:.1f} GiB of {gpu.memory_gib:.1f}; use a larger GPU, a shorter sequence "
             f"or a smaller model.")
     return FitAdvice(gpu, {}, None, text)
+
+
+def _a(name: str) -> str:
+    """'a T4', 'an A100', 'an L4', 'an RTX 4090' (letters read with a vowel sound), 'my GPU'."""
+    if name.startswith("my "):
+        return name
+    return f"{'an' if name[:1].upper() in 'AEFHILMNORSX' else 'a'} {name}"
 
 
 def _sentence(gpu: GPU, change: dict[str, Any], estimate: MemoryEstimate) -> str:
     free = (gpu.memory_bytes - estimate.total_bytes) / GIB
     peak = estimate.total_bytes / GIB
     if not change:
-        return f"Fits a {gpu.name} as configured: peak {peak:.1f} GiB, {free:.1f} GiB to spare."
-    return f"{_describe(change)} fits a {gpu.name}: peak {peak:.1f} GiB, {free:.1f} GiB to spare."
+        return f"Fits {_a(gpu.name)} as configured: peak {peak:.1f} GiB, {free:.1f} GiB to spare."
+    return f"{_describe(change)} fits {_a(gpu.name)}: peak {peak:.1f} GiB, {free:.1f} GiB to spare."
