@@ -85,7 +85,8 @@ def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway
         return t * chosen[0].in_features * s.dtype_bytes
     lora_b = sum(t * s.lora_ranks * s.adapter_bytes for _ in chosen)
     if s.lora_dropout > 0:  # each adapter drops out its own copy and keeps a bool mask
-        return lora_b + sum(t * lin.in_features * (s.adapter_bytes + 1) for lin in chosen)
+        mask = 1 if s.device == "cuda" else s.adapter_bytes  # the input is already in the adapter dtype
+        return lora_b + sum(t * lin.in_features * (s.adapter_bytes + mask) for lin in chosen)
     if s.adapter_bytes != s.dtype_bytes:  # each adapter casts the input to its own dtype and saves the copy
         return lora_b + sum(t * lin.in_features * s.adapter_bytes for lin in chosen)
     shared = 0 if input_saved_anyway else t * chosen[0].in_features * s.dtype_bytes

@@ -1,0 +1,63 @@
+"""The fit advisor: the change it proposes fits, and no cheaper change does."""
+
+from __future__ import annotations
+
+import pytest
+
+from lorakit.sizing import GPUS, custom_gpu, estimate_memory
+from lorakit.sizing.advice import suggest_fit
+
+pytest.importorskip("transformers")
+
+WISH = dict(r=16, batch_size=4, seq_len=1024)
+
+
+def _single_changes(settings, gpu):
+    """Every one-lever change the advisor may make (fp16 is forced on GPUs without bf16)."""
+    forced = {"precision": "fp16"} if gpu.supports_bf16 is False else {}
+    yield from ({**forced, "quantization": q} for q in ("int8", "nf4"))
+    yield {**forced, "gradient_checkpointing": True}
+    b = settings["batch_size"] // 2
+    while b >= 1:
+        yield {**forced, "batch_size": b}
+        b //= 2
+
+
+@pytest.mark.parametrize("gpu", ["T4 16 GB", "L4 24 GB", "A100 40 GB", "H100 80 GB"])
+@pytest.mark.parametrize("model", ["Llama-3.1-8B", "Qwen2.5-7B", "Llama-3.1-70B"])
+def test_advice_fits_and_is_minimal(model, gpu):
+    g = GPUS[gpu]
+    advice = suggest_fit(model, g, **WISH)
+    if not advice.fits:
+        worst = estimate_memory(model, **dict(WISH, quantization="nf4", gradient_checkpointing=True, batch_size=1))
+        assert not g.fits(worst.total_bytes)
+        assert "Nothing tried fits" in advice.sentence
+        return
+    assert g.fits(advice.estimate.total_bytes)
+    assert advice.estimate == estimate_memory(model, **dict(WISH, **advice.changes))
+    forced = 1 if g.supports_bf16 is False else 0
+    if len(advice.changes) > 1 + forced:  # nothing with fewer levers fits
+        for change in _single_changes(WISH, g):
+            assert not g.fits(estimate_memory(model, **dict(WISH, **change)).total_bytes), change
+
+
+def test_fits_as_configured_changes_nothing():
+    advice = suggest_fit("SmolLM2-135M", GPUS["H100 80 GB"], r=8)
+    assert advice.changes == {} and advice.sentence.startswith("Fits an H100 80 GB as configured")
+
+
+def test_t4_needs_fp16():
+    advice = suggest_fit("SmolLM2-135M", GPUS["T4 16 GB"], r=8)
+    assert advice.changes == {"precision": "fp16"}
+    assert "no native bf16" in advice.sentence
+
+
+def test_the_example_sentence():
+    advice = suggest_fit("Llama-3.1-8B", GPUS["T4 16 GB"], **WISH)
+    assert advice.changes == {"precision": "fp16", "quantization": "nf4", "gradient_checkpointing": True}
+    assert advice.sentence.startswith("fp16 (no native bf16) + nf4 + gradient checkpointing fits a T4 16 GB")
+
+
+def test_custom_gpu_sentence():
+    advice = suggest_fit("SmolLM2-135M", custom_gpu(4), r=8)
+    assert "my GPU (4 GB)" in advice.sentence
