@@ -115,18 +115,14 @@ def estimate_memory(
     runtime_overhead_bytes: int = DEFAULT_RUNTIME_OVERHEAD,
     device: str = "cuda",
 ) -> MemoryEstimate:
-    """Peak memory of one training step (forward + backward + optimizer step), component by component."""
-    for field, value, allowed in (("precision", precision, PRECISIONS), ("quantization", quantization, QUANTIZATIONS),
-                                  ("optimizer", optimizer, OPTIMIZERS), ("attention", attention, ATTENTIONS),
-                                  ("finetune", finetune, FINETUNES), ("adapter_precision", adapter_precision, PRECISIONS),
-                                  ("device", device, DEVICES)):
-        check_choice(field, value, allowed)
-    check_positive("batch_size", batch_size)
-    check_positive("seq_len", seq_len)
-    if not isinstance(lora_alpha, (int, float)) or lora_alpha <= 0:
-        raise ValueError(f"lora_alpha: must be a positive number, got {lora_alpha!r}")
-    if finetune == "full" and quantization != "none":
-        raise ValueError("quantization: full fine-tuning needs an unquantized base; use 'none' or finetune='lora'")
+    """Peak memory of one training step (forward + backward + optimizer step), component by component.
+
+    The components are summed, so the total slightly overstates a peak where gradients and activations do not
+    coexist; for LoRA the gradients are tiny. ``device`` only changes the size of saved dropout masks.
+    """
+    _check_settings(precision=precision, quantization=quantization, optimizer=optimizer, attention=attention,
+                    finetune=finetune, adapter_precision=adapter_precision, device=device, batch_size=batch_size,
+                    seq_len=seq_len, lora_alpha=lora_alpha)
     arch = describe_architecture(model_or_config)
     dt = int(bytes_per_element(precision))
     adapted = arch.linears if finetune == "full" else select_targets(arch, target_modules, modules_to_save or ())
@@ -164,8 +160,22 @@ def estimate_memory(
         setup=dict(model=arch.name, r=r, lora_alpha=lora_alpha, target_modules=target_modules, precision=precision,
                    quantization=quantization, double_quant=double_quant, optimizer=optimizer, batch_size=batch_size,
                    seq_len=seq_len, gradient_checkpointing=gradient_checkpointing, attention=attention,
-                   finetune=finetune),
+                   finetune=finetune, adapter_precision=adapter_precision, device=device),
     )
+
+
+def _check_settings(*, batch_size: int, seq_len: int, lora_alpha: float, **choices: str) -> None:
+    """Raise ValueError naming the first bad setting and what is allowed."""
+    allowed = {"precision": PRECISIONS, "quantization": QUANTIZATIONS, "optimizer": OPTIMIZERS,
+               "attention": ATTENTIONS, "finetune": FINETUNES, "adapter_precision": PRECISIONS, "device": DEVICES}
+    for field, value in choices.items():
+        check_choice(field, value, allowed[field])
+    check_positive("batch_size", batch_size)
+    check_positive("seq_len", seq_len)
+    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)) or lora_alpha <= 0:
+        raise ValueError(f"lora_alpha: must be a positive number, got {lora_alpha!r}")
+    if choices["finetune"] == "full" and choices["quantization"] != "none":
+        raise ValueError("quantization: full fine-tuning needs an unquantized base; use 'none' or finetune='lora'")
 
 
 def _trainable_tensors(arch: Architecture, adapted: Sequence[LinearLayer], r: int, finetune: str,
