@@ -36,14 +36,10 @@ DEFAULT_RUNTIME_OVERHEAD = GIB // 2  # CUDA context, cuBLAS workspace, allocator
 
 
 def bytes_per_element(fmt: str) -> float:
-    """Storage bytes per element of a format, from lorakit.formats when it is there."""
-    name = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32", "int8": "int8"}[fmt]
-    try:
-        from lorakit.formats import FORMATS
+    """Storage bytes per element of a precision name (fp32, fp16, bf16, int8), from lorakit.formats."""
+    from lorakit.formats import FORMATS  # numpy + ml_dtypes only
 
-        return FORMATS[name].bits / 8
-    except (ImportError, KeyError, AttributeError):  # formats not built yet: the bit widths themselves
-        return {"bf16": 2, "fp16": 2, "fp32": 4, "int8": 1}[name]
+    return FORMATS[fmt].bits / 8
 
 
 @dataclass(frozen=True)
