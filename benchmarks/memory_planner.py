@@ -136,10 +136,21 @@ def _quantized_on_cuda(point: dict[str, Any]) -> Any:
     return lora.train()
 
 
+def _quiet() -> None:
+    """No progress bars or info logs from the save/reload of quantized models between table rows."""
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    disable_progress_bars()
+
+
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Every grid point measured on the CPU (and on CUDA when there is a GPU): one record each."""
     import torch
 
+    _quiet()
     records = [measure_point(p) for p in grid(quick)]
     if torch.cuda.is_available():
         for record, extra in zip(records, [cuda_point(p) for p in grid(quick)], strict=True):
