@@ -141,8 +141,9 @@ class LoraCalculator(widgets.VBox):
 
     # --- handlers: each funnels into _refresh() ---------------------------------------------------
     def _on_preset_change(self, change: dict) -> None:
-        if change["new"] is not None:
-            self.config_path_text.value = ""
+        if self.config_path_text.value:
+            self.config_path_text.value = ""  # a chosen preset replaces a typed path; that handler refreshes
+            return
         self._rebuild_targets()
         self._refresh()
 
@@ -216,6 +217,10 @@ class LoraCalculator(widgets.VBox):
             self._update(self.model_source, self.settings(), self.gpu)
         except ValueError as err:
             self.error_label.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+            return
+        except Exception as err:  # a callback's error is otherwise lost; show it and keep the widget alive
+            self.error_label.value = (f"<span style='color:#b00'>unexpected {type(err).__name__}: "
+                                      f"{html.escape(str(err))}</span>")
             return
         self.error_label.value = ""
 
