@@ -95,3 +95,16 @@ def test_importing_sizing_does_not_import_torch():
     code = "import sys, lorakit.sizing; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize(
+    "model_id, preset",
+    [
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M"),  # the embedded model's architecture
+        ("meta-llama/Llama-3.1-8B-Instruct", "Llama-3.1-8B"),
+        ("openai-community/gpt2", "GPT-2"),
+        ("google/gemma-2-2b-it", "Gemma-2-2B"),
+    ],
+)
+def test_hub_ids_resolve_to_the_preset_of_the_same_architecture(model_id, preset):
+    assert describe_architecture(model_id).linears == describe_architecture(preset).linears

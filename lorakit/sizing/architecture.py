@@ -106,6 +106,8 @@ def load_config_dict(source: Any) -> tuple[dict, str]:
     """A plain config dict and a display name from a preset name, dict, path or config object."""
     if isinstance(source, str) and source in PRESETS:
         return _read_json(PRESET_DIR / f"{source}.json", "model"), source
+    if isinstance(source, str) and not Path(source).exists() and preset_for(source):
+        return load_config_dict(preset_for(source))
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
@@ -125,6 +127,18 @@ def load_config_dict(source: Any) -> tuple[dict, str]:
         f"model: expected a preset name ({', '.join(PRESETS)}), a config dict, a config.json path, "
         f"a transformers config or an nn.Module, got {type(source).__name__}"
     )
+
+
+def preset_for(model_id: str) -> str | None:
+    """The preset with the same architecture as a hub id, e.g. "HuggingFaceTB/SmolLM2-135M-Instruct"."""
+    key = model_id.rsplit("/", 1)[-1].lower()
+    for suffix in ("-instruct", "-it", "-chat"):  # instruction tuning keeps the architecture
+        key = key.removesuffix(suffix)
+    for name in PRESETS:
+        repo = json.loads((PRESET_DIR / f"{name}.json").read_text()).get("_name_or_path", "")
+        if key in (name.lower(), repo.rsplit("/", 1)[-1].lower()):
+            return name
+    return None
 
 
 def _read_json(path: Path, field: str) -> dict:
