@@ -76,7 +76,8 @@ class Architecture:
     @property
     def total_params(self) -> int:
         """All parameters, tied weights counted once."""
-        return sum(lin.params for lin in self.linears) + sum(n for _, n in self.other_params)
+        return self.memo("total_params", lambda: sum(lin.params for lin in self.linears)
+                         + sum(n for _, n in self.other_params))
 
     @property
     def linear_suffixes(self) -> tuple[str, ...]:

@@ -91,7 +91,7 @@ def count_lora_params(
         raise ValueError("lora_bias: True is not supported together with use_dora=True (peft refuses it)")
     saved = list(modules_to_save or [])
     adapted = select_targets(arch, target_modules, saved)
-    check_rank(r, adapted)
+    check_rank(r, smallest_adapted_dimension(arch, target_modules, saved))
     key = ("count", r, targets_key(target_modules), lora_bias, tuple(saved), use_dora, quantization)
     return arch.memo(key, lambda: _count(arch, r, adapted, lora_bias, saved, use_dora, quantization))
 
@@ -127,11 +127,17 @@ def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:
         raise ValueError(f"{field}: {value!r} is not one of {', '.join(map(repr, allowed))}")
 
 
-def check_rank(r: Any, adapted: Sequence[LinearLayer]) -> None:
+def smallest_adapted_dimension(arch: Architecture, target_modules: Any, modules_to_save: Sequence[str] = ()) -> int:
+    """min(d_in, d_out) over the adapted layers: the largest rank LoRA can use."""
+    key = ("smallest", targets_key(target_modules), tuple(modules_to_save))
+    return arch.memo(key, lambda: min(min(lin.in_features, lin.out_features)
+                                      for lin in select_targets(arch, target_modules, modules_to_save)))
+
+
+def check_rank(r: Any, smallest: int) -> None:
     """r must be a positive integer no larger than the smallest adapted dimension."""
     if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
         raise ValueError(f"r: must be a positive integer, got {r!r}")
-    smallest = min(min(lin.in_features, lin.out_features) for lin in adapted)
     if r > smallest:
         raise ValueError(f"r: {r} is larger than the smallest adapted dimension ({smallest}); allowed 1..{smallest}")
 

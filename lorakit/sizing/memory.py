@@ -8,6 +8,7 @@ Only linear layers are quantized: embeddings, norms and lm_head keep the compute
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -21,6 +22,7 @@ from lorakit.sizing.lora_count import (
     check_rank,
     count_lora_params,
     select_targets,
+    smallest_adapted_dimension,
     targets_key,
 )
 
@@ -123,12 +125,13 @@ def estimate_memory(
     dt = int(bytes_per_element(precision))
     adapted = arch.linears if finetune == "full" else select_targets(arch, target_modules, modules_to_save or ())
     if finetune == "lora":
-        check_rank(r, adapted)
+        check_rank(r, smallest_adapted_dimension(arch, target_modules, modules_to_save or ()))
     trainable_tensors = arch.memo(
         ("tensors", targets_key(target_modules), r, finetune, lora_bias, use_dora, tuple(modules_to_save or ())),
         lambda: _trainable_tensors(arch, adapted, r, finetune, lora_bias, use_dora, modules_to_save))
     ab = dt if finetune == "full" else int(bytes_per_element(adapter_precision))
-    adapter = sum(n * (dt if is_copy else ab) for n, is_copy in trainable_tensors)
+    sized = [(n, dt if is_copy else ab, how_many) for (n, is_copy), how_many in trainable_tensors.items()]
+    adapter = sum(n * nbytes * how_many for n, nbytes, how_many in sized)
     setup = ActivationSetup(
         batch_size=batch_size, seq_len=seq_len, dtype_bytes=dt, adapter_bytes=ab,
         adapted=arch.memo(("suffixes", finetune, targets_key(target_modules), tuple(modules_to_save or ())),
@@ -146,7 +149,7 @@ def estimate_memory(
         weights_bytes=weights,
         adapter_bytes=adapter,
         gradients_bytes=adapter,  # a gradient has its parameter's shape and dtype
-        optimizer_bytes=optimizer_bytes(optimizer, [(n, dt if c else ab) for n, c in trainable_tensors]),
+        optimizer_bytes=optimizer_bytes(optimizer, sized),
         activations_bytes=model_activation_bytes(arch, setup),
         logits_bytes=logits_bytes(arch, setup),
         # backward of the loss allocates the gradient of the fp32 log-probabilities and of the logits
@@ -176,7 +179,14 @@ def _check_settings(*, batch_size: int, seq_len: int, lora_alpha: float, **choic
 
 def _trainable_tensors(arch: Architecture, adapted: Sequence[LinearLayer], r: int, finetune: str,
                        lora_bias: bool, use_dora: bool, modules_to_save: Sequence[str] | None
-                       ) -> list[tuple[int, bool]]:
+                       ) -> Counter[tuple[int, bool]]:
+    """How many trainable tensors there are of each (elements, is a copy in the base dtype)."""
+    return Counter(_trainable_tensor_list(arch, adapted, r, finetune, lora_bias, use_dora, modules_to_save))
+
+
+def _trainable_tensor_list(arch: Architecture, adapted: Sequence[LinearLayer], r: int, finetune: str,
+                           lora_bias: bool, use_dora: bool, modules_to_save: Sequence[str] | None
+                           ) -> list[tuple[int, bool]]:
     """(elements, is a copy in the base dtype) of every trainable tensor, one entry per tensor."""
     if finetune == "full":
         weights = [(lin.weight_params, True) for lin in arch.linears if not lin.tied]
@@ -223,17 +233,17 @@ def base_weight_bytes(arch: Architecture, quantization: str, double_quant: bool,
     return total
 
 
-def optimizer_bytes(optimizer: str, tensors: Sequence[tuple[int, int]]) -> int:
-    """Optimizer state for trainable tensors given as (elements, bytes per element)."""
+def optimizer_bytes(optimizer: str, tensors: Sequence[tuple[int, int, int]]) -> int:
+    """Optimizer state for trainable tensors given as (elements, bytes per element, how many such tensors)."""
     if optimizer == "sgd":  # plain SGD (no momentum) keeps no state
         return 0
     if optimizer == "adamw":  # torch AdamW: exp_avg, exp_avg_sq in the parameter dtype, an fp32 step
-        return sum(2 * n * b + 4 for n, b in tensors)
+        return sum((2 * n * b + 4) * k for n, b, k in tensors)
     # bitsandbytes 8-bit Adam: uint8 states + fp32 absmax per 256, fp32 below 4096 elements,
     # and two shared 256-entry fp32 quantization maps once any tensor is stored in 8 bits
-    total = 2 * 256 * 4 if any(n >= 4096 for n, _ in tensors) else 0
-    for n, _ in tensors:
-        total += 2 * n + 2 * 4 * -(-n // 256) if n >= 4096 else 2 * n * 4
+    total = 2 * 256 * 4 if any(n >= 4096 for n, _, _ in tensors) else 0
+    for n, _, k in tensors:
+        total += k * (2 * n + 2 * 4 * -(-n // 256) if n >= 4096 else 2 * n * 4)
     return total
 
 
