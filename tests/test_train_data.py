@@ -184,7 +184,12 @@ def test_batches_are_deterministic_and_count_tokens_on_cpu(tokenizer):
     assert batches.order(0) == batches.order(0) and batches.order(0) != batches.order(1)
     batch = batches.collate(batches.order(0)[0])
     assert batch["n_tokens"] == int(batch["inputs"]["attention_mask"].sum())
-    assert batch["n_targets"] == int((batch["inputs"]["labels"][:, 1:] != -100).sum())
+    labels = batch["labels"]
+    assert batch["n_targets"] == int((labels[:, 1:] != -100).sum())
+    # every target is kept, and every kept position has a target in some row
+    assert int((batch["targets"] != -100).sum()) == batch["n_targets"]
+    assert bool((batch["targets"] != -100).any(0).all())
+    assert "labels" not in batch["inputs"]
     flat = build_batches(TrainConfig(batch_size=3, padding_free=True), tokenizer, records, pin=False)
     fb = flat.collate(flat.order(0)[0])
     assert fb["inputs"]["input_ids"].shape[0] == 1 and fb["n_tokens"] == batch["n_tokens"]

@@ -139,15 +139,20 @@ def _eval_loss_from_adapter(model_dir, adapter_dir, config) -> float:
         for indices in batches.order(0):
             batch = batches.collate(indices)
             logits = model(**batch["inputs"], use_cache=False).logits[:, :-1]
-            labels = batch["inputs"]["labels"][:, 1:]
+            labels = batch["labels"][:, 1:]
             total += torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="sum").item()
             count += batch["n_targets"]
     return total / count
 
 
-def test_reloaded_adapter_reproduces_the_final_eval_loss(tiny_model_dir, tmp_path):
-    data = [f"record {i}: " + "alpha beta gamma " * (i % 3 + 1) for i in range(16)]
-    config = tiny_config(tiny_model_dir, tmp_path, dataset=data, eval_split=0.25)
+PLAIN = [f"record {i}: " + "alpha beta gamma " * (i % 3 + 1) for i in range(16)]
+PAIRS = [{"prompt": f"What comes after {i}?", "completion": f"{i + 1} " * (i % 3 + 1)} for i in range(16)]
+
+
+@pytest.mark.parametrize("data", [PLAIN, PAIRS], ids=["plain", "prompt_completion"])
+def test_reloaded_adapter_reproduces_the_final_eval_loss(tiny_model_dir, tmp_path, data):
+    """The loop's loss (logits only where a target is) equals full-logits cross-entropy from the saved adapter."""
+    config = tiny_config(tiny_model_dir, tmp_path, dataset=data, eval_split=0.25, max_seq_length=64)
     summary = train(config)
     final_eval = [r for r in read_metrics(summary.output_dir) if r["kind"] == "eval"][-1]["eval_loss"]
     assert _eval_loss_from_adapter(tiny_model_dir, summary.adapter_dir, config) == pytest.approx(

@@ -1,27 +1,45 @@
 """The built-in instruction dataset: short questions about number formats, answered from a fact table.
 
-Answers are a number or yes/no, so exact match is a meaningful score. The held-out split is fixed by a hash
-of the question, so every run, machine and seed evaluates on the same questions.
+Answers are a number or yes/no, so exact match is a meaningful score. The facts come from lorakit.formats.FORMATS;
+the held-out split is fixed by a hash of the question, so every run, machine and seed evaluates on the
+same questions.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-# name: (aliases, exponent bits, mantissa bits, total bits, bias, largest finite value or None, has inf)
-# Bit layouts and maxima are checked against ml_dtypes / numpy in tests/test_train_data.py.
-FACTS: dict[str, tuple[tuple[str, ...], int, int, int, int, str | None, bool]] = {
-    "FP32": (("FP32", "float32"), 8, 23, 32, 127, None, True),
-    "FP16": (("FP16", "float16", "half precision"), 5, 10, 16, 15, "65504", True),
-    "BF16": (("BF16", "bfloat16"), 8, 7, 16, 127, None, True),
-    "TF32": (("TF32",), 8, 10, 19, 127, None, True),
-    "FP8 E4M3": (("FP8 E4M3", "E4M3FN"), 4, 3, 8, 7, "448", False),
-    "FP8 E5M2": (("FP8 E5M2", "E5M2"), 5, 2, 8, 15, "57344", True),
-    "FP8 E4M3FNUZ": (("E4M3FNUZ",), 4, 3, 8, 8, "240", False),
-    "FP6 E3M2": (("FP6 E3M2",), 3, 2, 6, 3, "28", False),
-    "FP6 E2M3": (("FP6 E2M3",), 2, 3, 6, 1, "7.5", False),
-    "FP4 E2M1": (("FP4 E2M1", "MXFP4 element"), 2, 1, 4, 1, "6", False),
+# Questions name each format as people write it; the answers come from lorakit's own format table.
+# name: (aliases, key in lorakit.formats.FORMATS, ask for the largest value?) -- 3.4e38-sized maxima
+# make poor exact-match answers, so those are not asked.
+_FORMAT_NAMES: dict[str, tuple[tuple[str, ...], str, bool]] = {
+    "FP32": (("FP32", "float32"), "fp32", False),
+    "FP16": (("FP16", "float16", "half precision"), "fp16", True),
+    "BF16": (("BF16", "bfloat16"), "bf16", False),
+    "TF32": (("TF32",), "tf32", False),
+    "FP8 E4M3": (("FP8 E4M3", "E4M3FN"), "fp8_e4m3fn", True),
+    "FP8 E5M2": (("FP8 E5M2", "E5M2"), "fp8_e5m2", True),
+    "FP8 E4M3FNUZ": (("E4M3FNUZ",), "fp8_e4m3fnuz", True),
+    "FP6 E3M2": (("FP6 E3M2",), "fp6_e3m2", True),
+    "FP6 E2M3": (("FP6 E2M3",), "fp6_e2m3", True),
+    "FP4 E2M1": (("FP4 E2M1", "MXFP4 element"), "fp4_e2m1", True),
 }
+
+
+def _facts() -> dict[str, tuple[tuple[str, ...], int, int, int, int, str | None, bool]]:
+    """name -> (aliases, exponent bits, mantissa bits, total bits, bias, largest finite value or None, has inf)."""
+    from lorakit.formats import FORMATS
+
+    facts = {}
+    for name, (aliases, key, ask_max) in _FORMAT_NAMES.items():
+        f = FORMATS[key]
+        largest = f"{f.max:g}" if ask_max else None
+        facts[name] = (aliases, f.exponent_bits, f.mantissa_bits, f.bits, f.bias, largest, f.has_inf)
+    return facts
+
+
+# Checked against ml_dtypes in tests/test_train_data.py (an oracle independent of lorakit.formats).
+FACTS = _facts()
 
 _TEMPLATES = {
     "exponent": (

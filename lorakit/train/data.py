@@ -165,7 +165,9 @@ def _restart_positions(positions: list[int]) -> list[int]:
 class Batches:
     """Deterministic batches of CPU tensors: packed rows, padded rows, or one flattened padding-free row.
 
-    Tokens and loss targets are counted here, on the CPU, so the loop never asks the device for them.
+    A collated batch is {"inputs": model kwargs, "labels", "keep": positions whose logits are needed,
+    "targets": the labels those positions predict (-100 = none), "n_tokens", "n_targets"}. Tokens and
+    targets are counted here, on the CPU, so the loop never asks the device for them.
     """
 
     def __init__(
@@ -195,12 +197,21 @@ class Batches:
             }
         else:
             batch = _collate_padded(rows, self.pad_id)
+        labels = batch.pop("labels")
+        next_labels = labels[:, 1:]  # position p predicts token p + 1
+        # Positions whose next token is a target in some row: logits (hidden x vocab, the largest matmul of a
+        # small model) are computed only there. For prompt/completion data that skips most of the sequence.
+        keep = next_labels.ne(IGNORE).any(0).nonzero().squeeze(1)
+        out = {"inputs": batch, "labels": labels, "keep": keep, "targets": next_labels[:, keep].contiguous()}
         if self.pin:
-            batch = {k: v.pin_memory() for k, v in batch.items()}
+            out = {
+                k: {n: t.pin_memory() for n, t in v.items()} if isinstance(v, dict) else v.pin_memory()
+                for k, v in out.items()
+            }
         mask = batch.get("attention_mask")
-        n_tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
-        n_targets = int(batch["labels"][:, 1:].ne(IGNORE).sum())  # causal LM shifts labels by one
-        return {"inputs": batch, "n_tokens": n_tokens, "n_targets": n_targets}
+        out["n_tokens"] = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+        out["n_targets"] = int(next_labels.ne(IGNORE).sum())
+        return out
 
 
 def _collate_padded(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ reports those too.)
 from __future__ import annotations
 
 import collections
+import inspect
 import json
 import time
 import warnings
@@ -18,10 +19,12 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from lorakit.train import parts
 from lorakit.train.checkpoint import find_checkpoint, load_checkpoint, save_adapter, save_checkpoint
 from lorakit.train.config import TrainConfig
+from lorakit.train.data import IGNORE
 from lorakit.train.embedded import resolve_model
 from lorakit.train.evaluate import exact_match, generate_answers
 from lorakit.train.events import (
@@ -73,6 +76,7 @@ class _Run:
         self.model_config = model.config
         model = add_lora(model, cfg)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.slices_logits = "logits_to_keep" in inspect.signature(model.get_base_model().forward).parameters
         self.batches, self.eval_batches, self.eval_records = parts.make_data(cfg, self.tokenizer, device)
         self.total_steps = parts.total_steps_for(cfg, len(self.batches))
         optimizer = parts.make_optimizer(cfg, self.params, device)
@@ -80,6 +84,9 @@ class _Run:
         self.scheduler = parts.make_scheduler(cfg, self.optimizer.optimizer, self.total_steps)
         self.scaler = self.accelerator.scaler  # a GradScaler only under fp16
         self.epoch, self.position, self.tokens_seen, self.elapsed_before = 0, 0, 0, 0.0
+        self._order, self._order_epoch = [], None  # the current epoch's batches, made when first needed
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()  # the summary's peak is this run's
         if resume_from is not None:
             self._resume(find_checkpoint(resume_from))
         self.loss_sum = torch.zeros((), device=self.accelerator.device)
@@ -114,9 +121,8 @@ class _Run:
     def train_loop(self) -> None:
         cfg = self.config
         self.model.train()
-        self.started = self.window["start"] = (
-            time.perf_counter()
-        )  # previews/evals before this are not training
+        # Previews and evaluations before this point are not training time.
+        self.started = self.window["start"] = time.perf_counter()
         while self.step < self.total_steps and not self.stop.stop_requested:
             self._optimizer_step(self._next_micro_batches())
             self.step += 1
@@ -131,7 +137,7 @@ class _Run:
         """The next gradient_accumulation_steps batches, continuing into the next epoch when one ends."""
         micro = []
         while len(micro) < self.config.gradient_accumulation_steps:
-            if getattr(self, "_order_epoch", None) != self.epoch:
+            if self._order_epoch != self.epoch:
                 self._order, self._order_epoch = self.batches.order(self.epoch), self.epoch
             micro.append(self.batches.collate(self._order[self.position]))
             self.position += 1
@@ -139,14 +145,26 @@ class _Run:
                 self.epoch, self.position = self.epoch + 1, 0
         return micro
 
+    def _loss(self, batch: dict, n_targets: int) -> torch.Tensor:
+        """Summed cross-entropy of the batch's targets / n_targets (fp32, as transformers computes it)."""
+        device = self.accelerator.device
+        inputs = {k: v.to(device, non_blocking=True) for k, v in batch["inputs"].items()}
+        keep = batch["keep"].to(device, non_blocking=True)
+        targets = batch["targets"].to(device, non_blocking=True)
+        with self.accelerator.autocast():
+            if self.slices_logits:
+                logits = self.model(**inputs, logits_to_keep=keep, use_cache=False).logits
+            else:  # a model without logits_to_keep: compute all, keep the needed ones
+                logits = self.model(**inputs, use_cache=False).logits[:, keep]
+        flat = logits.float().flatten(0, 1)
+        return F.cross_entropy(flat, targets.flatten(), ignore_index=IGNORE, reduction="sum") / n_targets
+
     def _optimizer_step(self, micro: list[dict]) -> None:
         """Forward/backward over the micro-batches, then one optimizer step. Nothing here reads the device."""
         # Token-weighted mean over the whole accumulated batch (what transformers' Trainer computes too).
         n_targets = max(1, sum(b["n_targets"] for b in micro))
         for batch in micro:
-            inputs = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch["inputs"].items()}
-            with self.accelerator.autocast():
-                loss = self.model(**inputs, num_items_in_batch=n_targets, use_cache=False).loss
+            loss = self._loss(batch, n_targets)
             self.accelerator.backward(loss)
             self.loss_sum += loss.detach()
             self.window["tokens"] += batch["n_tokens"]
@@ -193,10 +211,7 @@ class _Run:
         count = 0
         for indices in self.eval_batches.order(0):
             batch = self.eval_batches.collate(indices)
-            inputs = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch["inputs"].items()}
-            with self.accelerator.autocast():
-                out = self.model(**inputs, num_items_in_batch=max(1, batch["n_targets"]), use_cache=False)
-            total += out.loss.detach().float() * batch["n_targets"]
+            total += self._loss(batch, 1).detach()  # the summed loss
             count += batch["n_targets"]
         self.model.train()
         return _read(total, "eval") / max(count, 1)
