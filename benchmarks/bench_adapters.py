@@ -37,6 +37,15 @@ def _latency_rows(bench: str, result: dict[str, Any], target_ms: float) -> list[
     return rows
 
 
+def _measure(module: str, measure, quick: bool) -> dict[str, Any]:
+    """Full: the widget benchmark's own repeat count; quick: a few updates (FloatExplorer: one format)."""
+    if not quick:
+        return measure(200)
+    if module == "bench_float_explorer":
+        return measure(5, formats=("fp16",))
+    return measure(5)
+
+
 def widget_rows(quick: bool = False) -> list[Row]:
     """Latency rows of each widget benchmark that is present; a missing one becomes a 'skipped' row."""
     rows: list[Row] = []
@@ -46,7 +55,7 @@ def widget_rows(quick: bool = False) -> list[Row]:
         except ImportError as exc:
             rows.append(skipped_row(bench, f"benchmarks/{module}.py not available: {exc}"))
             continue
-        rows += _latency_rows(bench, measure(5 if quick else 200), target_ms)
+        rows += _latency_rows(bench, _measure(module, measure, quick), target_ms)
     return rows
 
 
