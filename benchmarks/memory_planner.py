@@ -1,15 +1,16 @@
 """Memory planner vs measurement: predicted bytes per component against real tiny LoRA training steps.
 
 For every grid point (batch, sequence, r, base quantization none/int8/nf4, gradient checkpointing,
-attention kernel) a tiny Llama-shaped model takes one AdamW step on the CPU; lorakit.sizing.measure sums
+attention kernel) a tiny Llama-shaped model -- and, on fewer points, tiny GPT-2 (Conv1D, LayerNorm, dropout),
+Gemma-2, Phi-3 (fused qkv) and Qwen2.5 models -- takes one AdamW step on the CPU; lorakit.sizing.measure sums
 the tensors it holds (weights with their quantization state, adapters, gradients, optimizer state) and the
 bytes autograd saves for backward (activations, logits), and ``estimate_memory`` predicts each from the
 config alone. Errors are (predicted - measured) / measured in percent. Target: median |error| <= 5 %,
 max <= 10 % on the total. With a CUDA GPU, the total (less the runtime allowance) is also compared with
 ``torch.cuda.max_memory_allocated`` over the second step of a real run.
 
-    python benchmarks/memory_planner.py            # the full grid, 96 points (~2 minutes on 2 CPU cores)
-    python benchmarks/memory_planner.py --quick    # 8 points
+    python benchmarks/memory_planner.py            # the full grid, 128 points (a few minutes on 2 CPU cores)
+    python benchmarks/memory_planner.py --quick    # 10 points
 """
 
 from __future__ import annotations
@@ -24,18 +25,29 @@ TINY = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, vocab_s
 COMPONENTS = ("weights", "adapter", "gradients", "optimizer", "activations", "logits")
 
 
+FAMILIES = ("GPT-2", "Gemma-2-2B", "Phi-3-mini-4k", "Qwen2.5-0.5B")  # at their shrink_config defaults
+
+
 def grid(quick: bool) -> list[dict[str, Any]]:
-    """Grid points as estimate_memory keyword arguments."""
+    """Grid points: a preset and estimate_memory keyword arguments."""
+    keys = ("batch_size", "seq_len", "r", "quantization", "gradient_checkpointing", "attention")
     if quick:
         points = [(1, 64, 8, "none", False, "sdpa"), (2, 128, 8, "none", True, "sdpa"),
                   (2, 64, 16, "int8", False, "sdpa"), (1, 128, 16, "nf4", True, "sdpa"),
                   (2, 128, 8, "nf4", False, "eager"), (1, 64, 32, "none", True, "eager"),
                   (4, 32, 8, "int8", True, "sdpa"), (2, 96, 4, "none", False, "sdpa")]
+        families = [("GPT-2", (2, 64, 8, "none", True, "sdpa")), ("Phi-3-mini-4k", (2, 64, 8, "nf4", True, "sdpa"))]
     else:
         points = list(itertools.product((1, 2), (64, 128), (8, 32), ("none", "int8", "nf4"), (False, True),
                                         ("sdpa", "eager")))
-    keys = ("batch_size", "seq_len", "r", "quantization", "gradient_checkpointing", "attention")
-    return [dict(zip(keys, p, strict=True)) for p in points]
+        families = [(f, (b, 64, 8, q, ck, "eager" if f.startswith("Gemma") else "sdpa"))
+                    for f in FAMILIES for b in (1, 2) for q in ("none", "nf4") for ck in (False, True)]
+    llama = [dict(zip(keys, p, strict=True), preset=PRESET) for p in points]
+    return llama + [dict(zip(keys, p, strict=True), preset=f) for f, p in families]
+
+
+def _tiny_dims(preset: str) -> dict[str, int]:
+    return TINY if preset == PRESET else {}
 
 
 def _model(point: dict[str, Any], device: str = "cpu") -> Any:
@@ -43,7 +55,8 @@ def _model(point: dict[str, Any], device: str = "cpu") -> Any:
 
     from lorakit.sizing.measure import tiny_model
 
-    model = tiny_model(PRESET, quantization=point["quantization"], attention=point["attention"], **TINY)
+    model = tiny_model(point["preset"], quantization=point["quantization"], attention=point["attention"],
+                       **_tiny_dims(point["preset"]))
     if device != "cpu" and point["quantization"] == "none":
         model = model.to(device)
     lora = peft.get_peft_model(model, peft.LoraConfig(r=point["r"], target_modules="all-linear"))
@@ -52,12 +65,14 @@ def _model(point: dict[str, Any], device: str = "cpu") -> Any:
     return lora.train()
 
 
-def _predict(point: dict[str, Any], runtime_overhead_bytes: int = 0) -> Any:
+def _predict(point: dict[str, Any], device: str = "cpu") -> Any:
     from lorakit.sizing import estimate_memory
     from lorakit.sizing.architecture import shrink_config
 
-    return estimate_memory(shrink_config(PRESET, **TINY), precision="fp32", optimizer="adamw",
-                           double_quant=True, runtime_overhead_bytes=runtime_overhead_bytes, **point)
+    settings = {k: v for k, v in point.items() if k != "preset"}
+    return estimate_memory(shrink_config(point["preset"], **_tiny_dims(point["preset"])), precision="fp32",
+                           optimizer="adamw", double_quant=True, runtime_overhead_bytes=0, device=device,
+                           **settings)
 
 
 def _error_pct(predicted: float, measured: float) -> float:
@@ -75,7 +90,8 @@ def measure_point(point: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     model = _model(point)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
-    batch = torch.randint(0, TINY["vocab_size"], (point["batch_size"], point["seq_len"]))
+    vocab = model.get_output_embeddings().out_features
+    batch = torch.randint(0, vocab, (point["batch_size"], point["seq_len"]))
     measured = measure_training_step(model, batch, optimizer)
     predicted = _predict(point).as_dict()
     record: dict[str, Any] = dict(point)
@@ -96,7 +112,8 @@ def cuda_point(point: dict[str, Any]) -> dict[str, Any]:
 
     model = _model(point, device="cuda") if point["quantization"] == "none" else _quantized_on_cuda(point)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
-    batch = torch.randint(0, TINY["vocab_size"], (point["batch_size"], point["seq_len"]), device="cuda")
+    vocab = model.get_output_embeddings().out_features
+    batch = torch.randint(0, vocab, (point["batch_size"], point["seq_len"]), device="cuda")
     for step in range(2):  # the second step runs with the optimizer state in place, like every later step
         if step == 1:
             torch.cuda.synchronize()
@@ -106,7 +123,7 @@ def cuda_point(point: dict[str, Any]) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated()
-    predicted = _predict(point).total_bytes
+    predicted = _predict(point, device="cuda").total_bytes
     del model, optimizer
     torch.cuda.empty_cache()
     return dict(point, cuda_peak_bytes=peak, predicted_total_bytes=predicted,
@@ -122,7 +139,7 @@ def _quantized_on_cuda(point: dict[str, Any]) -> Any:
 
     from lorakit.sizing.measure import tiny_model
 
-    base = tiny_model(PRESET, attention=point["attention"], **TINY)
+    base = tiny_model(point["preset"], attention=point["attention"], **_tiny_dims(point["preset"]))
     q = point["quantization"]
     bnb = BitsAndBytesConfig(load_in_8bit=True) if q == "int8" else BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type=q, bnb_4bit_use_double_quant=True)
@@ -162,17 +179,18 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 def summary(records: list[dict[str, Any]]) -> list[str]:
     """Table lines: one row per point (error % per component and total), then median and max |error|."""
     cols = [*COMPONENTS, "total"] + (["cuda_total"] if "cuda_total_error_pct" in records[0] else [])
-    head = f"{'batch':>5} {'seq':>4} {'r':>3} {'quant':>5} {'ckpt':>5} {'attn':>5} | " + " ".join(
+    head = f"{'model (tiny)':13} {'batch':>5} {'seq':>4} {'r':>3} {'quant':>5} {'ckpt':>5} {'attn':>5} | " + " ".join(
         f"{c[:11]:>11}" for c in cols)
     lines = ["error % = (predicted - measured) / measured", head, "-" * len(head)]
     for rec in records:
-        lines.append(f"{rec['batch_size']:>5} {rec['seq_len']:>4} {rec['r']:>3} {rec['quantization']:>5} "
+        lines.append(f"{rec['preset'][:13]:13} {rec['batch_size']:>5} {rec['seq_len']:>4} {rec['r']:>3} "
+                     f"{rec['quantization']:>5} "
                      f"{rec['gradient_checkpointing']!s:>5} {rec['attention']:>5} | "
                      + " ".join(f"{rec[f'{c}_error_pct']:>+11.2f}" for c in cols))
     lines.append("-" * len(head))
     for name, fn in (("median |err|", statistics.median), ("max |err|", max)):
         stats = " ".join(f"{fn(abs(r[f'{c}_error_pct']) for r in records):>11.2f}" for c in cols)
-        lines.append(f"{name:>34} | {stats}")
+        lines.append(f"{name:>48} | {stats}")
     total = [abs(r["total_error_pct"]) for r in records]
     verdict = "meets" if statistics.median(total) <= 5 and max(total) <= 10 else "MISSES"
     lines.append(f"total: median {statistics.median(total):.2f} %, max {max(total):.2f} % -> {verdict} "
@@ -182,7 +200,7 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 grid points instead of 96")
+    parser.add_argument("--quick", action="store_true", help="10 grid points instead of 128")
     args = parser.parse_args()
     print("\n".join(summary(run(args.quick))))
 
