@@ -242,6 +242,21 @@ def _gpu() -> str | None:
     return torch.cuda.get_device_name(0)
 
 
+def _git_revision() -> str | None:
+    """The checkout's commit (short hash), '+dirty' when tracked files differ from it; None outside git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, RAM, package versions, GPU (if any), load average, time (UTC)."""
     versions = {}
@@ -261,6 +276,7 @@ def machine_info() -> dict[str, Any]:
         "gpu": _gpu(),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+    info["git"] = _git_revision()
     try:
         import torch
 
