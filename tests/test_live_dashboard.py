@@ -62,7 +62,8 @@ def test_history_keeps_every_record_and_text_follows_the_last():
     assert "4,000 of 1,000,000 parameters trainable (0.40 %)" in dash.status.value
 
 
-def test_redraws_are_throttled_by_the_clock():
+def test_redraws_are_throttled_by_the_clock(monkeypatch):
+    monkeypatch.setattr(live, "figure_to_png", lambda fig: PNG_SIGNATURE)  # count draws; skip rendering
     clock = FakeClock()
     dash = LiveDashboard(min_interval_s=0.5, clock=clock)  # draws take 0 fake seconds: interval stays 0.5 s
     dash.on_train_start(info())  # forced draw at t=0
