@@ -270,3 +270,22 @@ def test_exact_match_counts_normalized_hits(monkeypatch):
     monkeypatch.setattr(evaluate, "generate_answers", lambda *a, **k: ["8.", "Yes", "7 bits", ""])
     examples = [{"prompt": "p", "completion": c} for c in ("8", "yes", "7", "1")]
     assert evaluate.exact_match(None, None, examples) == 0.5  # "8." and "Yes" count; "7 bits" and "" do not
+
+
+def test_export_merged_matches_base_plus_adapter(tiny_model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from lorakit.train import export_merged
+
+    summary = train(tiny_config(tiny_model_dir, tmp_path, max_steps=3))
+    merged_dir = export_merged(summary.output_dir, tmp_path / "merged")
+    ids = torch.tensor([[1, 537, 827, 1296, 2]])
+    with torch.no_grad():
+        merged = AutoModelForCausalLM.from_pretrained(merged_dir)(input_ids=ids).logits
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        adapted = PeftModel.from_pretrained(base, summary.adapter_dir)(input_ids=ids).logits
+        plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir)(input_ids=ids).logits
+    torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)
+    assert (merged - plain).abs().max() > 1e-3  # the adapter changed something
+    assert not any(k.startswith("base_model") for k in json.loads((merged_dir / "config.json").read_text()))
