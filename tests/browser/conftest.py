@@ -84,6 +84,8 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory, lab_server: LabSer
 @pytest.fixture
 def page(browser_context: Any, lab_server: LabServer, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh tab; afterwards its kernels are shut down and, when the test failed, the page is saved."""
+    failure_picture = ARTIFACTS / f"FAILED-{_safe(request.node.name)}.png"
+    failure_picture.unlink(missing_ok=True)  # from an earlier run of this test
     tab = browser_context.new_page()
     try:
         yield tab
@@ -91,7 +93,7 @@ def page(browser_context: Any, lab_server: LabServer, request: pytest.FixtureReq
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             ARTIFACTS.mkdir(exist_ok=True)
-            tab.screenshot(path=str(ARTIFACTS / f"FAILED-{_safe(request.node.name)}.png"), full_page=True)
+            tab.screenshot(path=str(failure_picture), full_page=True)
         tab.close()
         lab_server.shutdown_sessions()
 
