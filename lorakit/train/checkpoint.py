@@ -12,6 +12,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,18 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler) -> dict:
         load_file(folder / "rng.safetensors"), json.loads((folder / "rng.json").read_text("utf-8"))
     )
     return json.loads((folder / "state.json").read_text(encoding="utf-8"))
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a run folder's (or checkpoint folder's) checkpoint was saved at."""
+    return json.loads((find_checkpoint(path) / "state.json").read_text(encoding="utf-8"))["step"]
+
+
+def output_dir_for(output_dir: str | None, resume_from: str | Path | None) -> Path:
+    """The run folder: as configured, else the folder being resumed, else runs/<timestamp>."""
+    if output_dir:
+        return Path(output_dir)
+    if resume_from is not None:
+        path = Path(resume_from)
+        return path.parent if path.name == "checkpoint" else path
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -64,6 +64,7 @@ class TrainSummary:
     exact_match_before: float | None = None
     exact_match_after: float | None = None
     warnings: list[str] = field(default_factory=list)
+    traceback: str | None = None  # for status "error": where it happened
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,3 +130,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             continue  # only a crash mid-write produces this, and only on the last line
     return records
+
+
+def trim_metrics(run_dir: str | Path, last_step: int) -> None:
+    """Keep only the records up to last_step (a resumed run logs the later steps again), atomically."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if path.exists():
+        kept = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

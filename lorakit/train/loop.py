@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import collections
 import inspect
-import json
 import time
+import traceback
 import warnings
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from lorakit.train import parts
-from lorakit.train.checkpoint import find_checkpoint, load_checkpoint, save_adapter, save_checkpoint
+from lorakit.train.checkpoint import (
+    checkpoint_step,
+    find_checkpoint,
+    load_checkpoint,
+    output_dir_for,
+    save_adapter,
+    save_checkpoint,
+)
 from lorakit.train.config import TrainConfig
 from lorakit.train.data import IGNORE
 from lorakit.train.embedded import resolve_model
@@ -33,8 +39,7 @@ from lorakit.train.events import (
     StopHandle,
     TrainSummary,
     atomic_write_json,
-    atomic_write_text,
-    read_metrics,
+    trim_metrics,
 )
 from lorakit.train.modeling import add_lora, check_model_on_meta, count_params, load_base
 from lorakit.train.preflight import check_before_load
@@ -65,6 +70,8 @@ class _Run:
         self.step = 0
         self.final_loss: float | None = None
         self.summary_extra: dict = {}
+        self.peak_rss = 0  # largest RSS seen at a logging step (bytes)
+        self.traceback: str | None = None
 
     # ---- setup -------------------------------------------------------------------------------------------
     def setup(self, device: str, path: str, resume_from) -> None:
@@ -197,6 +204,7 @@ class _Run:
             **parts.memory_stats(self.device),
         }
         self.final_loss = loss
+        self.peak_rss = max(self.peak_rss, record["rss_bytes"] or 0)
         self.loss_sum.zero_()
         self.window = {"steps": 0, "tokens": 0, "start": time.perf_counter()}
         self.emit("on_log", record)
@@ -287,25 +295,6 @@ class _Run:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _prepare_output(config: TrainConfig, resume_from) -> Path:
-    if config.output_dir:
-        return Path(config.output_dir)
-    if resume_from is not None:
-        path = Path(resume_from)
-        return path.parent if path.name == "checkpoint" else path
-    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def _trim_metrics(out: Path, resume_from) -> None:
-    """On resume, drop records logged after the checkpoint: the resumed run logs those steps again."""
-    path = out / "metrics.jsonl"
-    if resume_from is None or not path.exists():
-        return
-    last_step = json.loads((find_checkpoint(resume_from) / "state.json").read_text(encoding="utf-8"))["step"]
-    kept = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
 def _before_training(run: _Run) -> None:
     """Answers and scores of the untrained adapter (LoRA B starts at zero, so this is the base model)."""
     if run.step > 0:
@@ -343,9 +332,8 @@ def _finish(run: _Run, status: str, message: str) -> TrainSummary:
     except Exception as exc:  # noqa: BLE001 -- report, never mask the run's own outcome
         run.warn(f"could not save the adapter: {exc!r}")
     prompts = run.config.preview_prompts
-    before = run.summary_extra.get("preview_before") or [""] * len(
-        prompts
-    )  # "" where the run never got there
+    # "" where the run never got that far
+    before = run.summary_extra.get("preview_before") or [""] * len(prompts)
     after = run.summary_extra.get("preview_after") or [""] * len(prompts)
     preview = [{"prompt": p, "before": b, "after": a} for p, b, a in zip(prompts, before, after, strict=True)]
     on_gpu = getattr(run, "device", "cpu") == "cuda"
@@ -358,13 +346,14 @@ def _finish(run: _Run, status: str, message: str) -> TrainSummary:
         output_dir=str(run.out),
         adapter_dir=str(adapter_dir) if adapter_dir else None,
         metrics_path=str(run.out / "metrics.jsonl"),
-        peak_memory_bytes=torch.cuda.max_memory_allocated() if on_gpu else parts.rss_bytes(),
+        peak_memory_bytes=torch.cuda.max_memory_allocated() if on_gpu else run.peak_rss or parts.rss_bytes(),
         tokens_per_s=run.session_tokens / run.train_s if getattr(run, "train_s", 0) else None,
         elapsed_s=run.loop_state()["elapsed_s"] if hasattr(run, "started") else None,
         preview=preview,
         exact_match_before=run.summary_extra.get("exact_match_before"),
         exact_match_after=run.summary_extra.get("exact_match_after"),
         warnings=list(run.warnings),
+        traceback=run.traceback,
     )
     atomic_write_json(run.out / "summary.json", summary.as_dict())
     run.emit("on_train_end", summary)
@@ -391,9 +380,10 @@ def train(
     device, warns = check_before_load(config)
     path = resolve_model(config.model)
     check_model_on_meta(config, path)
-    out = _prepare_output(config, resume_from)
+    out = output_dir_for(config.output_dir, resume_from)
     out.mkdir(parents=True, exist_ok=True)
-    _trim_metrics(out, resume_from)
+    if resume_from is not None:  # the resumed run logs the steps after its checkpoint again
+        trim_metrics(out, checkpoint_step(resume_from))
     run = _Run(config, [JsonlSink(out / "metrics.jsonl", append=resume_from is not None), *sinks], stop)
     run.out = out
     for message in warns:
@@ -417,4 +407,5 @@ def train(
         message = f"Interrupted at step {run.step}; the adapter and the metrics so far are saved."
     except Exception as exc:  # noqa: BLE001 -- the summary carries it; the caller decides
         status, message = "error", f"Error at step {run.step}: {type(exc).__name__}: {exc}"
+        run.traceback = traceback.format_exc()
     return _finish(run, status, message)
