@@ -178,6 +178,7 @@ def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, padding
     """Train with transformers.Trainer + peft for `s.steps` steps over `examples` in order; time steps 2..N."""
     import torch
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     tokenizer = word_tokenizer(N_SPECIAL + 1)  # the collator only needs the pad id
     torch.manual_seed(s.seed)  # as lorakit does before loading: the same RNG stream initialises LoRA A
@@ -218,7 +219,10 @@ def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, padding
         raise ValueError("padding=False needs fixed-length examples")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    Trainer(model=model, args=args, train_dataset=data, data_collator=collator, callbacks=[Clock(), *callbacks]).train()
+    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator,
+                      callbacks=[Clock(), *callbacks])
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout, which buries the table
+    trainer.train()
     tps, secs, toks = window_throughput(marks)
     extra = _cuda_memory()
     del model

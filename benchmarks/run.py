@@ -71,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the .md/.json results go")
     parser.add_argument("--no-save", action="store_true", help="print the table only")
+    parser.add_argument("--note", default="", help="a remark saved with the machine description (e.g. other load)")
     parser.add_argument("--tag", default="", help="appended to the results file name (e.g. a partial rerun)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice); fewer is steadier on a busy machine")
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     info["utc_start"] = start["utc"]
     info["wall_s"] = round(time.perf_counter() - t0, 1)
     info["mode"] = f"{'quick' if args.quick else 'full'}, repeats={args.repeats}, only={','.join(args.names)}"
+    if args.note:
+        info["note"] = args.note
     print("\n".join(table_lines(rows)))
     if not args.no_save:
         path = write_results(rows, info, args.out, suffix=f"-{args.tag}" if args.tag else "")
