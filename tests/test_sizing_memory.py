@@ -20,7 +20,7 @@ EXACT = ("weights_bytes", "adapter_bytes", "gradients_bytes", "optimizer_bytes")
 
 
 def _run(*, r=8, targets="all-linear", batch=2, seq=64, checkpointing=False, attention="sdpa",
-         quantization="none", precision="fp32", optimizer="adamw"):
+         quantization="none", precision="fp32", optimizer="adamw", autocast=False):
     """Measured and predicted bytes per component of one LoRA training step."""
     torch.manual_seed(0)
     model = tiny_model(PRESET, quantization=quantization, precision=precision, attention=attention, **TINY)
@@ -31,10 +31,12 @@ def _run(*, r=8, targets="all-linear", batch=2, seq=64, checkpointing=False, att
     params = [p for p in lora.parameters() if p.requires_grad]
     opt = {"adamw": lambda: torch.optim.AdamW(params), "sgd": lambda: torch.optim.SGD(params, lr=0.1)}.get(
         optimizer, lambda: __import__("bitsandbytes").optim.AdamW8bit(params))()
-    measured = measure_training_step(lora, torch.randint(0, TINY["vocab_size"], (batch, seq)), opt)
+    mixed = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if autocast else None
+    measured = measure_training_step(lora, torch.randint(0, TINY["vocab_size"], (batch, seq)), opt, autocast=mixed)
     predicted = estimate_memory(shrink_config(PRESET, **TINY), r=r, target_modules=targets, precision=precision,
                                 quantization=quantization, optimizer=optimizer, batch_size=batch, seq_len=seq,
-                                gradient_checkpointing=checkpointing, attention=attention).as_dict()
+                                gradient_checkpointing=checkpointing, attention=attention,
+                                autocast=autocast).as_dict()
     return measured, predicted
 
 
@@ -77,11 +79,22 @@ def test_optimizer_state_is_exact(optimizer):
 
 
 @pytest.mark.slow
-def test_bf16_base_with_fp32_adapters():
-    measured, predicted = _run(precision="bf16")
+@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_bf16_base_with_fp32_adapters(autocast, checkpointing):
+    """peft keeps adapters in fp32; without autocast each adapter saves an fp32 copy of its input."""
+    measured, predicted = _run(precision="bf16", autocast=autocast, checkpointing=checkpointing)
     for key in EXACT:
         assert predicted[key] == measured[key], key
     assert _saved(predicted) == pytest.approx(_saved(measured), rel=0.05)
+
+
+def test_autocast_is_the_default_for_half_precision():
+    mixed = estimate_memory("Llama-3.1-8B", precision="bf16")
+    assert mixed.setup["autocast"] is True
+    assert mixed == estimate_memory("Llama-3.1-8B", precision="bf16", autocast=True)
+    assert estimate_memory("Llama-3.1-8B", precision="bf16", autocast=False).activations_bytes > \
+        mixed.activations_bytes  # fp32 copies of each adapter's input instead of bf16 ones
 
 
 def test_kv_cache_matches_a_real_cache():

@@ -29,6 +29,8 @@ class ActivationSetup:
     full_finetune: bool = False
     lora_dropout: float = 0.0
     device: str = "cuda"  # dropout keeps a bool mask on CUDA, a mask in the activation dtype on the CPU
+    autocast: bool = False  # mixed precision: adapters' matmuls run in the activation dtype
+    adapter_weight_elements: int = 0  # LoRA weights, which autocast copies to the activation dtype
 
     @property
     def tokens(self) -> int:
@@ -83,12 +85,14 @@ def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway
     t = s.tokens
     if s.full_finetune:
         return t * chosen[0].in_features * s.dtype_bytes
-    lora_b = sum(t * s.lora_ranks * s.adapter_bytes for _ in chosen)
-    if s.lora_dropout > 0:  # each adapter drops out its own copy and keeps a bool mask
+    # the copy an adapter keeps: cast to the adapter dtype, and back to the activation dtype by autocast
+    copy_bytes = s.dtype_bytes if s.autocast else s.adapter_bytes
+    lora_b = sum(t * s.lora_ranks * copy_bytes for _ in chosen)
+    if s.lora_dropout > 0:  # each adapter drops out its own copy and keeps the mask
         mask = 1 if s.device == "cuda" else s.adapter_bytes  # the input is already in the adapter dtype
-        return lora_b + sum(t * lin.in_features * (s.adapter_bytes + mask) for lin in chosen)
+        return lora_b + sum(t * lin.in_features * (copy_bytes + mask) for lin in chosen)
     if s.adapter_bytes != s.dtype_bytes:  # each adapter casts the input to its own dtype and saves the copy
-        return lora_b + sum(t * lin.in_features * s.adapter_bytes for lin in chosen)
+        return lora_b + sum(t * lin.in_features * copy_bytes for lin in chosen)
     shared = 0 if input_saved_anyway else t * chosen[0].in_features * s.dtype_bytes
     return lora_b + shared  # one input tensor, shared by the adapters it feeds
 
@@ -164,12 +168,14 @@ def model_activation_bytes(arch: Architecture, s: ActivationSetup) -> int:
     final_norm = _norm_bytes(arch, s)
     head_input = t * h * dt if (s.full_finetune or arch.output_head and arch.output_head.rsplit(".", 1)[-1]
                                 in s.adapted) else 0
+    # autocast keeps a low-precision copy of each fp32 adapter weight for the matmuls that use it
+    casts = s.adapter_weight_elements * dt if (s.autocast and s.adapter_bytes != dt) else 0
     if s.gradient_checkpointing:
         # each layer keeps only its input; backward recomputes one layer at a time
-        return n_layers * t * h * dt + layer_bytes(arch, s) + rope + final_norm + head_input
+        return n_layers * t * h * dt + layer_bytes(arch, s) + rope + final_norm + head_input + casts // n_layers
     # the embedding is frozen, so the first layer's input carries no gradient
     first = layer_bytes(arch, s, input_needs_grad=s.full_finetune)
-    return first + (n_layers - 1) * layer_bytes(arch, s) + rope + final_norm + head_input
+    return first + (n_layers - 1) * layer_bytes(arch, s) + rope + final_norm + head_input + casts
 
 
 def logits_bytes(arch: Architecture, s: ActivationSetup) -> int:

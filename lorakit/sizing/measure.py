@@ -46,8 +46,13 @@ def weight_tensors(model: Any, trainable: bool) -> list[Any]:
     return out
 
 
-def measure_training_step(model: Any, input_ids: Any, optimizer: Any) -> dict[str, int]:
-    """Run one forward/backward/step and return bytes per component, as the planner names them."""
+def measure_training_step(model: Any, input_ids: Any, optimizer: Any, autocast: Any = None) -> dict[str, int]:
+    """Run one forward/backward/step and return bytes per component, as the planner names them.
+
+    ``autocast``: a ``torch.dtype`` to run the forward under ``torch.autocast`` (mixed precision), or None.
+    """
+    import contextlib
+
     import torch
 
     frozen = weight_tensors(model, trainable=False)
@@ -73,8 +78,11 @@ def measure_training_step(model: Any, input_ids: Any, optimizer: Any) -> dict[st
     handles += [child.register_forward_pre_hook(lambda _m, _a, i=i: current.__setitem__("layer", i))
                 for i, layer in enumerate(layers) for child in layer.children()]
     try:
+        mixed = (torch.autocast(input_ids.device.type, dtype=autocast) if autocast is not None
+                 else contextlib.nullcontext())
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = model(input_ids=input_ids, labels=input_ids)
+            with mixed:
+                out = model(input_ids=input_ids, labels=input_ids)
             current["backward"] = True
             activations = _unique_bytes(saved["activations"])
             logits = _unique_bytes(saved["logits"] + [out.logits], skip={_storage_key(t) for t in saved["activations"]})

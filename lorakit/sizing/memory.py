@@ -112,11 +112,14 @@ def estimate_memory(
     use_dora: bool = False,
     runtime_overhead_bytes: int = DEFAULT_RUNTIME_OVERHEAD,
     device: str = "cuda",
+    autocast: bool | None = None,
 ) -> MemoryEstimate:
     """Peak memory of one training step (forward + backward + optimizer step), component by component.
 
     The components are summed, so the total slightly overstates a peak where gradients and activations do not
     coexist; for LoRA the gradients are tiny. ``device`` only changes the size of saved dropout masks.
+    ``autocast`` (default: on for bf16/fp16, as the HF Trainer, accelerate and lorakit's trainer run them)
+    means the forward runs under ``torch.autocast``, with the base loaded in ``precision``.
     """
     _check_settings(precision=precision, quantization=quantization, optimizer=optimizer, attention=attention,
                     finetune=finetune, adapter_precision=adapter_precision, device=device, batch_size=batch_size,
@@ -138,7 +141,8 @@ def estimate_memory(
                           lambda: frozenset(lin.suffix for lin in adapted)),
         lora_ranks=r, attention=attention,
         gradient_checkpointing=gradient_checkpointing, full_finetune=finetune == "full", lora_dropout=lora_dropout,
-        device=device,
+        device=device, autocast=precision != "fp32" if autocast is None else bool(autocast),
+        adapter_weight_elements=sum(n * k for (n, is_copy), k in trainable_tensors.items() if not is_copy),
     )
     tokens_vocab = batch_size * seq_len * arch.vocab_size
     weights = 0 if finetune == "full" else arch.memo(
@@ -159,7 +163,8 @@ def estimate_memory(
         setup=dict(model=arch.name, r=r, lora_alpha=lora_alpha, target_modules=target_modules, precision=precision,
                    quantization=quantization, double_quant=double_quant, optimizer=optimizer, batch_size=batch_size,
                    seq_len=seq_len, gradient_checkpointing=gradient_checkpointing, attention=attention,
-                   finetune=finetune, adapter_precision=adapter_precision, device=device),
+                   finetune=finetune, adapter_precision=adapter_precision, device=device,
+                   autocast=precision != "fp32" if autocast is None else bool(autocast)),
     )
 
 
