@@ -2,15 +2,16 @@
 
 For every grid point (batch, sequence, r, base quantization none/int8/nf4, gradient checkpointing,
 attention kernel) a tiny Llama-shaped model -- and, on fewer points, tiny GPT-2 (Conv1D, LayerNorm, dropout),
-Gemma-2, Phi-3 (fused qkv) and Qwen2.5 models -- takes one AdamW step on the CPU; lorakit.sizing.measure sums
+Gemma-2, Phi-3 (fused qkv) and Qwen2.5 models -- takes one AdamW step on the CPU, in fp32 or as a bf16 base with
+fp32 adapters under torch.autocast (how the HF Trainer runs bf16); lorakit.sizing.measure sums
 the tensors it holds (weights with their quantization state, adapters, gradients, optimizer state) and the
 bytes autograd saves for backward (activations, logits), and ``estimate_memory`` predicts each from the
 config alone. Errors are (predicted - measured) / measured in percent. Target: median |error| <= 5 %,
 max <= 10 % on the total. With a CUDA GPU, the total (less the runtime allowance) is also compared with
 ``torch.cuda.max_memory_allocated`` over the second step of a real run.
 
-    python benchmarks/memory_planner.py            # the full grid, 128 points (a few minutes on 2 CPU cores)
-    python benchmarks/memory_planner.py --quick    # 10 points
+    python benchmarks/memory_planner.py            # the full grid, 144 points (a few minutes on 2 CPU cores)
+    python benchmarks/memory_planner.py --quick    # 12 points
 """
 
 from __future__ import annotations
@@ -42,8 +43,12 @@ def grid(quick: bool) -> list[dict[str, Any]]:
                                         ("sdpa", "eager")))
         families = [(f, (b, 64, 8, q, ck, "eager" if f.startswith("Gemma") else "sdpa"))
                     for f in FAMILIES for b in (1, 2) for q in ("none", "nf4") for ck in (False, True)]
-    llama = [dict(zip(keys, p, strict=True), preset=PRESET) for p in points]
-    return llama + [dict(zip(keys, p, strict=True), preset=f) for f, p in families]
+    # bf16 base, fp32 adapters, forward under torch.autocast: how the HF Trainer and lorakit's trainer run bf16
+    mixed = [(1, 64, 8, "none", False, "sdpa"), (2, 128, 16, "nf4", True, "sdpa")] if quick else list(
+        itertools.product((1, 2), (64, 128), (8,), ("none", "nf4"), (False, True), ("sdpa", "eager")))
+    llama = [dict(zip(keys, p, strict=True), preset=PRESET, precision="fp32") for p in points]
+    llama += [dict(zip(keys, p, strict=True), preset=PRESET, precision="bf16") for p in mixed]
+    return llama + [dict(zip(keys, p, strict=True), preset=f, precision="fp32") for f, p in families]
 
 
 def _tiny_dims(preset: str) -> dict[str, int]:
@@ -56,7 +61,7 @@ def _model(point: dict[str, Any], device: str = "cpu") -> Any:
     from lorakit.sizing.measure import tiny_model
 
     model = tiny_model(point["preset"], quantization=point["quantization"], attention=point["attention"],
-                       **_tiny_dims(point["preset"]))
+                       precision=point["precision"], **_tiny_dims(point["preset"]))
     if device != "cpu" and point["quantization"] == "none":
         model = model.to(device)
     lora = peft.get_peft_model(model, peft.LoraConfig(r=point["r"], target_modules="all-linear"))
@@ -70,9 +75,8 @@ def _predict(point: dict[str, Any], device: str = "cpu") -> Any:
     from lorakit.sizing.architecture import shrink_config
 
     settings = {k: v for k, v in point.items() if k != "preset"}
-    return estimate_memory(shrink_config(point["preset"], **_tiny_dims(point["preset"])), precision="fp32",
-                           optimizer="adamw", double_quant=True, runtime_overhead_bytes=0, device=device,
-                           **settings)
+    return estimate_memory(shrink_config(point["preset"], **_tiny_dims(point["preset"])), optimizer="adamw",
+                           double_quant=True, runtime_overhead_bytes=0, device=device, **settings)
 
 
 def _error_pct(predicted: float, measured: float) -> float:
@@ -92,7 +96,8 @@ def measure_point(point: dict[str, Any]) -> dict[str, Any]:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     vocab = model.get_output_embeddings().out_features
     batch = torch.randint(0, vocab, (point["batch_size"], point["seq_len"]))
-    measured = measure_training_step(model, batch, optimizer)
+    mixed = torch.bfloat16 if point["precision"] == "bf16" else None  # autocast, as the trainers run bf16
+    measured = measure_training_step(model, batch, optimizer, autocast=mixed)
     predicted = _predict(point).as_dict()
     record: dict[str, Any] = dict(point)
     for comp in COMPONENTS:
@@ -118,7 +123,9 @@ def cuda_point(point: dict[str, Any]) -> dict[str, Any]:
         if step == 1:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        model(input_ids=batch, labels=batch).loss.backward()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=point["precision"] == "bf16"):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     torch.cuda.synchronize()
@@ -135,17 +142,20 @@ def _quantized_on_cuda(point: dict[str, Any]) -> Any:
     import tempfile
 
     import peft
+    import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     from lorakit.sizing.measure import tiny_model
 
-    base = tiny_model(point["preset"], attention=point["attention"], **_tiny_dims(point["preset"]))
+    base = tiny_model(point["preset"], attention=point["attention"], precision=point["precision"],
+                      **_tiny_dims(point["preset"]))
     q = point["quantization"]
+    dtype = torch.bfloat16 if point["precision"] == "bf16" else torch.float32
     bnb = BitsAndBytesConfig(load_in_8bit=True) if q == "int8" else BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type=q, bnb_4bit_use_double_quant=True)
+        load_in_4bit=True, bnb_4bit_quant_type=q, bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
     with tempfile.TemporaryDirectory() as tmp:
         base.save_pretrained(tmp)
-        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, device_map={"": 0},
+        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, device_map={"": 0}, dtype=dtype,
                                                      attn_implementation=point["attention"])
     lora = peft.get_peft_model(model, peft.LoraConfig(r=point["r"], target_modules="all-linear"))
     if point["gradient_checkpointing"]:
@@ -179,18 +189,18 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 def summary(records: list[dict[str, Any]]) -> list[str]:
     """Table lines: one row per point (error % per component and total), then median and max |error|."""
     cols = [*COMPONENTS, "total"] + (["cuda_total"] if "cuda_total_error_pct" in records[0] else [])
-    head = f"{'model (tiny)':13} {'batch':>5} {'seq':>4} {'r':>3} {'quant':>5} {'ckpt':>5} {'attn':>5} | " + " ".join(
+    head = f"{'model (tiny)':13} {'prec':>4} {'batch':>5} {'seq':>4} {'r':>3} {'quant':>5} {'ckpt':>5} {'attn':>5} | " + " ".join(
         f"{c[:11]:>11}" for c in cols)
     lines = ["error % = (predicted - measured) / measured", head, "-" * len(head)]
     for rec in records:
-        lines.append(f"{rec['preset'][:13]:13} {rec['batch_size']:>5} {rec['seq_len']:>4} {rec['r']:>3} "
+        lines.append(f"{rec['preset'][:13]:13} {rec['precision']:>4} {rec['batch_size']:>5} {rec['seq_len']:>4} {rec['r']:>3} "
                      f"{rec['quantization']:>5} "
                      f"{rec['gradient_checkpointing']!s:>5} {rec['attention']:>5} | "
                      + " ".join(f"{rec[f'{c}_error_pct']:>+11.2f}" for c in cols))
     lines.append("-" * len(head))
     for name, fn in (("median |err|", statistics.median), ("max |err|", max)):
         stats = " ".join(f"{fn(abs(r[f'{c}_error_pct']) for r in records):>11.2f}" for c in cols)
-        lines.append(f"{name:>48} | {stats}")
+        lines.append(f"{name:>53} | {stats}")
     total = [abs(r["total_error_pct"]) for r in records]
     verdict = "meets" if statistics.median(total) <= 5 and max(total) <= 10 else "MISSES"
     lines.append(f"total: median {statistics.median(total):.2f} %, max {max(total):.2f} % -> {verdict} "
@@ -200,7 +210,7 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 grid points instead of 128")
+    parser.add_argument("--quick", action="store_true", help="12 grid points instead of 144")
     args = parser.parse_args()
     print("\n".join(summary(run(args.quick))))
 
