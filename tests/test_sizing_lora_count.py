@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 from lorakit.sizing.architecture import shrink_config  # noqa: E402
 from lorakit.sizing.measure import tiny_model  # noqa: E402
 
-# a few target names per family; "attn" and "mlp" are the adapted projections of that kind
+# list targets per family where q_proj / v_proj do not exist (Conv1D GPT-2, fused Phi-3)
 PAIRS = {"gpt2": ["c_attn"], "phi3": ["qkv_proj", "down_proj"]}
 
 
