@@ -157,11 +157,19 @@ def test_widget_latency_smoke():
     assert_rows_ok(bench_adapters.widget_rows(quick=True))
 
 
-@pytest.mark.slow
-def test_planner_adapter_smoke():
+def test_planner_rows_summarise_the_grid(monkeypatch):
+    """The planner's own grid runs in its tests; here its records' shape is fed to the adapter."""
+    import types
+
     import bench_adapters
 
-    assert_rows_ok(bench_adapters.planner_rows(quick=True))
+    records = [{"total_error_pct": e, "logits_error_pct": -2 * e, "batch_size": 1} for e in (1.0, -3.0, 12.0)]
+    monkeypatch.setitem(sys.modules, "memory_planner", types.SimpleNamespace(run=lambda quick: records))
+    rows = {r.metric: r for r in bench_adapters.planner_rows(quick=True)}
+    assert_rows_ok(list(rows.values()))
+    assert rows["total: median abs error"].lorakit == 3.0 and rows["total: median abs error"].status == "pass"
+    assert rows["total: max abs error"].lorakit == 12.0 and rows["total: max abs error"].status == "short"
+    assert rows["logits: max abs error"].lorakit == 24.0 and rows["logits: max abs error"].status == "info"
 
 
 @pytest.mark.slow
