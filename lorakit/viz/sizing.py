@@ -27,7 +27,7 @@ def make_figure(width_in: float = 7.5, height_in: float = 3.6, dpi: int = 80) ->
     fig = Figure(figsize=(width_in, height_in), dpi=dpi)
     FigureCanvasAgg(fig)
     # fixed margins: tight/constrained layout measures every label and doubles the cost of a redraw
-    fig.subplots_adjust(left=0.2, right=0.97, top=0.84, bottom=0.14)
+    fig.subplots_adjust(left=0.2, right=0.97, top=0.96, bottom=0.14)
     return fig, fig.add_subplot(1, 1, 1)
 
 
@@ -46,27 +46,41 @@ def draw_memory_bars(
 ) -> None:
     """Horizontal stacked bars, one per scenario (label -> component -> bytes), GPU capacities as lines (bytes)."""
     labels = list(bars)
-    for row, label in enumerate(labels):
-        left = 0.0
-        for comp, nbytes in bars[label].items():
-            width = nbytes / GIB
-            ax.barh(row, width, left=left, color=COMPONENT_COLOURS.get(comp, "#999999"),
-                    label=comp if row == 0 else None, edgecolor="white", linewidth=0.5)
-            left += width
-        ax.text(left, row, f" {left:.1f} GiB", va="center", fontsize=8)
+    rows = range(len(labels))
+    comps = list(dict.fromkeys(c for b in bars.values() for c in b))
+    left = [0.0] * len(labels)
+    for comp in comps:  # one call per component (stacked across every row) keeps the redraw cheap
+        widths = [bars[label].get(comp, 0.0) / GIB for label in labels]
+        ax.barh(rows, widths, left=left, color=COMPONENT_COLOURS.get(comp, "#999999"), label=comp,
+                edgecolor="white", linewidth=0.5)
+        left = [a + w for a, w in zip(left, widths, strict=True)]
+    for row, end in zip(rows, left, strict=True):
+        ax.text(end, row, f" {end:.1f} GiB", va="center", fontsize=8)
     top = max((sum(b.values()) for b in bars.values()), default=0.0) / GIB
-    for cap, names in _group_capacities(gpu_lines, limit=max(top * 1.25, 16.5)).items():
+    groups = _group_capacities(gpu_lines, limit=max(top * 1.25, 16.5))
+    right = max([top * 1.18] + [cap * 1.02 for cap in groups])
+    for i, (cap, names) in enumerate(groups.items()):
         strong = highlight in names
-        ax.axvline(cap, color="black" if strong else "grey", linestyle="-" if strong else ":",
-                   linewidth=1.4 if strong else 0.8)
-        ax.text(cap, 1.01, "/".join(n.replace(" GB", "") for n in names), transform=ax.get_xaxis_transform(),
-                rotation=45, fontsize=7, va="bottom", ha="left", color="black" if strong else "grey")
+        colour = "black" if strong else "grey"
+        ax.axvline(cap, color=colour, linestyle="-" if strong else ":", linewidth=1.4 if strong else 0.8)
+        short = dict.fromkeys(_short_name(n) for n in names)
+        # labels in the empty band above the bars, on three staggered levels so neighbours do not collide
+        near_edge = cap > 0.75 * right  # write those labels leftwards, inside the axes
+        ax.text(cap, -0.95 - 0.3 * (i % 3), f" {'/'.join(short)} {cap:.0f}G ", fontsize=7, va="center",
+                ha="right" if near_edge else "left", color=colour, fontweight="bold" if strong else "normal")
     ax.set_yticks(range(len(labels)), labels)
-    ax.invert_yaxis()
+    ax.set_ylim(len(labels) - 0.5, -1.75)  # inverted: first scenario on top, a band above it for GPU labels
     ax.set_xlabel("peak training memory (GiB)")
-    caps = [cap / GIB for _, cap in gpu_lines if cap / GIB <= max(top * 1.25, 16.5)]
-    ax.set_xlim(0, max([top * 1.18] + [cap * 1.02 for cap in caps]))
+    ax.set_xlim(0, right)
     ax.legend(loc="lower right", fontsize=7, ncol=4, frameon=False)
+
+
+def _short_name(name: str) -> str:
+    """'T4 16 GB' -> 'T4', 'RTX 4090 24 GB' -> '4090', 'my GPU (12 GB)' -> 'my GPU'."""
+    if name.startswith("my "):
+        return "my GPU"
+    words = name.split()
+    return words[1] if words[0] == "RTX" else words[0]
 
 
 def _group_capacities(gpu_lines: Sequence[tuple[str, float]], limit: float) -> dict[float, list[str]]:
