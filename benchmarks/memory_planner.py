@@ -10,7 +10,7 @@ config alone. Errors are (predicted - measured) / measured in percent. Target: m
 max <= 10 % on the total. With a CUDA GPU, the total (less the runtime allowance) is also compared with
 ``torch.cuda.max_memory_allocated`` over the second step of a real run.
 
-    python benchmarks/memory_planner.py            # the full grid, 144 points (a few minutes on 2 CPU cores)
+    python benchmarks/memory_planner.py            # the full grid, 160 points (~10 minutes on a busy 2-core machine)
     python benchmarks/memory_planner.py --quick    # 12 points
 """
 
@@ -210,7 +210,7 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="12 grid points instead of 144")
+    parser.add_argument("--quick", action="store_true", help="12 grid points instead of 160")
     args = parser.parse_args()
     print("\n".join(summary(run(args.quick))))
 
