@@ -54,6 +54,11 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'lorakit' has no attribute {name!r}")
+    if name == "train":
+        # The subpackage lorakit.train is itself callable (it forwards to the loop's train()). It must be the
+        # package, not the function: Python binds lorakit.train to the package on import, and
+        # `import lorakit.train.loop as loop` looks the name up as an attribute.
+        return importlib.import_module("lorakit.train")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # cache: later lookups skip __getattr__
     return value

@@ -6,6 +6,8 @@ Names load lazily, so `import lorakit.train` stays cheap until one is used (torc
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
@@ -36,3 +38,18 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+class _CallablePackage(types.ModuleType):
+    """`lorakit.train(config)` must work however lorakit was imported.
+
+    `lorakit.train` names both this package and the function. Importing any submodule
+    (`lorakit.train.config`, ...) makes Python rebind the attribute `lorakit.train` to this package, so
+    the package itself forwards calls to the function; `lorakit.train.train` is the same function.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
