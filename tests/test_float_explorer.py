@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import ml_dtypes
 import numpy as np
@@ -150,22 +151,30 @@ def test_picture_is_a_png_redrawn_in_place(explorer):
     assert explorer.picture.value != first and not explorer.picture_throttle.pending
 
 
+async def _until(condition, timeout_s: float = 10.0) -> None:
+    """Yield to the event loop until condition() holds (bounded, so a loaded machine is only slower)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting on the event loop"
+        await asyncio.sleep(0.01)
+
+
 def test_throttle_defers_and_coalesces_requests_on_an_event_loop():
-    calls = []
+    runs = []  # monotonic time of each run
 
     async def bursts():
-        throttle = Throttle(lambda: calls.append(1), interval_s=0.1)
+        throttle = Throttle(lambda: runs.append(time.monotonic()), interval_s=0.3)
         for _ in range(10):
             throttle.request()
-        assert calls == []  # never inside the handler that asked ...
-        await asyncio.sleep(0.02)
-        assert calls == [1]  # ... but right after it, once for the whole burst
+        assert runs == []  # never inside the handler that asked ...
+        await _until(lambda: len(runs) == 1)  # ... but right after it, once for the whole burst
         for _ in range(10):
             throttle.request()
-        await asyncio.sleep(0.02)
-        assert calls == [1]  # inside the interval: waits ...
-        await asyncio.sleep(0.15)
-        assert calls == [1, 1] and not throttle.pending  # ... then runs once
+        assert len(runs) == 1 and throttle.pending
+        await _until(lambda: len(runs) == 2)
+        await asyncio.sleep(0.05)
+        assert len(runs) == 2 and not throttle.pending  # the second burst ran once ...
+        assert runs[1] - runs[0] >= 0.3 - 1e-3  # ... and only after the interval had passed
 
     asyncio.run(bursts())
 
