@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import ml_dtypes
 import numpy as np
@@ -176,7 +177,10 @@ def test_throttle_defers_and_coalesces_requests_on_an_event_loop():
         assert len(runs) == 2 and not throttle.pending  # the second burst ran once ...
         assert runs[1] - runs[0] >= 0.3 - 1e-3  # ... and only after the interval had passed
 
-    asyncio.run(bursts())
+    # A loop of its own in a worker thread: in the full suite, Playwright's sync API (the browser tests)
+    # keeps an event loop running in the main thread, where asyncio.run() refuses to start.
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        worker.submit(asyncio.run, bursts()).result()
 
 
 def test_drawing_functions_draw_the_data_they_are_given():
