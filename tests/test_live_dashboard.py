@@ -181,3 +181,18 @@ def test_dom_classes_for_browser_tests():
     assert "lorakit-plot" in dash.plot._dom_classes
     assert "lorakit-status" in dash.status._dom_classes
     assert "lorakit-progress" in dash.progress._dom_classes
+
+
+def test_learning_rate_axis_has_no_offset_label():
+    """A nearly constant LR reads as plain values times 1e-4, not as an offset like '1e-9+1.9999e-4'."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from lorakit.viz.training import draw_learning_rate
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    draw_learning_rate(ax, [1, 2, 3], [1.9999e-4, 1.99995e-4, 2e-4])
+    fig.canvas.draw()
+    assert "+" not in ax.yaxis.get_offset_text().get_text()

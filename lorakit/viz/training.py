@@ -106,7 +106,8 @@ def draw_learning_rate(ax: Axes, steps: Sequence[float], lrs: Sequence[float | N
     xs, ys = _pairs(steps, lrs)
     if xs:
         ax.plot(xs, ys, color="C2", linewidth=1.2)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        # no offset: a nearly constant LR would otherwise read "1e-9+1.9999e-4"
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useOffset=False)
     else:
         _placeholder(ax, "no learning rate logged yet")
     ax.set_title("learning rate")
