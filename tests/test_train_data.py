@@ -183,8 +183,7 @@ def test_batches_are_deterministic_and_count_tokens_on_cpu(tokenizer):
     assert len(batches) == 4
     assert batches.order(0) == batches.order(0) and batches.order(0) != batches.order(1)
     batch = batches.collate(batches.order(0)[0])
-    mask = batch["inputs"].get("attention_mask")
-    assert batch["n_tokens"] == (int(mask.sum()) if mask is not None else batch["inputs"]["input_ids"].numel())
+    assert batch["n_tokens"] == int(batch["inputs"]["attention_mask"].sum())
     labels = batch["labels"]
     assert batch["n_targets"] == int((labels[:, 1:] != -100).sum())
     # every target is kept, and every kept position has a target in some row
@@ -194,21 +193,3 @@ def test_batches_are_deterministic_and_count_tokens_on_cpu(tokenizer):
     flat = build_batches(TrainConfig(batch_size=3, padding_free=True), tokenizer, records, pin=False)
     fb = flat.collate(flat.order(0)[0])
     assert fb["inputs"]["input_ids"].shape[0] == 1 and fb["n_tokens"] == batch["n_tokens"]
-
-
-def test_unpadded_batches_carry_no_attention_mask(tokenizer):
-    """Equal-length rows need no mask; an all-ones mask would make transformers read the device every forward."""
-    from lorakit.train.config import TrainConfig
-    from lorakit.train.data import build_batches
-
-    same = ["one two three four five six"] * 4
-    batches = build_batches(TrainConfig(batch_size=2, max_seq_length=64), tokenizer, same, pin=False)
-    batch = batches.collate(batches.order(0)[0])
-    assert "attention_mask" not in batch["inputs"]
-    assert batch["n_tokens"] == batch["inputs"]["input_ids"].numel()
-
-    mixed = ["one", "one two three four five six seven eight"]
-    batches = build_batches(TrainConfig(batch_size=2, max_seq_length=64), tokenizer, mixed, pin=False)
-    batch = batches.collate(batches.order(0)[0])
-    mask = batch["inputs"]["attention_mask"]
-    assert mask.shape == batch["inputs"]["input_ids"].shape and 0 < int(mask.sum()) < mask.numel()

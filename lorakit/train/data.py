@@ -224,10 +224,6 @@ def _collate_padded(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         ids[i, :n] = torch.tensor(r["input_ids"])
         labels[i, :n] = torch.tensor(r["labels"])
         mask[i, :n] = 1
-    if all(len(r["input_ids"]) == width for r in rows):
-        # No padding: leave the mask out. Given an all-ones mask, transformers checks it on the device
-        # (`fast_all` in masking_utils) on every forward -- a sync per step for nothing.
-        return {"input_ids": ids, "labels": labels}
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
