@@ -70,3 +70,32 @@ def embedded_model_dir(lorakit_cache_dir) -> Path:
     from lorakit.train.embedded import ensure_embedded
 
     return ensure_embedded()
+
+
+def _eval_loss_from_adapter(model_dir, adapter_dir, config) -> float:
+    """Recompute the held-out loss from the saved adapter, independently of the loop."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lorakit.train.data import build_batches, split_records
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), adapter_dir).eval()
+    _, held = split_records(list(config.dataset), config.eval_split)
+    batches = build_batches(config, tokenizer, held, pin=False)
+    total = count = 0
+    with torch.no_grad():
+        for indices in batches.order(0):
+            batch = batches.collate(indices)
+            logits = model(**batch["inputs"], use_cache=False).logits[:, :-1]
+            labels = batch["labels"][:, 1:]
+            total += torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="sum").item()
+            count += batch["n_targets"]
+    return total / count
+
+
+@pytest.fixture
+def eval_loss_from_adapter():
+    """``f(model_dir, adapter_dir, config) -> float``: the held-out loss recomputed from a saved adapter."""
+    return _eval_loss_from_adapter

@@ -48,14 +48,9 @@ def test_converted_model_still_knows_things(embedded_model_dir):
 
 
 @pytest.mark.slow
-def test_embedded_trains_saves_and_reloads(embedded_model_dir, tmp_path):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def test_embedded_trains_saves_and_reloads(embedded_model_dir, tmp_path, eval_loss_from_adapter):
     from lorakit.data import builtin_split
     from lorakit.train import TrainConfig, read_metrics, train
-    from lorakit.train.data import build_batches, split_records
 
     # A slice of the built-in data with a small held-out part keeps the evaluations short.
     data = builtin_split("train")[:16]
@@ -72,16 +67,5 @@ def test_embedded_trains_saves_and_reloads(embedded_model_dir, tmp_path):
     assert summary.status == "completed", summary.message
     final_eval = [r for r in read_metrics(tmp_path) if r["kind"] == "eval"][-1]["eval_loss"]
 
-    base = AutoModelForCausalLM.from_pretrained(embedded_model_dir)
-    model = PeftModel.from_pretrained(base, summary.adapter_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
-    batches = build_batches(config, tokenizer, split_records(data, config.eval_split)[1], pin=False)
-    total = count = 0
-    with torch.no_grad():
-        for indices in batches.order(0):
-            batch = batches.collate(indices)
-            logits = model(**batch["inputs"], use_cache=False).logits[:, :-1]
-            labels = batch["labels"][:, 1:]
-            total += torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="sum").item()
-            count += batch["n_targets"]
-    assert total / count == pytest.approx(final_eval, rel=1e-4)
+    reloaded = eval_loss_from_adapter(embedded_model_dir, summary.adapter_dir, config)
+    assert reloaded == pytest.approx(final_eval, rel=1e-4)

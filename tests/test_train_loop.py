@@ -123,39 +123,18 @@ def test_run_folder_holds_every_artifact(tiny_model_dir, tmp_path):
     assert not list(out.glob(".*"))  # no temporary files or folders left behind
 
 
-def _eval_loss_from_adapter(model_dir, adapter_dir, config) -> float:
-    """Recompute the held-out loss from the saved adapter, independently of the loop."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lorakit.train.data import build_batches, split_records
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), adapter_dir).eval()
-    _, held = split_records(list(config.dataset), config.eval_split)
-    batches = build_batches(config, tokenizer, held, pin=False)
-    total = count = 0
-    with torch.no_grad():
-        for indices in batches.order(0):
-            batch = batches.collate(indices)
-            logits = model(**batch["inputs"], use_cache=False).logits[:, :-1]
-            labels = batch["labels"][:, 1:]
-            total += torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="sum").item()
-            count += batch["n_targets"]
-    return total / count
-
 
 PLAIN = [f"record {i}: " + "alpha beta gamma " * (i % 3 + 1) for i in range(16)]
 PAIRS = [{"prompt": f"What comes after {i}?", "completion": f"{i + 1} " * (i % 3 + 1)} for i in range(16)]
 
 
 @pytest.mark.parametrize("data", [PLAIN, PAIRS], ids=["plain", "prompt_completion"])
-def test_reloaded_adapter_reproduces_the_final_eval_loss(tiny_model_dir, tmp_path, data):
+def test_reloaded_adapter_reproduces_the_final_eval_loss(tiny_model_dir, tmp_path, data, eval_loss_from_adapter):
     """The loop's loss (logits only where a target is) equals full-logits cross-entropy from the saved adapter."""
     config = tiny_config(tiny_model_dir, tmp_path, dataset=data, eval_split=0.25, max_seq_length=64)
     summary = train(config)
     final_eval = [r for r in read_metrics(summary.output_dir) if r["kind"] == "eval"][-1]["eval_loss"]
-    assert _eval_loss_from_adapter(tiny_model_dir, summary.adapter_dir, config) == pytest.approx(
+    assert eval_loss_from_adapter(tiny_model_dir, summary.adapter_dir, config) == pytest.approx(
         final_eval, rel=1e-5
     )
 
