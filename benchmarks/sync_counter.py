@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 WRAPPED = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
 # Files whose reads are of host tensors by design (lorakit counts batch tokens on the CPU, before the copy).
-HOST_SIDE = ("lorakit/train/data.py",)
+HOST_SIDE = ("lorakit/training/data.py",)
 
 
 @dataclass

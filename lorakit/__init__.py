@@ -6,7 +6,7 @@ Three parts, one package:
   ``quantize_array``, the ``FloatExplorer`` widget);
 * sizing   -- LoRA/QLoRA parameter counts and a training-memory planner (``count_lora_params``,
   ``estimate_memory``, the ``LoraCalculator`` widget);
-* train    -- a notebook-side LoRA trainer (``TrainConfig``, ``train``, the ``TrainerPanel`` widget,
+* training -- a notebook-side LoRA trainer (``TrainConfig``, ``train``, the ``TrainerPanel`` widget,
   ``LiveDashboardCallback`` for an existing ``transformers.Trainer``).
 
 Names are imported lazily: ``import lorakit`` loads neither torch nor the widget stack; the heavy
@@ -37,9 +37,9 @@ _EXPORTS: dict[str, str] = {
     "PRESETS": "lorakit.sizing",
     "GPUS": "lorakit.sizing",
     # train (torch, transformers, peft, bitsandbytes, accelerate -- imported on use)
-    "TrainConfig": "lorakit.train",
-    "train": "lorakit.train",
-    "compare_runs": "lorakit.train",
+    "TrainConfig": "lorakit.training",
+    "train": "lorakit.training",
+    "compare_runs": "lorakit.training",
     # widgets (ipywidgets + matplotlib)
     "FloatExplorer": "lorakit.widgets",
     "LoraCalculator": "lorakit.widgets",
@@ -54,11 +54,6 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'lorakit' has no attribute {name!r}")
-    if name == "train":
-        # The subpackage lorakit.train is itself callable (it forwards to the loop's train()). It must be the
-        # package, not the function: Python binds lorakit.train to the package on import, and
-        # `import lorakit.train.loop as loop` looks the name up as an attribute.
-        return importlib.import_module("lorakit.train")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # cache: later lookups skip __getattr__
     return value

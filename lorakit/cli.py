@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from lorakit.train.events import MetricsSink
+from lorakit.training.events import MetricsSink
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "interrupted": 130, "error": 1, "oom": 1}
 
@@ -70,8 +70,8 @@ def _parse_override(text: str) -> tuple[str, object]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from lorakit.train import TrainConfig, train
-    from lorakit.train.config import read_mapping
+    from lorakit.training import TrainConfig, train
+    from lorakit.training.config import read_mapping
 
     data = read_mapping(args.config) if args.config else {}
     data.update(_parse_override(item) for item in args.set)
@@ -85,14 +85,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare_model(args: argparse.Namespace) -> int:
-    from lorakit.train.embedded import ensure_embedded
+    from lorakit.training.embedded import ensure_embedded
 
     print(ensure_embedded(verbose=True))
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from lorakit.train.export import export_merged
+    from lorakit.training.export import export_merged
 
     print(export_merged(args.run_dir, args.out_dir))
     return 0

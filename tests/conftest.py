@@ -33,7 +33,7 @@ def lorakit_cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_tokenizer_dir(lorakit_cache_dir) -> Path:
-    from lorakit.train.embedded import embedded_tokenizer_dir as build
+    from lorakit.training.embedded import embedded_tokenizer_dir as build
 
     return build()
 
@@ -67,7 +67,7 @@ def tiny_model_dir(embedded_tokenizer_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_model_dir(lorakit_cache_dir) -> Path:
-    from lorakit.train.embedded import ensure_embedded
+    from lorakit.training.embedded import ensure_embedded
 
     return ensure_embedded()
 
@@ -78,7 +78,7 @@ def _eval_loss_from_adapter(model_dir, adapter_dir, config) -> float:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lorakit.train.data import build_batches, split_records
+    from lorakit.training.data import build_batches, split_records
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), adapter_dir).eval()

@@ -128,7 +128,7 @@ def test_binder_env_is_complete_and_isolated(binder_env):
     assert not unmet, check.stdout
     probe = (
         "import sys, lorakit, torch\n"
-        "from lorakit.train.embedded import gguf_path\n"
+        "from lorakit.training.embedded import gguf_path\n"
         "assert lorakit.__file__.startswith(sys.argv[1]), lorakit.__file__\n"
         "assert torch.__version__.startswith('2.13.0'), torch.__version__\n"
         "assert not torch.cuda.is_available()\n"

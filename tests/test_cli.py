@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from lorakit.cli import main
-from lorakit.train import read_metrics
+from lorakit.training import read_metrics
 
 
 def _write_config(tmp_path, model_dir, **extra) -> str:
@@ -51,9 +51,9 @@ def test_resume_from_the_command_line(tiny_model_dir, tmp_path, capsys):
 
 
 def test_configuration_errors_exit_2_with_the_advice(tiny_model_dir, tmp_path, capsys):
-    code = main(["train", _write_config(tmp_path, tiny_model_dir, precision="fp16", device="cpu")])
+    code = main(["train", _write_config(tmp_path, tiny_model_dir, precision="tf32", device="cpu")])
     assert code == 2
-    assert "not supported on the CPU" in capsys.readouterr().err
+    assert "matmul mode of NVIDIA tensor cores" in capsys.readouterr().err
     assert main(["train", _write_config(tmp_path, tiny_model_dir), "--set", "r=0"]) == 2
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lorakit.train.compare import compare_runs, format_runs_table, load_run
+from lorakit.training.compare import compare_runs, format_runs_table, load_run
 
 MIB = 2**20
 
@@ -35,7 +35,7 @@ def tiny_model_dir(tmp_path_factory):
     """A random-initialised two-layer Llama with the embedded model's tokenizer, saved as an HF folder."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from lorakit.train.embedded import embedded_tokenizer_dir
+    from lorakit.training.embedded import embedded_tokenizer_dir
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir())
@@ -117,7 +117,7 @@ def test_public_name():
 @pytest.mark.slow
 def test_compare_two_real_runs(tiny_model_dir, tmp_path):
     """Two short real runs (fp32 and nf4 on a tiny model): the table repeats what each summary.json says."""
-    from lorakit.train import TrainConfig, train
+    from lorakit.training import TrainConfig, train
 
     data = [{"prompt": f"What is {a} plus {a}?", "completion": f"{2 * a}"} for a in range(20)]
     dirs = []

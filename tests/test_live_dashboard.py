@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lorakit.widgets.live_dashboard as live
-from lorakit.train.events import TrainSummary
+from lorakit.training.events import TrainSummary
 from lorakit.widgets.live_dashboard import LiveDashboard, describe_summary, format_duration
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -44,7 +44,7 @@ def test_controls_update_the_numbers(calc):
     calc.target_checkboxes["o_proj"].value = True
     want = count_lora_params("SmolLM2-135M", r=16, target_modules=["q_proj", "v_proj", "o_proj"])
     assert calc.count.trainable_params == want.trainable_params
-    calc.quantization_dropdown.value = "4-bit nf4"
+    calc.quantization_dropdown.value = "nf4"
     calc.checkpointing_checkbox.value = True
     calc.batch_text.value = 4
     want = estimate_memory("SmolLM2-135M", r=16, target_modules=["q_proj", "v_proj", "o_proj"], quantization="nf4",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lorakit.train.config import TrainConfig
+from lorakit.training.config import TrainConfig
 
 
 def test_defaults_use_the_embedded_model_and_builtin_data():
@@ -25,7 +25,7 @@ def test_defaults_use_the_embedded_model_and_builtin_data():
     ("field", "value", "allowed"),
     [
         ("precision", "fp8", "'fp32', 'fp16', 'bf16'"),
-        ("quantization", "int4", "'none', 'int8', 'nf4', 'fp4'"),
+        ("quantization", "int4", "'none', 'int8', 'nf4', 'bnb_fp4'"),
         ("optimizer", "sgd", "'adamw', 'adamw_8bit', 'paged_adamw_8bit'"),
         ("lr_scheduler_type", "step", "'linear', 'cosine'"),
         ("device", "tpu", "'auto', 'cpu', 'cuda'"),
@@ -61,7 +61,7 @@ def test_out_of_range_numbers_are_rejected_with_the_range(field, value):
 
 
 def test_double_quant_needs_4bit():
-    with pytest.raises(ValueError, match="bnb_4bit_use_double_quant=True needs quantization 'nf4' or 'fp4'"):
+    with pytest.raises(ValueError, match="bnb_4bit_use_double_quant=True needs quantization 'nf4' or 'bnb_fp4'"):
         TrainConfig(quantization="int8", bnb_4bit_use_double_quant=True)
 
 

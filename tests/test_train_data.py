@@ -75,7 +75,7 @@ def tokenizer(tiny_model_dir):
 
 
 def test_prompt_completion_loss_only_on_answer(tokenizer):
-    from lorakit.train.data import IGNORE, tokenize_record
+    from lorakit.training.data import IGNORE, tokenize_record
 
     ex = tokenize_record({"prompt": "How many exponent bits does BF16 have?", "completion": "8"}, tokenizer)
     taught = [i for i, label in zip(ex.input_ids, ex.labels, strict=True) if label != IGNORE]
@@ -84,7 +84,7 @@ def test_prompt_completion_loss_only_on_answer(tokenizer):
 
 
 def test_chat_messages_loss_on_every_assistant_turn(tokenizer):
-    from lorakit.train.data import IGNORE, tokenize_record
+    from lorakit.training.data import IGNORE, tokenize_record
 
     messages = [
         {"role": "user", "content": "Bits in FP16?"},
@@ -100,21 +100,21 @@ def test_chat_messages_loss_on_every_assistant_turn(tokenizer):
 
 
 def test_plain_text_is_all_loss(tokenizer):
-    from lorakit.train.data import tokenize_record
+    from lorakit.training.data import tokenize_record
 
     ex = tokenize_record("a plain sentence", tokenizer)
     assert ex.labels == ex.input_ids and ex.input_ids[-1] == tokenizer.eos_token_id
 
 
 def test_unknown_record_shape_is_explained(tokenizer):
-    from lorakit.train.data import tokenize_record
+    from lorakit.training.data import tokenize_record
 
     with pytest.raises(ValueError, match="unknown shape"):
         tokenize_record({"question": "x"}, tokenizer)
 
 
 def test_files_are_read(tmp_path):
-    from lorakit.train.data import load_records
+    from lorakit.training.data import load_records
 
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text('{"prompt": "a", "completion": "b"}\n\n{"text": "c"}\n')
@@ -129,7 +129,7 @@ def test_files_are_read(tmp_path):
 def test_datasets_dataset_is_accepted():
     from datasets import Dataset
 
-    from lorakit.train.data import load_records
+    from lorakit.training.data import load_records
 
     ds = Dataset.from_list([{"prompt": "a", "completion": "b"}])
     assert load_records(ds) == [{"prompt": "a", "completion": "b"}]
@@ -140,7 +140,7 @@ def test_packing_keeps_examples_apart(tiny_model_dir, tokenizer):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lorakit.train.data import IGNORE, pack, tokenize_record
+    from lorakit.training.data import IGNORE, pack, tokenize_record
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     examples = [tokenize_record(t, tokenizer) for t in ("one two three", "four five", "six seven eight nine")]
@@ -164,7 +164,7 @@ def test_packing_keeps_examples_apart(tiny_model_dir, tokenizer):
 
 
 def test_pack_rows_are_full_and_positions_restart():
-    from lorakit.train.data import Example, pack
+    from lorakit.training.data import Example, pack
 
     examples = [Example(list(range(10, 10 + n)), list(range(10, 10 + n))) for n in (5, 7, 6)]
     rows = pack(examples, 8)
@@ -174,8 +174,8 @@ def test_pack_rows_are_full_and_positions_restart():
 
 
 def test_batches_are_deterministic_and_count_tokens_on_cpu(tokenizer):
-    from lorakit.train.config import TrainConfig
-    from lorakit.train.data import build_batches
+    from lorakit.training.config import TrainConfig
+    from lorakit.training.data import build_batches
 
     records = [f"sentence number {i} " * (1 + i % 3) for i in range(10)]
     config = TrainConfig(batch_size=3, max_seq_length=64)

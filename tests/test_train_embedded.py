@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lorakit.train import embedded
+from lorakit.training import embedded
 
 
 def test_missing_package_gives_the_exact_install_command(monkeypatch, tmp_path):
@@ -39,7 +39,7 @@ def test_conversion_is_cached_as_plain_safetensors(embedded_model_dir):
 def test_converted_model_still_knows_things(embedded_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lorakit.train.evaluate import generate_answers
+    from lorakit.training.evaluate import generate_answers
 
     model = AutoModelForCausalLM.from_pretrained(embedded_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
@@ -50,7 +50,7 @@ def test_converted_model_still_knows_things(embedded_model_dir):
 @pytest.mark.slow
 def test_embedded_trains_saves_and_reloads(embedded_model_dir, tmp_path, eval_loss_from_adapter):
     from lorakit.data import builtin_split
-    from lorakit.train import TrainConfig, read_metrics, train
+    from lorakit.training import TrainConfig, read_metrics, train
 
     # A slice of the built-in data with a small held-out part keeps the evaluations short.
     data = builtin_split("train")[:16]

@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from lorakit.train import MetricsSink, StopHandle, TrainConfig, read_metrics, train
-from lorakit.train import loop as loop_module
+from lorakit.training import MetricsSink, StopHandle, TrainConfig, read_metrics, train
 
 # One repeated sentence: even a random model learns it within a few steps, so "the loss falls" is a sharp test.
 SENTENCE = ["the quick brown fox jumps over the lazy dog"] * 8
@@ -25,6 +24,7 @@ def tiny_config(model_dir, tmp_path, **overrides) -> TrainConfig:
         eval_split=0.0,
         max_seq_length=32,
         output_dir=str(tmp_path / "run"),
+        device="cpu",  # these tests are about the CPU path; a GPU machine runs them there too
     )
     settings.update(overrides)
     return TrainConfig(**settings)
@@ -63,6 +63,7 @@ CPU_COMBOS = [
     ("bf16", "nf4", {"bnb_4bit_use_double_quant": True}),
     ("bf16", "fp4", {}),
     ("fp32", "nf4", {"bnb_4bit_compute_dtype": "bf16"}),
+    ("fp16", "none", {}),  # CPU autocast in float16 with torch.amp.GradScaler("cpu")
 ]
 
 
@@ -77,7 +78,7 @@ def test_every_cpu_combination_trains_and_the_loss_falls(
     losses = recorder.losses()
     assert len(losses) == 6 and losses[-1] < losses[0] - 0.5, losses
     start = recorder.events[0][1]
-    assert start["precision"] == precision and start["quantization"] == quantization
+    assert start["precision"] == precision and start["quantization"] == config.quantization
     assert 0 < start["trainable_params"] < start["total_params"]
     assert recorder.events[-1] == ("end", summary)
 
@@ -158,7 +159,7 @@ def test_stop_then_resume_gives_the_uninterrupted_losses(tiny_model_dir, tmp_pat
 
 
 def _break_collate_at(monkeypatch, call: int, error: BaseException):
-    from lorakit.train.data import Batches
+    from lorakit.training.data import Batches
 
     original, calls = Batches.collate, {"n": 0}
 
@@ -214,10 +215,9 @@ def test_device_reads_happen_only_at_logging_steps(tiny_model_dir, tmp_path, mon
     counts = []
     for steps in (4, 8):
         calls["n"] = 0
-        before = loop_module.HOST_READS["log"]
-        train(tiny_config(tiny_model_dir, tmp_path / str(steps), max_steps=steps, logging_steps=steps))
+        summary = train(tiny_config(tiny_model_dir, tmp_path / str(steps), max_steps=steps, logging_steps=steps))
         counts.append(calls["n"])
-        assert loop_module.HOST_READS["log"] - before == 1
+        assert summary.host_reads["log"] == 1
     assert counts[0] == counts[1]
 
 
@@ -244,7 +244,7 @@ def test_previews_and_exact_match_are_reported(tiny_model_dir, tmp_path):
 
 
 def test_exact_match_counts_normalized_hits(monkeypatch):
-    from lorakit.train import evaluate
+    from lorakit.training import evaluate
 
     monkeypatch.setattr(evaluate, "generate_answers", lambda *a, **k: ["8.", "Yes", "7 bits", ""])
     examples = [{"prompt": "p", "completion": c} for c in ("8", "yes", "7", "1")]
@@ -255,7 +255,7 @@ def test_export_merged_matches_base_plus_adapter(tiny_model_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from lorakit.train import export_merged
+    from lorakit.training import export_merged
 
     summary = train(tiny_config(tiny_model_dir, tmp_path, max_steps=3))
     merged_dir = export_merged(summary.output_dir, tmp_path / "merged")

@@ -7,22 +7,25 @@ import importlib.util
 import pytest
 import torch
 
-from lorakit.train import TrainConfig, preflight, train
+from lorakit.training import TrainConfig, preflight, train
 
 
-def test_fp16_on_cpu_is_refused_with_a_suggestion(tiny_model_dir, tmp_path):
-    config = TrainConfig(
-        model=str(tiny_model_dir), precision="fp16", device="cpu", output_dir=str(tmp_path / "r")
-    )
-    with pytest.raises(ValueError, match=r"precision='fp16'.*not supported on the CPU.*Use precision='fp32'"):
+def test_tf32_on_cpu_is_refused_before_anything_loads(tiny_model_dir, tmp_path):
+    config = TrainConfig(model=str(tiny_model_dir), precision="tf32", device="cpu", output_dir=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match=r"precision='tf32' is a matmul mode of NVIDIA tensor cores.*'fp32'"):
         train(config)
     assert not (tmp_path / "r").exists()  # refused before anything was written or loaded
 
 
-def test_fp16_compute_for_4bit_on_cpu_is_refused():
-    config = TrainConfig(quantization="nf4", bnb_4bit_compute_dtype="fp16", device="cpu")
-    with pytest.raises(ValueError, match="not supported on the CPU"):
-        preflight.check_before_load(config)
+@pytest.mark.parametrize("native", [False, True])
+def test_fp16_on_cpu_runs_and_warns_only_without_native_fp16(monkeypatch, native):
+    """torch's CPU autocast takes float16 and GradScaler("cpu") scales the loss: allowed, warned if emulated."""
+    monkeypatch.setattr(preflight, "cpu_has_native", lambda name: native)
+    device, warnings = preflight.check_before_load(TrainConfig(precision="fp16", device="cpu"))
+    assert device == "cpu"
+    assert warnings == ([] if native else [preflight.cpu_emulation_warning("fp16")])
+    four_bit = TrainConfig(quantization="nf4", bnb_4bit_compute_dtype="fp16", device="cpu")
+    assert len(preflight.check_before_load(four_bit)[1]) == (0 if native else 1)
 
 
 def test_bf16_on_a_cpu_without_native_bf16_warns_and_does_not_refuse(monkeypatch):
@@ -43,6 +46,7 @@ def test_bf16_warning_reaches_the_summary(tiny_model_dir, tmp_path, monkeypatch)
         max_steps=1,
         eval_split=0.0,
         output_dir=str(tmp_path / "r"),
+        device="cpu",  # the warning is about CPUs: on a GPU machine the run would go to the GPU
     )
     with pytest.warns(RuntimeWarning, match="without native bf16"):
         summary = train(config)
@@ -83,12 +87,12 @@ def test_missing_target_module_lists_the_real_ones(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError) as info:
         train(config)
     message = str(info.value)
-    assert "no layer named ['c_attn']" in message and "'q_proj'" in message and "'down_proj'" in message
+    assert "'c_attn' is not a linear layer" in message and "q_proj" in message and "down_proj" in message
 
 
 def test_regex_target_that_matches_nothing(tiny_model_dir, tmp_path):
     config = TrainConfig(model=str(tiny_model_dir), target_modules=r".*\.nothing", output_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="matches no Linear layer"):
+    with pytest.raises(ValueError, match="matches no layer"):
         train(config)
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-import lorakit.train
-from lorakit.train.config import TrainConfig
-from lorakit.train.events import TrainSummary
+import lorakit.training
+from lorakit.training.config import TrainConfig
+from lorakit.training.events import TrainSummary
 from lorakit.widgets.trainer_panel import TrainerPanel, preview_html
 
 
 class FakeTrain:
-    """Stands in for lorakit.train.train: logs `steps` steps, honours the stop handle, saves an adapter."""
+    """Stands in for lorakit.training.train: logs `steps` steps, honours the stop handle, saves an adapter."""
 
     def __init__(self, steps: int = 5, step_s: float = 0.0, fail_at: int | None = None) -> None:
         self.steps, self.step_s, self.fail_at = steps, step_s, fail_at
@@ -57,7 +57,7 @@ class FakeTrain:
 @pytest.fixture
 def fake_train(monkeypatch):
     fake = FakeTrain()
-    monkeypatch.setattr(lorakit.train, "train", fake, raising=False)
+    monkeypatch.setattr(lorakit.training, "train", fake, raising=False)
     return fake
 
 
@@ -78,7 +78,7 @@ def test_start_runs_to_completion_and_reports(fake_train, tmp_path):
 
 def test_stop_mid_run_saves_and_says_so(monkeypatch, tmp_path):
     fake = FakeTrain(steps=10_000, step_s=0.005)
-    monkeypatch.setattr(lorakit.train, "train", fake, raising=False)
+    monkeypatch.setattr(lorakit.training, "train", fake, raising=False)
     panel = TrainerPanel(output_dir=str(tmp_path))
     panel.start_button.click()
     assert fake.started.wait(10)
@@ -93,7 +93,7 @@ def test_stop_mid_run_saves_and_says_so(monkeypatch, tmp_path):
 
 def test_second_start_while_running_is_refused(monkeypatch, tmp_path):
     fake = FakeTrain(steps=10_000, step_s=0.005)
-    monkeypatch.setattr(lorakit.train, "train", fake, raising=False)
+    monkeypatch.setattr(lorakit.training, "train", fake, raising=False)
     panel = TrainerPanel(output_dir=str(tmp_path))
     assert panel.start()
     assert fake.started.wait(10)
@@ -105,7 +105,7 @@ def test_second_start_while_running_is_refused(monkeypatch, tmp_path):
 
 
 def test_error_in_the_run_is_shown_and_the_panel_keeps_working(monkeypatch, tmp_path):
-    monkeypatch.setattr(lorakit.train, "train", FakeTrain(steps=5, fail_at=2), raising=False)
+    monkeypatch.setattr(lorakit.training, "train", FakeTrain(steps=5, fail_at=2), raising=False)
     panel = TrainerPanel(output_dir=str(tmp_path))
     panel.start()
     with pytest.raises(RuntimeError, match="boom at step 2"):
@@ -113,7 +113,7 @@ def test_error_in_the_run_is_shown_and_the_panel_keeps_working(monkeypatch, tmp_
     assert "Failed: RuntimeError: boom at step 2" in panel.dashboard.status.value
     assert "Traceback" in panel.message.value and "boom" in panel.error
     assert panel.summary is None and not panel.running and not panel.start_button.disabled
-    monkeypatch.setattr(lorakit.train, "train", FakeTrain(steps=3), raising=False)
+    monkeypatch.setattr(lorakit.training, "train", FakeTrain(steps=3), raising=False)
     assert panel.start()
     assert panel.wait(timeout=30).status == "completed"
     assert panel.error is None and "adapter saved" in panel.dashboard.status.value.lower()
@@ -131,7 +131,7 @@ def test_bad_control_value_is_reported_not_raised(fake_train, tmp_path):
 
 
 def test_bad_keyword_names_the_field():
-    with pytest.raises(ValueError, match="precision='fp8'"):
+    with pytest.raises(ValueError, match="precision: 'fp8' is not allowed"):
         TrainerPanel(precision="fp8")
 
 
@@ -157,8 +157,8 @@ def test_dom_classes_for_browser_tests():
 
 
 KERNEL_CELLS = [
-    '''import lorakit.train
-from lorakit.train.events import TrainSummary
+    '''import lorakit.training
+from lorakit.training.events import TrainSummary
 from lorakit.widgets.trainer_panel import TrainerPanel
 
 def fake_train(config, *, sinks=(), stop=None, resume_from=None):
@@ -172,7 +172,7 @@ def fake_train(config, *, sinks=(), stop=None, resume_from=None):
         sink.on_train_end(summary)
     return summary
 
-lorakit.train.train = fake_train
+lorakit.training.train = fake_train
 panel = TrainerPanel()
 panel''',
     "panel.start()\nprint(panel.wait(timeout=60).status)",
@@ -205,7 +205,7 @@ def tiny_model_dir(tmp_path_factory):
     """A random-initialised two-layer Llama with the embedded model's tokenizer, saved as an HF folder."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from lorakit.train.embedded import embedded_tokenizer_dir
+    from lorakit.training.embedded import embedded_tokenizer_dir
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir())

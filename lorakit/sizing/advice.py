@@ -6,12 +6,17 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from lorakit.choices import PRECISIONS, QUANTIZATIONS, choose
 from lorakit.sizing.gpus import GIB, GPU
 from lorakit.sizing.memory import MemoryEstimate, estimate_memory
 
 # levers in the order a person would reach for them; the cost ranks equally small changes
-QUANT_STEPS = {"none": ("none", "int8", "nf4"), "fp4": ("fp4", "nf4"), "int8": ("int8", "nf4"), "nf4": ("nf4",)}
-QUANT_COST = {"none": 0, "fp4": 0, "int8": 2, "nf4": 3}
+# quantizations to try from each starting point, and what each costs in quality
+QUANT_STEPS = {"none": ("none", "int8", "nf4"), "bnb_fp4": ("bnb_fp4", "nf4"), "int8": ("int8", "nf4"), "nf4": ("nf4",)}
+QUANT_COST = {"none": 0, "bnb_fp4": 0, "int8": 2, "nf4": 3}
+FALLBACK_PRECISION = {"bf16": "fp16", "tf32": "fp32"}  # what to use on a GPU without native support
+assert set(QUANT_STEPS) == set(QUANT_COST) == set(QUANTIZATIONS)
+assert set(FALLBACK_PRECISION) == {n for n, p in PRECISIONS.items() if p.min_compute_capability}
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,8 @@ class FitAdvice:
 def _describe(changes: dict[str, Any]) -> str:
     parts = []
     if "precision" in changes:
-        parts.append(f"{changes['precision']} (no native bf16)")
+        asked = {fallback: p for p, fallback in FALLBACK_PRECISION.items()}[changes["precision"]]
+        parts.append(f"{changes['precision']} (no native {asked})")
     if "quantization" in changes:
         parts.append({"int8": "8-bit base", "nf4": "nf4"}.get(changes["quantization"], changes["quantization"]))
     if changes.get("gradient_checkpointing"):
@@ -44,15 +50,16 @@ def _describe(changes: dict[str, Any]) -> str:
 
 def _candidates(settings: dict[str, Any], gpu: GPU) -> list[dict[str, Any]]:
     """Every combination of levers, cheapest first (fewest changes, then mildest)."""
-    quants = QUANT_STEPS.get(settings.get("quantization", "none"), ("none",))
+    quants = QUANT_STEPS[settings.get("quantization", "none")]
     ckpts = (False, True) if not settings.get("gradient_checkpointing") else (True,)
     batch = settings.get("batch_size", 1)
     batches = [batch]
     while batches[-1] > 1:
         batches.append(max(1, batches[-1] // 2))
     fixed: dict[str, Any] = {}
-    if settings.get("precision", "bf16") == "bf16" and gpu.supports_bf16 is False:
-        fixed["precision"] = "fp16"  # not optional: this GPU has no native bf16
+    precision = settings.get("precision", "bf16")
+    if gpu.runs_natively(precision) is False:
+        fixed["precision"] = FALLBACK_PRECISION[precision]  # not optional: this GPU cannot run it natively
     options = []
     for q, ck, b in itertools.product(quants, ckpts, batches):
         change = dict(fixed)
@@ -69,12 +76,12 @@ def _candidates(settings: dict[str, Any], gpu: GPU) -> list[dict[str, Any]]:
 
 def suggest_fit(model_or_config: Any, gpu: GPU, **settings: Any) -> FitAdvice:
     """The smallest change of quantization, checkpointing, batch (and fp16 on pre-Ampere) that fits ``gpu``."""
-    if settings.get("finetune", "lora") == "full":
-        settings = dict(settings, finetune="lora")  # the levers below are LoRA/QLoRA levers
+    settings = dict(settings, finetune="lora")  # the levers below are LoRA/QLoRA levers
+    for key in ("precision", "quantization"):
+        if key in settings:
+            settings[key] = choose(key, key, settings[key], PRECISIONS if key == "precision" else QUANTIZATIONS)
     for change in _candidates(settings, gpu):
         trial = dict(settings, **change)
-        if trial.get("quantization", "none") != "none" and trial.get("finetune") == "full":
-            continue
         estimate = estimate_memory(model_or_config, **trial)
         if gpu.fits(estimate.total_bytes):
             return FitAdvice(gpu, change, estimate, _sentence(gpu, change, estimate))

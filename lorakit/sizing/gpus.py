@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lorakit.choices import PRECISIONS
+
 MIB = 1024**2
 GIB = 1024**3
 
@@ -21,12 +23,14 @@ class GPU:
         """Total memory, GiB."""
         return self.memory_bytes / GIB
 
+    def runs_natively(self, precision: str) -> bool | None:
+        """Whether this GPU runs a precision natively (bf16, tf32 need Ampere); None when unknown."""
+        return PRECISIONS[precision].runs_natively_on(self.compute_capability)
+
     @property
     def supports_bf16(self) -> bool | None:
-        """Native bf16 needs compute capability >= 8.0 (Ampere); None when unknown."""
-        if self.compute_capability is None:
-            return None
-        return self.compute_capability >= (8, 0)
+        """Native bf16 (compute capability >= 8.0); None when unknown."""
+        return self.runs_natively("bf16")
 
     def fits(self, total_bytes: int) -> bool:
         """Whether a predicted peak (bytes) fits in this GPU's memory."""
@@ -36,8 +40,8 @@ class GPU:
         """One line: fits or not, with headroom, and a bf16 warning where the hardware lacks it."""
         room = (self.memory_bytes - total_bytes) / GIB
         text = f"{self.name}: fits ({room:.1f} GiB free)" if room >= 0 else f"{self.name}: short by {-room:.1f} GiB"
-        if precision == "bf16" and self.supports_bf16 is False:
-            text += "; no native bf16 (cc < 8.0): use fp16 + GradScaler"
+        if self.runs_natively(precision) is False:
+            text += f"; no native {precision} (cc < 8.0): use " + ("fp32" if precision == "tf32" else "fp16 + GradScaler")
         return text
 
 
@@ -69,5 +73,5 @@ def custom_gpu(memory_gb: float, name: str | None = None) -> GPU:
 
 def smallest_fitting_gpu(total_bytes: int, precision: str = "bf16") -> GPU | None:
     """The smallest catalogue GPU that holds the peak (and runs bf16 natively if asked)."""
-    ok = [g for g in GPUS.values() if g.fits(total_bytes) and (precision != "bf16" or g.supports_bf16)]
+    ok = [g for g in GPUS.values() if g.fits(total_bytes) and g.runs_natively(precision) is not False]
     return min(ok, key=lambda g: g.memory_bytes, default=None)

@@ -7,13 +7,13 @@ For an adapted weight W0 (d_out x d_in), LoRA learns W = W0 + (alpha / r) * B A 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lorakit.choices import QUANTIZATIONS, choose
 from lorakit.sizing.architecture import Architecture, LinearLayer, describe_architecture
 
-QUANTIZATIONS = ("none", "int8", "nf4", "fp4")
 ALL_LINEAR = "all-linear"
 
 
@@ -86,7 +86,7 @@ def count_lora_params(
 ) -> LoraCount:
     """Parameters trained and frozen by a LoRA adapter on a model, a config or a preset name."""
     arch = describe_architecture(model_or_config)
-    check_choice("quantization", quantization, QUANTIZATIONS)
+    quantization = choose("quantization", "quantization", quantization, QUANTIZATIONS)
     if lora_bias and use_dora:  # peft refuses this combination
         raise ValueError("lora_bias: True is not supported together with use_dora=True (peft refuses it)")
     saved = list(modules_to_save or [])
@@ -120,13 +120,6 @@ def _count(arch: Architecture, r: int, adapted: list[LinearLayer], lora_bias: bo
     )
 
 
-def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:
-    """Raise ValueError naming the field, the value and the allowed values."""
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ValueError(f"{field}: {value!r} is not one of {', '.join(map(repr, allowed))}")
-
-
 def smallest_adapted_dimension(arch: Architecture, target_modules: Any, modules_to_save: Sequence[str] = ()) -> int:
     """min(d_in, d_out) over the adapted layers: the largest rank LoRA can use."""
     key = ("smallest", targets_key(target_modules), tuple(modules_to_save))
@@ -156,6 +149,9 @@ def targets_key(target_modules: Any) -> Any:
 
 
 def _select(arch: Architecture, target_modules: Any, modules_to_save: Sequence[str]) -> list[LinearLayer]:
+    if not isinstance(target_modules, (str, list, tuple, type(None))):
+        raise ValueError(f"target_modules: {target_modules!r} is a {type(target_modules).__name__}; give "
+                         f"'all-linear', a regex string or a list of names such as {', '.join(arch.linear_suffixes)}")
     if target_modules is None or (not isinstance(target_modules, str) and len(target_modules) == 0):
         raise ValueError(f"target_modules: give a list of names, a regex or 'all-linear'; names here: "
                          f"{', '.join(arch.linear_suffixes)}")
@@ -200,7 +196,7 @@ def _suffix_match(module_name: str, target: str) -> bool:
 
 def _base_params_as_peft_counts(arch: Architecture, quantization: str) -> int:
     """Base-model parameters as peft counts them: a 4-bit weight of n elements counts 2 * ceil(n / 2)."""
-    if quantization not in ("nf4", "fp4"):
+    if not QUANTIZATIONS[quantization].is_4bit:
         return arch.total_params
     total = 0
     for lin in arch.linears:

@@ -13,12 +13,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from lorakit.choices import (
+    ATTENTIONS,
+    COMPUTE_DTYPES,
+    FINETUNES,
+    OPTIMIZERS,
+    PLANNER_DEVICES,
+    PRECISIONS,
+    QUANTIZATIONS,
+    check_choice,
+    choose,
+    dtype_bytes,
+)
 from lorakit.sizing.activations import ActivationSetup, logits_bytes, model_activation_bytes
 from lorakit.sizing.architecture import Architecture, LinearLayer, describe_architecture
 from lorakit.sizing.lora_count import (
     ALL_LINEAR,
-    QUANTIZATIONS,
-    check_choice,
     check_rank,
     count_lora_params,
     select_targets,
@@ -26,22 +36,10 @@ from lorakit.sizing.lora_count import (
     targets_key,
 )
 
-PRECISIONS = ("bf16", "fp16", "fp32")
-OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd")
-ATTENTIONS = ("sdpa", "eager")
-FINETUNES = ("lora", "full")
-DEVICES = ("cuda", "cpu")
 BLOCK = 64  # bitsandbytes 4-bit block size
 DQ_BLOCKS = 256  # blocks per second-level absmax with double quantization
 GIB = 1024**3
 DEFAULT_RUNTIME_OVERHEAD = GIB // 2  # CUDA context, cuBLAS workspace, allocator slack (not in max_memory_allocated)
-
-
-def bytes_per_element(fmt: str) -> float:
-    """Storage bytes per element of a precision name (fp32, fp16, bf16, int8), from lorakit.formats."""
-    from lorakit.formats import FORMATS  # numpy + ml_dtypes only
-
-    return FORMATS[fmt].bits / 8
 
 
 @dataclass(frozen=True)
@@ -121,18 +119,22 @@ def estimate_memory(
     ``autocast`` (default: on for bf16/fp16, as the HF Trainer, accelerate and lorakit's trainer run them)
     means the forward runs under ``torch.autocast``, with the base loaded in ``precision``.
     """
+    precision = choose("precision", "precision", precision, PRECISIONS)
+    quantization = choose("quantization", "quantization", quantization, QUANTIZATIONS)
     _check_settings(precision=precision, quantization=quantization, optimizer=optimizer, attention=attention,
                     finetune=finetune, adapter_precision=adapter_precision, device=device, batch_size=batch_size,
                     seq_len=seq_len, lora_alpha=lora_alpha)
+    if autocast is None:  # as the HF Trainer, accelerate and lorakit's trainer run each precision
+        autocast = PRECISIONS[precision].autocast is not None
     arch = describe_architecture(model_or_config)
-    dt = int(bytes_per_element(precision))
+    dt = PRECISIONS[precision].storage_bytes
     adapted = arch.linears if finetune == "full" else select_targets(arch, target_modules, modules_to_save or ())
     if finetune == "lora":
         check_rank(r, smallest_adapted_dimension(arch, target_modules, modules_to_save or ()))
     trainable_tensors = arch.memo(
         ("tensors", targets_key(target_modules), r, finetune, lora_bias, use_dora, tuple(modules_to_save or ())),
         lambda: _trainable_tensors(arch, adapted, r, finetune, lora_bias, use_dora, modules_to_save))
-    ab = dt if finetune == "full" else int(bytes_per_element(adapter_precision))
+    ab = dt if finetune == "full" else dtype_bytes(adapter_precision)
     sized = [(n, dt if is_copy else ab, how_many) for (n, is_copy), how_many in trainable_tensors.items()]
     adapter = sum(n * nbytes * how_many for n, nbytes, how_many in sized)
     setup = ActivationSetup(
@@ -141,7 +143,7 @@ def estimate_memory(
                           lambda: frozenset(lin.suffix for lin in adapted)),
         lora_ranks=r, attention=attention,
         gradient_checkpointing=gradient_checkpointing, full_finetune=finetune == "full", lora_dropout=lora_dropout,
-        device=device, autocast=precision != "fp32" if autocast is None else bool(autocast),
+        device=device, autocast=bool(autocast),
         adapter_weight_elements=sum(n * k for (n, is_copy), k in trainable_tensors.items() if not is_copy),
     )
     tokens_vocab = batch_size * seq_len * arch.vocab_size
@@ -164,14 +166,15 @@ def estimate_memory(
                    quantization=quantization, double_quant=double_quant, optimizer=optimizer, batch_size=batch_size,
                    seq_len=seq_len, gradient_checkpointing=gradient_checkpointing, attention=attention,
                    finetune=finetune, adapter_precision=adapter_precision, device=device,
-                   autocast=precision != "fp32" if autocast is None else bool(autocast)),
+                   autocast=bool(autocast)),
     )
 
 
 def _check_settings(*, batch_size: int, seq_len: int, lora_alpha: float, **choices: str) -> None:
     """Raise ValueError naming the first bad setting and what is allowed."""
     allowed = {"precision": PRECISIONS, "quantization": QUANTIZATIONS, "optimizer": OPTIMIZERS,
-               "attention": ATTENTIONS, "finetune": FINETUNES, "adapter_precision": PRECISIONS, "device": DEVICES}
+               "attention": ATTENTIONS, "finetune": FINETUNES, "adapter_precision": COMPUTE_DTYPES,
+               "device": PLANNER_DEVICES}
     for field, value in choices.items():
         check_choice(field, value, allowed[field])
     check_positive("batch_size", batch_size)
@@ -215,7 +218,7 @@ def linear_weight_bytes(lin: LinearLayer, quantization: str, double_quant: bool,
     n, bias = lin.weight_params, lin.out_features * dtype_bytes if lin.bias else 0
     if quantization == "int8":  # int8 weight + one fp32 scale per output row
         return n + 4 * lin.out_features + bias
-    if quantization in ("nf4", "fp4"):
+    if QUANTIZATIONS[quantization].is_4bit:
         blocks = -(-n // BLOCK)
         packed = -(-n // 2)  # two 4-bit codes per byte
         code = 16 * 4  # the 16-entry codebook each layer's quant state carries (fp32)
@@ -257,13 +260,13 @@ def estimate_inference_memory(
     batch_size: int = 1, seq_len: int = 2048, kv_cache_precision: str | None = None,
 ) -> dict[str, int]:
     """Generation memory: weights + KV cache (2 x layers x kv_heads x head_dim x batch x seq), bytes."""
-    check_choice("precision", precision, PRECISIONS)
-    check_choice("quantization", quantization, QUANTIZATIONS)
+    precision = choose("precision", "precision", precision, PRECISIONS)
+    quantization = choose("quantization", "quantization", quantization, QUANTIZATIONS)
     check_positive("batch_size", batch_size)
     check_positive("seq_len", seq_len)
     arch = describe_architecture(model_or_config)
-    dt = int(bytes_per_element(precision))
-    kv_dt = int(bytes_per_element(kv_cache_precision or precision))
+    dt = PRECISIONS[precision].storage_bytes
+    kv_dt = dtype_bytes(kv_cache_precision) if kv_cache_precision else dt  # a lorakit.formats name, e.g. fp8_e4m3fn
     weights = base_weight_bytes(arch, quantization, double_quant, dt)
     kv = 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * batch_size * seq_len * kv_dt
     logits = batch_size * arch.vocab_size * 4  # the last position's logits, fp32

@@ -19,8 +19,9 @@ from typing import Any
 import ipywidgets as widgets
 from transformers import TrainerCallback
 
-from lorakit.train.events import TrainSummary
-from lorakit.train.parts import memory_stats
+from lorakit.training.events import TrainSummary
+from lorakit.training.modeling import count_params
+from lorakit.training.parts import memory_stats
 from lorakit.widgets.live_dashboard import LiveDashboard, in_ipython
 
 __all__ = ["LiveDashboardCallback"]
@@ -42,10 +43,7 @@ def _quantization(model: Any) -> str:
 
 
 def _param_counts(model: Any) -> tuple[int | None, int | None]:
-    if model is None:
-        return None, None
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+    return (None, None) if model is None else count_params(model)
 
 
 class LiveDashboardCallback(TrainerCallback):

@@ -21,7 +21,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.train.events import MetricsSink, TrainSummary
+from lorakit.training.events import MetricsSink, TrainSummary
 from lorakit.viz.training import draw_dashboard, figure_to_png, make_dashboard_figure
 
 __all__ = ["LiveDashboard", "describe_summary", "format_duration"]

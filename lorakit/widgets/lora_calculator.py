@@ -14,6 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from lorakit.choices import OPTIMIZERS, PRECISIONS, QUANTIZATIONS
 from lorakit.sizing import (
     GPUS,
     PRESETS,
@@ -25,14 +26,13 @@ from lorakit.sizing import (
 from lorakit.sizing.advice import suggest_fit
 from lorakit.sizing.gpus import GIB
 from lorakit.sizing.lora_count import ALL_LINEAR
-from lorakit.sizing.memory import OPTIMIZERS, PRECISIONS, MemoryEstimate
+from lorakit.sizing.memory import MemoryEstimate
 from lorakit.viz.sizing import memory_chart_png
 from lorakit.widgets.format_views import Throttle
 
 __all__ = ["LoraCalculator"]
 
 MY_GPU = "my GPU"
-QUANT_LABELS = {"none (16/32-bit)": "none", "8-bit (LLM.int8)": "int8", "4-bit nf4": "nf4", "4-bit fp4": "fp4"}
 
 
 def _html(css: str) -> widgets.HTML:
@@ -91,10 +91,13 @@ class LoraCalculator(widgets.VBox):
         self.all_linear_checkbox = widgets.Checkbox(value=True, description=ALL_LINEAR, indent=False)
         self.target_checkboxes: dict[str, widgets.Checkbox] = {}
         self.targets_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
-        self.precision_dropdown = widgets.Dropdown(options=list(PRECISIONS), value="bf16", description="precision")
-        self.quantization_dropdown = widgets.Dropdown(options=list(QUANT_LABELS), description="base")
+        self.precision_dropdown = widgets.Dropdown(options=[(p.label, n) for n, p in PRECISIONS.items()],
+                                                   value="bf16", description="precision")
+        self.quantization_dropdown = widgets.Dropdown(options=[(q.label, n) for n, q in QUANTIZATIONS.items()],
+                                                      value="none", description="base")
         self.double_quant_checkbox = widgets.Checkbox(value=True, description="double quant", indent=False)
-        self.optimizer_dropdown = widgets.Dropdown(options=list(OPTIMIZERS), value="adamw", description="optimizer")
+        self.optimizer_dropdown = widgets.Dropdown(options=[(o.label, n) for n, o in OPTIMIZERS.items()],
+                                                   value="adamw", description="optimizer")
         self.batch_text = widgets.IntText(value=1, description="batch")
         self.seq_text = widgets.IntText(value=512, description="seq len")
         self.checkpointing_checkbox = widgets.Checkbox(value=False, description="gradient checkpointing",
@@ -187,7 +190,7 @@ class LoraCalculator(widgets.VBox):
         """The controls as keyword arguments of ``estimate_memory``."""
         return dict(r=self.r_slider.value, lora_alpha=self.alpha_text.value, target_modules=self.target_modules,
                     precision=self.precision_dropdown.value,
-                    quantization=QUANT_LABELS[self.quantization_dropdown.value],
+                    quantization=self.quantization_dropdown.value,
                     double_quant=self.double_quant_checkbox.value, optimizer=self.optimizer_dropdown.value,
                     batch_size=self.batch_text.value, seq_len=self.seq_text.value,
                     gradient_checkpointing=self.checkpointing_checkbox.value)

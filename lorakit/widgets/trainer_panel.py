@@ -1,6 +1,6 @@
 """TrainerPanel: start, watch and stop a LoRA fine-tune from a notebook.
 
-Start runs ``lorakit.train.train`` in a background thread with a :class:`LiveDashboard` sink and a
+Start runs ``lorakit.training.train`` in a background thread with a :class:`LiveDashboard` sink and a
 ``StopHandle``; the notebook stays responsive. Stop asks the loop to end after the current step; the loop
 then saves the adapter and the panel says what happened and where the adapter is. An exception that escapes
 the run is shown in the panel (and re-raised by :meth:`TrainerPanel.wait`), never lost.
@@ -16,8 +16,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.train.config import PRECISIONS, QUANTIZATIONS, TrainConfig
-from lorakit.train.events import StopHandle, TrainSummary
+from lorakit.choices import PRECISIONS, QUANTIZATIONS
+from lorakit.training.config import BOUNDS, TrainConfig
+from lorakit.training.events import StopHandle, TrainSummary
 from lorakit.widgets.live_dashboard import LiveDashboard, describe_summary
 
 __all__ = ["TrainerPanel", "preview_html"]
@@ -67,17 +68,19 @@ class TrainerPanel:
     def _build_controls(self) -> None:
         c = self.config
         self.model = widgets.Text(value=str(c.model), description="model", style=_STYLE)
-        self.precision = widgets.Dropdown(options=PRECISIONS, value=c.precision, description="precision",
-                                          style=_STYLE)
-        self.quantization = widgets.Dropdown(options=QUANTIZATIONS, value=c.quantization,
-                                             description="quantization", style=_STYLE)
-        self.r = widgets.BoundedIntText(value=c.r, min=1, max=4096, description="r", style=_STYLE)
+        self.precision = widgets.Dropdown(options=[(p.label, n) for n, p in PRECISIONS.items()],
+                                          value=c.precision, description="precision", style=_STYLE)
+        self.quantization = widgets.Dropdown(options=[(q.label, n) for n, q in QUANTIZATIONS.items()],
+                                             value=c.quantization, description="quantization", style=_STYLE)
+        self.r = widgets.BoundedIntText(value=c.r, min=BOUNDS["r"][0], max=BOUNDS["r"][1], description="r",
+                                        style=_STYLE)
         self.max_steps = widgets.IntText(value=c.max_steps, description="max_steps (-1: epochs)", style=_STYLE)
         self.learning_rate = widgets.FloatText(value=c.learning_rate, description="learning_rate", style=_STYLE)
-        self.batch_size = widgets.BoundedIntText(value=c.batch_size, min=1, max=65536, description="batch_size",
-                                                 style=_STYLE)
-        self.max_seq_length = widgets.BoundedIntText(value=c.max_seq_length, min=8, max=1_048_576,
-                                                     description="max_seq_length", style=_STYLE)
+        self.batch_size = widgets.BoundedIntText(value=c.batch_size, min=BOUNDS["batch_size"][0],
+                                                 max=BOUNDS["batch_size"][1], description="batch_size", style=_STYLE)
+        self.max_seq_length = widgets.BoundedIntText(value=c.max_seq_length, min=BOUNDS["max_seq_length"][0],
+                                                     max=BOUNDS["max_seq_length"][1], description="max_seq_length",
+                                                     style=_STYLE)
         self.start_button = widgets.Button(description="Start", button_style="success", icon="play")
         self.start_button.add_class("lorakit-start")
         self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop")
@@ -166,7 +169,7 @@ class TrainerPanel:
 
     def _run(self, config: TrainConfig, stop: StopHandle) -> None:
         """Thread body: run, then record the outcome; any exception is kept for the panel and wait()."""
-        import lorakit.train as train_module  # looked up at call time so tests can substitute train()
+        import lorakit.training as train_module  # looked up at call time so tests can substitute train()
 
         try:
             self._summary = train_module.train(config, sinks=(self.dashboard,), stop=stop)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lorakit.train.checkpoint import replace_dir
-from lorakit.train.embedded import resolve_model
+from lorakit.training.checkpoint import replace_dir
+from lorakit.training.embedded import resolve_model
 
 
 def export_merged(run_dir: str | Path, out_dir: str | Path) -> Path:

@@ -12,7 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lorakit.train.events import read_metrics
+from lorakit.training.events import read_metrics
 
 __all__ = ["compare_runs", "load_run", "format_runs_table", "RunComparison"]
 

@@ -8,9 +8,10 @@ import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 STATUSES = ("completed", "stopped", "error", "oom", "interrupted")
+PHASES = ("loading", "evaluating", "generating", "training", "saving")
 
 
 class StopHandle:
@@ -29,16 +30,63 @@ class StopHandle:
         return self._event.is_set()
 
 
+class StartInfo(TypedDict, total=False):
+    """``on_train_start``: the run's set-up."""
+
+    total_steps: int
+    output_dir: str
+    device: str  # "cpu" or "cuda"
+    precision: str
+    quantization: str
+    trainable_params: int
+    total_params: int
+    predicted_peak_bytes: int | None  # the planner's peak for this run (None: not modelled)
+    start_step: int  # > 0 when resuming
+    warnings: list[str]
+    config: dict  # TrainConfig.to_dict()
+
+
+class StepRecord(TypedDict, total=False):
+    """``on_log``: one logging window (loss averaged over its optimizer steps). Bytes in *_bytes."""
+
+    step: int
+    epoch: float
+    loss: float
+    learning_rate: float
+    tokens_per_s: float
+    tokens_seen: int
+    elapsed_s: float
+    eta_s: float
+    mem_allocated_bytes: int | None  # torch.cuda counters (None on the CPU)
+    mem_reserved_bytes: int | None
+    mem_peak_bytes: int | None
+    rss_bytes: int | None  # the process's resident memory
+
+
+class EvalRecord(TypedDict, total=False):
+    """``on_eval``: the held-out loss (and exact match, 0..1, when computed)."""
+
+    step: int
+    eval_loss: float | None
+    exact_match: float | None
+
+
 class MetricsSink:
     """Receives a run's events on the training thread; override what you need and keep it cheap."""
 
-    def on_train_start(self, info: dict) -> None:
+    def on_phase(self, phase: str, detail: str) -> None:
+        """What the run is busy with when it is not taking steps, for a status line.
+
+        ``phase`` is one of PHASES; ``detail`` is a short sentence such as "evaluating 45 held-out questions".
+        """
+
+    def on_train_start(self, info: StartInfo) -> None:
         """Once, after set-up: total_steps, output_dir, device, precision, ..., predicted_peak_bytes, config."""
 
-    def on_log(self, record: dict) -> None:
+    def on_log(self, record: StepRecord) -> None:
         """Every logging_steps: step, epoch, loss, learning_rate, tokens_per_s, memory (bytes), ..."""
 
-    def on_eval(self, record: dict) -> None:
+    def on_eval(self, record: EvalRecord) -> None:
         """After each evaluation: step, eval_loss (+ exact_match when computed)."""
 
     def on_train_end(self, summary: TrainSummary) -> None:
@@ -65,6 +113,7 @@ class TrainSummary:
     exact_match_after: float | None = None
     warnings: list[str] = field(default_factory=list)
     traceback: str | None = None  # for status "error": where it happened
+    host_reads: dict[str, int] = field(default_factory=dict)  # device->host reads of the loop, by reason
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

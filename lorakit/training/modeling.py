@@ -7,11 +7,10 @@ from pathlib import Path
 
 import torch
 
-from lorakit.train.config import TrainConfig
-from lorakit.train.embedded import resolve_model
-from lorakit.train.preflight import check_lengths, check_target_modules
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from lorakit.choices import torch_dtype
+from lorakit.training.config import TrainConfig
+from lorakit.training.embedded import resolve_model
+from lorakit.training.preflight import check_lengths, check_target_modules
 
 
 def check_model_on_meta(config: TrainConfig, path: str) -> None:
@@ -25,22 +24,6 @@ def check_model_on_meta(config: TrainConfig, path: str) -> None:
     check_target_modules(skeleton, config.target_modules)
 
 
-def quantization_config(config: TrainConfig):
-    """transformers' BitsAndBytesConfig for the run, or None; every 4-bit setting is explicit."""
-    if config.quantization == "none":
-        return None
-    from transformers import BitsAndBytesConfig
-
-    if config.quantization == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=config.quantization,
-        bnb_4bit_use_double_quant=config.bnb_4bit_use_double_quant,
-        bnb_4bit_compute_dtype=DTYPES[config.compute_dtype],
-    )
-
-
 def load_base(config: TrainConfig, device: str, path: str | None = None):
     """Return (model, tokenizer). Frozen base weights are stored in the run's precision (or quantized)."""
     from transformers import AutoModelForCausalLM
@@ -48,8 +31,8 @@ def load_base(config: TrainConfig, device: str, path: str | None = None):
     if path is None:
         path = resolve_model(config.model)
         check_model_on_meta(config, path)
-    quant = quantization_config(config)
-    kwargs = {"dtype": DTYPES[config.precision], "trust_remote_code": config.trust_remote_code}
+    quant = config.bnb_config()
+    kwargs = {"dtype": torch_dtype(config.prec.storage), "trust_remote_code": config.trust_remote_code}
     if quant is not None:
         # bitsandbytes quantizes while loading onto the target device, so place it now, not in accelerate.
         kwargs.update(quantization_config=quant, device_map={"": 0 if device == "cuda" else "cpu"})
@@ -78,21 +61,12 @@ def _load_tokenizer(path: str, trust_remote_code: bool, stamp: float):
 
 def add_lora(model, config: TrainConfig):
     """Freeze the base and add LoRA (peft). Adapter weights stay fp32 whatever the base dtype (autocast does the rest)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing works with frozen inputs; no need for enable_input_require_grads.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    lora = LoraConfig(
-        r=config.r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules,
-        use_dora=config.use_dora,
-        use_rslora=config.use_rslora,
-        task_type="CAUSAL_LM",
-    )
-    peft_model = get_peft_model(model, lora, autocast_adapter_dtype=True)
+    peft_model = get_peft_model(model, config.lora_config(), autocast_adapter_dtype=True)
     for param in peft_model.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()  # fp16 training needs fp32 master weights for the GradScaler
@@ -100,6 +74,16 @@ def add_lora(model, config: TrainConfig):
 
 
 def count_params(model) -> tuple[int, int]:
-    """(trainable, total) parameters, with bitsandbytes' packed 4-bit storage counted at its true size."""
-    trainable, total = model.get_nb_trainable_parameters()
-    return int(trainable), int(total)
+    """(trainable, total) parameters as peft counts them, for any module (peft, DDP-wrapped or plain).
+
+    A bitsandbytes ``Params4bit`` packs two 4-bit values per byte of its storage dtype, so its ``numel()`` is
+    a fraction of the weights it holds; tied weights count once.
+    """
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        if type(param).__name__ == "Params4bit":
+            n *= 2 * param.element_size()
+        total += n
+        trainable += n if param.requires_grad else 0
+    return trainable, total

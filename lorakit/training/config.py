@@ -8,15 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PRECISIONS = ("fp32", "fp16", "bf16")
-QUANTIZATIONS = ("none", "int8", "nf4", "fp4")
-OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-DEVICES = ("auto", "cpu", "cuda")
-COMPUTE_DTYPES = ("fp32", "fp16", "bf16")
+from lorakit.choices import (
+    COMPUTE_DTYPES,
+    PRECISIONS,
+    QUANTIZATIONS,
+    TRAIN_DEVICES,
+    TRAIN_OPTIMIZERS,
+    Precision,
+    Quantization,
+    check_choice,
+    choose,
+)
 
-# Other spellings people bring from transformers / torch, mapped to ours.
-_DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "no": "fp32"}
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+
 _FIELD_ALIASES = {
     "per_device_train_batch_size": "batch_size",
     "model_name_or_path": "model",
@@ -24,15 +29,32 @@ _FIELD_ALIASES = {
     "optim": "optimizer",
 }
 
+# Numeric fields: (lowest, highest or None, type). The widgets take their bounds from here too.
+BOUNDS: dict[str, tuple[float, float | None, type | tuple]] = {
+    "r": (1, 4096, int),
+    "lora_alpha": (1e-6, None, (int, float)),
+    "lora_dropout": (0.0, 0.9, (int, float)),
+    "learning_rate": (1e-12, 1.0, (int, float)),
+    "weight_decay": (0.0, 1.0, (int, float)),
+    "max_grad_norm": (0.0, None, (int, float)),
+    "warmup_steps": (0, None, int),
+    "max_steps": (1, None, int),  # or -1: train for num_train_epochs
+    "num_train_epochs": (1e-9, None, (int, float)),
+    "batch_size": (1, 65536, int),
+    "gradient_accumulation_steps": (1, 65536, int),
+    "max_seq_length": (8, 1_048_576, int),
+    "eval_split": (0.0, 0.9, (int, float)),
+    "eval_steps": (1, None, int),
+    "save_steps": (1, None, int),
+    "logging_steps": (1, None, int),
+    "seed": (0, None, int),
+    "max_new_tokens": (1, 4096, int),
+}
+OPTIONAL = {"max_grad_norm", "eval_steps", "save_steps"}  # None switches these off
 
-def _check_choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
 
-
-def _check_range(
-    name: str, value: Any, low: float, high: float | None = None, kind: type | tuple = int
-) -> None:
+def _check_range(name: str, value: Any) -> None:
+    low, high, kind = BOUNDS[name]
     ok = isinstance(value, kind) and not isinstance(value, bool) and value >= low
     ok = ok and (high is None or value <= high)
     if not ok:
@@ -51,8 +73,8 @@ class TrainConfig:
         "builtin"  # "builtin", list of str / {prompt, completion} / {messages}, .jsonl/.txt path, Dataset
     )
     # numerics
-    precision: str = "fp32"  # fp32 | fp16 (autocast + GradScaler, fp32 adapters) | bf16 (autocast, no scaler)
-    quantization: str = "none"  # none | int8 | nf4 | fp4 (bitsandbytes, base weights only)
+    precision: str = "fp32"  # a lorakit.choices.PRECISIONS name: fp32 | fp16 | bf16 | tf32
+    quantization: str = "none"  # a lorakit.choices.QUANTIZATIONS name: none | int8 | nf4 | bnb_fp4
     bnb_4bit_use_double_quant: bool = False
     bnb_4bit_compute_dtype: str | None = None  # None: follow `precision`
     # LoRA (peft names)
@@ -91,60 +113,103 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        self.precision = _DTYPE_ALIASES.get(self.precision, self.precision)
+        self.precision = choose("precision", "precision", self.precision, PRECISIONS)
         if self.bnb_4bit_compute_dtype is not None:
-            self.bnb_4bit_compute_dtype = _DTYPE_ALIASES.get(
-                self.bnb_4bit_compute_dtype, self.bnb_4bit_compute_dtype
+            self.bnb_4bit_compute_dtype = choose(
+                "compute_dtype", "bnb_4bit_compute_dtype", self.bnb_4bit_compute_dtype, COMPUTE_DTYPES
             )
-            _check_choice("bnb_4bit_compute_dtype", self.bnb_4bit_compute_dtype, COMPUTE_DTYPES)
-        _check_choice("precision", self.precision, PRECISIONS)
-        _check_choice("quantization", self.quantization, QUANTIZATIONS)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("lr_scheduler_type", self.lr_scheduler_type, SCHEDULERS)
-        _check_choice("device", self.device, DEVICES)
+        self.quantization = choose("quantization", "quantization", self.quantization, QUANTIZATIONS)
+        check_choice("optimizer", self.optimizer, TRAIN_OPTIMIZERS)
+        check_choice("lr_scheduler_type", self.lr_scheduler_type, SCHEDULERS)
+        check_choice("device", self.device, TRAIN_DEVICES)
         if isinstance(self.target_modules, tuple):
             self.target_modules = list(self.target_modules)
-        if not isinstance(self.target_modules, (str, list)) or not self.target_modules:
+        if (
+            not isinstance(self.target_modules, (str, list))
+            or not self.target_modules
+            or not all(isinstance(t, str) for t in self.target_modules)
+        ):
             raise ValueError(
-                f"target_modules={self.target_modules!r}: give 'all-linear' or a list of module names"
+                f"target_modules={self.target_modules!r}: give 'all-linear', a regex string or a list of "
+                "module names (strings)"
             )
         self._check_numbers()
         if not isinstance(self.preview_prompts, list) or not all(
             isinstance(p, str) for p in self.preview_prompts
         ):
             raise ValueError(f"preview_prompts={self.preview_prompts!r} must be a list of strings")
-        if self.bnb_4bit_use_double_quant and self.quantization not in ("nf4", "fp4"):
+        if self.bnb_4bit_use_double_quant and not self.quant.is_4bit:
+            four_bit = " or ".join(repr(n) for n, q in QUANTIZATIONS.items() if q.is_4bit)
             raise ValueError(
-                f"bnb_4bit_use_double_quant=True needs quantization 'nf4' or 'fp4', not {self.quantization!r}"
+                f"bnb_4bit_use_double_quant=True needs quantization {four_bit}, not {self.quantization!r}"
             )
 
     def _check_numbers(self) -> None:
-        _check_range("r", self.r, 1, 4096)
-        _check_range("lora_alpha", self.lora_alpha, 1e-6, None, (int, float))
-        _check_range("lora_dropout", self.lora_dropout, 0.0, 0.9, (int, float))
-        _check_range("learning_rate", self.learning_rate, 1e-12, 1.0, (int, float))  # > 0
-        _check_range("weight_decay", self.weight_decay, 0.0, 1.0, (int, float))
-        if self.max_grad_norm is not None:
-            _check_range("max_grad_norm", self.max_grad_norm, 0.0, None, (int, float))
-        _check_range("warmup_steps", self.warmup_steps, 0)
-        if self.max_steps != -1:
-            _check_range("max_steps", self.max_steps, 1)
-        _check_range("num_train_epochs", self.num_train_epochs, 1e-9, None, (int, float))
-        _check_range("batch_size", self.batch_size, 1, 65536)
-        _check_range("gradient_accumulation_steps", self.gradient_accumulation_steps, 1, 65536)
-        _check_range("max_seq_length", self.max_seq_length, 8, 1_048_576)
-        _check_range("eval_split", self.eval_split, 0.0, 0.9, (int, float))
-        for name in ("eval_steps", "save_steps"):
-            if getattr(self, name) is not None:
-                _check_range(name, getattr(self, name), 1)
-        _check_range("logging_steps", self.logging_steps, 1)
-        _check_range("seed", self.seed, 0)
-        _check_range("max_new_tokens", self.max_new_tokens, 1, 4096)
+        for name in BOUNDS:
+            value = getattr(self, name)
+            if (name in OPTIONAL and value is None) or (name == "max_steps" and value == -1):
+                continue
+            _check_range(name, value)
+
+    @property
+    def prec(self) -> Precision:
+        """The chosen precision's facts (storage dtype, autocast, scaler, hardware it needs)."""
+        return PRECISIONS[self.precision]
+
+    @property
+    def quant(self) -> Quantization:
+        """The chosen quantization's facts (4-bit or not, bitsandbytes names)."""
+        return QUANTIZATIONS[self.quantization]
 
     @property
     def compute_dtype(self) -> str:
         """The dtype 4-bit layers compute in: the explicit setting, else the run's precision."""
-        return self.bnb_4bit_compute_dtype or self.precision
+        return self.bnb_4bit_compute_dtype or self.prec.storage
+
+    def lora_config(self):
+        """peft's LoraConfig for this run (imports peft)."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=self.target_modules,
+            use_dora=self.use_dora,
+            use_rslora=self.use_rslora,
+            task_type="CAUSAL_LM",
+        )
+
+    def bnb_config(self):
+        """transformers' BitsAndBytesConfig with every 4-bit setting explicit, or None (imports transformers)."""
+        kwargs = self.quant.bnb_kwargs(self.bnb_4bit_use_double_quant, self.compute_dtype)
+        if kwargs is None:
+            return None
+        from transformers import BitsAndBytesConfig
+
+        from lorakit.choices import torch_dtype
+
+        if "bnb_4bit_compute_dtype" in kwargs:
+            kwargs["bnb_4bit_compute_dtype"] = torch_dtype(kwargs["bnb_4bit_compute_dtype"])
+        return BitsAndBytesConfig(**kwargs)
+
+    def sizing_kwargs(self, device: str | None = None) -> dict[str, Any]:
+        """This run's settings as keyword arguments of ``lorakit.sizing.estimate_memory``."""
+        return {
+            "r": self.r,
+            "lora_alpha": self.lora_alpha,
+            "target_modules": self.target_modules,
+            "precision": self.precision,
+            "quantization": self.quantization,
+            "double_quant": self.bnb_4bit_use_double_quant,
+            "optimizer": self.optimizer,
+            "batch_size": self.batch_size,
+            "seq_len": self.max_seq_length,
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "lora_dropout": self.lora_dropout,
+            "use_dora": self.use_dora,
+            "device": device or ("cpu" if self.device == "cpu" else "cuda"),
+        }
 
     @classmethod
     def qlora(cls, **overrides: Any) -> TrainConfig:

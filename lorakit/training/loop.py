@@ -1,16 +1,15 @@
 """The training loop: setup -> train -> save -> cleanup, in one place.
 
 Device syncs: the loss is summed on the device and read once per logging interval (and once per evaluation
-and checkpoint). Every such read goes through `_read`, which counts it in `HOST_READS` by reason, so a
-benchmark can check that non-logging steps read nothing. (Outside this loop, transformers' mask builder and
-an fp16 GradScaler each read the device once per step; on a GPU `torch.cuda.set_sync_debug_mode("warn")`
-reports those too.)
+and checkpoint). Every such read goes through `_Run.read`, which counts it in the run's `host_reads` by
+reason (the summary carries the counts), so a benchmark can check that non-logging steps read nothing.
+(Outside this loop, transformers' mask builder and an fp16 GradScaler each read the device once per step;
+on a GPU `torch.cuda.set_sync_debug_mode("warn")` reports those too.)
 """
 
 from __future__ import annotations
 
 import collections
-import inspect
 import time
 import traceback
 import warnings
@@ -20,8 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lorakit.train import parts
-from lorakit.train.checkpoint import (
+from lorakit.training import parts as parts_module
+from lorakit.training.checkpoint import (
     checkpoint_step,
     find_checkpoint,
     load_checkpoint,
@@ -29,22 +28,24 @@ from lorakit.train.checkpoint import (
     save_adapter,
     save_checkpoint,
 )
-from lorakit.train.config import TrainConfig
-from lorakit.train.data import IGNORE
-from lorakit.train.embedded import resolve_model
-from lorakit.train.evaluate import exact_match, generate_answers
-from lorakit.train.events import (
+from lorakit.training.config import TrainConfig
+from lorakit.training.data import IGNORE
+from lorakit.training.embedded import resolve_model
+from lorakit.training.evaluate import exact_match, generate_answers
+from lorakit.training.events import (
+    EvalRecord,
     JsonlSink,
     MetricsSink,
+    StartInfo,
+    StepRecord,
     StopHandle,
     TrainSummary,
     atomic_write_json,
     trim_metrics,
 )
-from lorakit.train.modeling import add_lora, check_model_on_meta, count_params, load_base
-from lorakit.train.preflight import check_before_load
-
-HOST_READS: collections.Counter = collections.Counter()  # device->host value reads by reason
+from lorakit.training.modeling import check_model_on_meta, count_params
+from lorakit.training.parts import Parts, build_parts, matmul_mode
+from lorakit.training.preflight import check_before_load
 
 OOM_ADVICE = (
     "Out of memory. Try a smaller batch_size (with gradient_accumulation_steps to keep the effective batch), "
@@ -52,101 +53,93 @@ OOM_ADVICE = (
 )
 
 
-def _read(value: torch.Tensor, reason: str) -> float:
-    """The loop's only way to read a device value (a sync on a GPU); counted in HOST_READS."""
-    HOST_READS[reason] += 1
-    return value.item()
-
-
 class _Run:
-    """State of one run; the methods are the loop's phases and helpers."""
+    """One run: its settings and sinks from the start, its parts once built, and its progress counters."""
 
-    def __init__(self, config: TrainConfig, sinks: Sequence[MetricsSink], stop: StopHandle | None):
-        self.config = config
+    def __init__(self, config: TrainConfig, out: Path, device: str, sinks: Sequence[MetricsSink],
+                 stop: StopHandle | None):
+        self.config, self.out, self.device = config, out, device
         self.stop = stop or StopHandle()
         self.sinks = list(sinks)
         self.warnings: list[str] = []
-        self.model = None
-        self.step = 0
+        self.parts: Parts | None = None  # set once by setup(); None again after cleanup
+        self.host_reads: collections.Counter = collections.Counter()  # device->host value reads by reason
+        # progress: where the run is (saved in checkpoints) and what it has done in this session
+        self.step = self.epoch = self.position = self.tokens_seen = 0
+        self.total_steps = 0
+        self.elapsed_before = 0.0  # seconds trained before a resume
         self.final_loss: float | None = None
-        self.summary_extra: dict = {}
         self.peak_rss = 0  # largest RSS seen at a logging step (bytes)
+        self.session_tokens, self.train_s = 0, 0.0
+        self.started: float | None = None
+        self.first_step = 0
+        self.summary_extra: dict = {}
         self.traceback: str | None = None
+        self._order: list = []
+        self._order_epoch: int | None = None
+        self.loss_sum: torch.Tensor | None = None
+        self.window = {"steps": 0, "tokens": 0, "start": time.perf_counter()}
 
     # ---- setup -------------------------------------------------------------------------------------------
-    def setup(self, device: str, path: str, resume_from) -> None:
-        cfg = self.config
-        self.device = device
-        self.accelerator = parts.make_accelerator(cfg, device)
-        torch.manual_seed(cfg.seed)  # LoRA A is randomly initialised: same seed, same adapter
-        model, self.tokenizer = load_base(cfg, device, path)
-        self.model_config = model.config
-        model = add_lora(model, cfg)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.slices_logits = "logits_to_keep" in inspect.signature(model.get_base_model().forward).parameters
-        self.batches, self.eval_batches, self.eval_records = parts.make_data(cfg, self.tokenizer, device)
-        self.total_steps = parts.total_steps_for(cfg, len(self.batches))
-        optimizer = parts.make_optimizer(cfg, self.params, device)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.scheduler = parts.make_scheduler(cfg, self.optimizer.optimizer, self.total_steps)
-        self.scaler = self.accelerator.scaler  # a GradScaler only under fp16
-        self.epoch, self.position, self.tokens_seen, self.elapsed_before = 0, 0, 0, 0.0
-        self._order, self._order_epoch = [], None  # the current epoch's batches, made when first needed
-        if device == "cuda":
+    def setup(self, path: str, resume_from) -> None:
+        self.emit("on_phase", "loading", f"loading {self.config.model} and tokenizing the data")
+        self.parts = p = build_parts(self.config, self.device, path)
+        self.total_steps = p.total_steps
+        if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()  # the summary's peak is this run's
         if resume_from is not None:
-            self._resume(find_checkpoint(resume_from))
-        self.loss_sum = torch.zeros((), device=self.accelerator.device)
-        self.window = {"steps": 0, "tokens": 0, "start": time.perf_counter()}
-        self.session_tokens, self.train_s = 0, 0.0
+            state = load_checkpoint(find_checkpoint(resume_from), p.model, p.optimizer, p.scheduler, p.scaler)
+            self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+            self.tokens_seen, self.elapsed_before = state["tokens_seen"], state["elapsed_s"]
+        self.loss_sum = torch.zeros((), device=p.accelerator.device)
         self.started = time.perf_counter()
         self.first_step = self.step
 
-    def _resume(self, folder: Path) -> None:
-        state = load_checkpoint(folder, self.model, self.optimizer, self.scheduler, self.scaler)
-        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        self.tokens_seen, self.elapsed_before = state["tokens_seen"], state["elapsed_s"]
+    def start_info(self) -> StartInfo:
+        p, cfg = self.parts, self.config
+        trainable, total = count_params(p.model)
+        try:
+            predicted = parts_module.predicted_peak_bytes(cfg, p.model_config, self.device)
+        except ValueError as exc:  # a setting the planner does not model: say so, train anyway
+            predicted = None
+            self.warn(f"no memory prediction for this run: {exc}")
+        return StartInfo(
+            total_steps=self.total_steps, output_dir=str(self.out), device=self.device,
+            precision=cfg.precision, quantization=cfg.quantization, trainable_params=trainable,
+            total_params=total, predicted_peak_bytes=predicted, start_step=self.step,
+            warnings=list(self.warnings), config=cfg.to_dict(),
+        )
 
-    def start_info(self) -> dict:
-        trainable, total = count_params(self.model)
-        cfg = self.config
-        return {
-            "total_steps": self.total_steps,
-            "output_dir": str(self.out),
-            "device": self.device,
-            "precision": cfg.precision,
-            "quantization": cfg.quantization,
-            "trainable_params": trainable,
-            "total_params": total,
-            "predicted_peak_bytes": parts.predicted_peak_bytes(cfg, self.model_config),
-            "start_step": self.step,
-            "warnings": list(self.warnings),
-            "config": cfg.to_dict(),
-        }
+    def read(self, value: torch.Tensor, reason: str) -> float:
+        """The loop's only way to read a device value (a sync on a GPU); counted in host_reads."""
+        self.host_reads[reason] += 1
+        return value.item()
 
     # ---- train -------------------------------------------------------------------------------------------
     def train_loop(self) -> None:
         cfg = self.config
-        self.model.train()
+        self.emit("on_phase", "training", f"training: step {self.step + 1} of {self.total_steps}")
+        self.parts.model.train()
         # Previews and evaluations before this point are not training time.
         self.started = self.window["start"] = time.perf_counter()
         while self.step < self.total_steps and not self.stop.stop_requested:
             self._optimizer_step(self._next_micro_batches())
             self.step += 1
             if self.step % cfg.logging_steps == 0 or self.step == self.total_steps:
-                self._log()
+                self.log()
             if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.step < self.total_steps:
-                self._evaluate()
+                self.evaluate()
+                self.emit("on_phase", "training", f"training: step {self.step + 1} of {self.total_steps}")
             if cfg.save_steps and self.step % cfg.save_steps == 0:
                 self.save_checkpoint()
 
     def _next_micro_batches(self) -> list[dict]:
         """The next gradient_accumulation_steps batches, continuing into the next epoch when one ends."""
-        micro = []
+        batches, micro = self.parts.batches, []
         while len(micro) < self.config.gradient_accumulation_steps:
             if self._order_epoch != self.epoch:
-                self._order, self._order_epoch = self.batches.order(self.epoch), self.epoch
-            micro.append(self.batches.collate(self._order[self.position]))
+                self._order, self._order_epoch = batches.order(self.epoch), self.epoch
+            micro.append(batches.collate(self._order[self.position]))
             self.position += 1
             if self.position == len(self._order):
                 self.epoch, self.position = self.epoch + 1, 0
@@ -154,55 +147,63 @@ class _Run:
 
     def _loss(self, batch: dict, n_targets: int) -> torch.Tensor:
         """Summed cross-entropy of the batch's targets / n_targets (fp32, as transformers computes it)."""
-        device = self.accelerator.device
+        p = self.parts
+        device = p.accelerator.device
         inputs = {k: v.to(device, non_blocking=True) for k, v in batch["inputs"].items()}
         keep = batch["keep"].to(device, non_blocking=True)
         targets = batch["targets"].to(device, non_blocking=True)
-        with self.accelerator.autocast():
-            if self.slices_logits:
-                logits = self.model(**inputs, logits_to_keep=keep, use_cache=False).logits
+        with p.autocast():
+            if p.slices_logits:
+                logits = p.model(**inputs, logits_to_keep=keep, use_cache=False).logits
             else:  # a model without logits_to_keep: compute all, keep the needed ones
-                logits = self.model(**inputs, use_cache=False).logits[:, keep]
+                logits = p.model(**inputs, use_cache=False).logits[:, keep]
         flat = logits.float().flatten(0, 1)
         return F.cross_entropy(flat, targets.flatten(), ignore_index=IGNORE, reduction="sum") / n_targets
 
     def _optimizer_step(self, micro: list[dict]) -> None:
         """Forward/backward over the micro-batches, then one optimizer step. Nothing here reads the device."""
+        p = self.parts
         # Token-weighted mean over the whole accumulated batch (what transformers' Trainer computes too).
         n_targets = max(1, sum(b["n_targets"] for b in micro))
         for batch in micro:
             loss = self._loss(batch, n_targets)
-            self.accelerator.backward(loss)
+            p.accelerator.backward(p.scaler.scale(loss) if p.scaler else loss)
             self.loss_sum += loss.detach()
             self.window["tokens"] += batch["n_tokens"]
+        if p.scaler is not None:
+            p.scaler.unscale_(p.optimizer)  # clip the true gradients, not the scaled ones
         if self.config.max_grad_norm:
-            self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+            p.accelerator.clip_grad_norm_(p.params, self.config.max_grad_norm)
+        if p.scaler is not None:
+            p.scaler.step(p.optimizer)  # skips the step when a gradient overflowed (one device read)
+            p.scaler.update()
+        else:
+            p.optimizer.step()
+        p.scheduler.step()
+        p.optimizer.zero_grad(set_to_none=True)
         self.window["steps"] += 1
 
-    def _log(self) -> None:
+    def log(self) -> None:
         """Read the summed loss (the sync), emit one record, start a new window."""
         if self.window["steps"] == 0:
             return
-        loss = _read(self.loss_sum, "log") / self.window["steps"]
+        loss = self.read(self.loss_sum, "log") / self.window["steps"]
         now = time.perf_counter()
         window_s = max(now - self.window["start"], 1e-9)
         self.tokens_seen += self.window["tokens"]
         self.session_tokens += self.window["tokens"]
         done_here = max(self.step - self.first_step, 1)
-        record = {
-            "step": self.step,
-            "epoch": self.epoch + self.position / len(self.batches),
-            "loss": loss,
-            "learning_rate": self.scheduler.get_last_lr()[0],
-            "tokens_per_s": self.window["tokens"] / window_s,
-            "tokens_seen": self.tokens_seen,
-            "elapsed_s": self.elapsed_before + now - self.started,
-            "eta_s": (now - self.started) / done_here * (self.total_steps - self.step),
-            **parts.memory_stats(self.device),
-        }
+        record = StepRecord(
+            step=self.step,
+            epoch=self.epoch + self.position / len(self.parts.batches),
+            loss=loss,
+            learning_rate=self.parts.scheduler.get_last_lr()[0],
+            tokens_per_s=self.window["tokens"] / window_s,
+            tokens_seen=self.tokens_seen,
+            elapsed_s=self.elapsed_before + now - self.started,
+            eta_s=(now - self.started) / done_here * (self.total_steps - self.step),
+            **parts_module.memory_stats(self.device),
+        )
         self.final_loss = loss
         self.peak_rss = max(self.peak_rss, record["rss_bytes"] or 0)
         self.loss_sum.zero_()
@@ -212,20 +213,27 @@ class _Run:
     @torch.no_grad()
     def eval_loss(self) -> float | None:
         """Token-weighted mean loss over the held-out batches (one device read)."""
-        if self.eval_batches is None:
+        p = self.parts
+        if p.eval_batches is None:
             return None
-        self.model.eval()
-        total = torch.zeros((), device=self.accelerator.device)
+        p.model.eval()
+        total = torch.zeros((), device=p.accelerator.device)
         count = 0
-        for indices in self.eval_batches.order(0):
-            batch = self.eval_batches.collate(indices)
+        for indices in p.eval_batches.order(0):
+            batch = p.eval_batches.collate(indices)
             total += self._loss(batch, 1).detach()  # the summed loss
             count += batch["n_targets"]
-        self.model.train()
-        return _read(total, "eval") / max(count, 1)
+        p.model.train()
+        return self.read(total, "eval") / max(count, 1)
 
-    def _evaluate(self, with_exact_match: bool = False) -> dict:
-        record = {"step": self.step, "eval_loss": self.eval_loss()}
+    def evaluate(self, with_exact_match: bool = False) -> EvalRecord:
+        """Held-out loss (and exact match when asked), emitted to the sinks when there is something."""
+        batches = self.parts.eval_batches
+        if batches is not None or with_exact_match:
+            what = f"{len(batches.rows)} held-out examples" if batches is not None else "held-out questions"
+            extra = " and answering them for exact match" if with_exact_match else ""
+            self.emit("on_phase", "evaluating", f"evaluating the loss on {what}{extra}")
+        record = EvalRecord(step=self.step, eval_loss=self.eval_loss())
         if with_exact_match:
             record["exact_match"] = self.exact_match()
         if record["eval_loss"] is not None or "exact_match" in record:
@@ -233,31 +241,21 @@ class _Run:
         return record
 
     def exact_match(self) -> float | None:
-        examples = [
-            r for r in self.eval_records if isinstance(r, dict) and {"prompt", "completion"} <= set(r)
-        ]
+        p = self.parts
+        examples = [r for r in p.eval_records if isinstance(r, dict) and {"prompt", "completion"} <= set(r)]
         if not examples:
             self.warn("eval_exact_match needs held-out {prompt, completion} examples; none, so no score")
             return None
-        return exact_match(
-            self.model,
-            self.tokenizer,
-            examples,
-            max_new_tokens=self.config.max_new_tokens,
-            autocast=self.accelerator.autocast,
-        )
+        return exact_match(p.model, p.tokenizer, examples, max_new_tokens=self.config.max_new_tokens,
+                           autocast=p.autocast)
 
     def preview(self) -> list[str]:
-        prompts = self.config.preview_prompts
+        prompts, p = self.config.preview_prompts, self.parts
         if not prompts:
             return []
-        return generate_answers(
-            self.model,
-            self.tokenizer,
-            prompts,
-            max_new_tokens=self.config.max_new_tokens,
-            autocast=self.accelerator.autocast,
-        )
+        self.emit("on_phase", "generating", f"answering {len(prompts)} preview prompts")
+        return generate_answers(p.model, p.tokenizer, prompts, max_new_tokens=self.config.max_new_tokens,
+                                autocast=p.autocast)
 
     # ---- save and report ---------------------------------------------------------------------------------
     def loop_state(self) -> dict:
@@ -266,26 +264,32 @@ class _Run:
             "epoch": self.epoch,
             "position": self.position,
             "tokens_seen": self.tokens_seen,
-            "elapsed_s": self.elapsed_before + time.perf_counter() - self.started,
+            "elapsed_s": self.elapsed_s(),
             "total_steps": self.total_steps,
         }
 
+    def elapsed_s(self) -> float | None:
+        """Training seconds so far, a resumed run's earlier part included; None before training started."""
+        return None if self.started is None else self.elapsed_before + time.perf_counter() - self.started
+
     def save_checkpoint(self) -> None:
-        model = self.accelerator.unwrap_model(self.model)
-        save_checkpoint(
-            self.out / "checkpoint", model, self.optimizer, self.scheduler, self.scaler, self.loop_state()
-        )
+        p = self.parts
+        model = p.accelerator.unwrap_model(p.model)
+        save_checkpoint(self.out / "checkpoint", model, p.optimizer, p.scheduler, p.scaler, self.loop_state())
 
     def save_adapter(self) -> Path | None:
-        if self.model is None:
+        if self.parts is None:
             return None
-        return save_adapter(self.accelerator.unwrap_model(self.model), self.out / "adapter")
+        return save_adapter(self.parts.accelerator.unwrap_model(self.parts.model), self.out / "adapter")
 
-    def emit(self, method: str, payload) -> None:
-        """Call every sink; a failing sink is reported once and dropped, the run goes on."""
+    def emit(self, method: str, *payload) -> None:
+        """Call every sink that has the method; a failing sink is reported once and dropped, the run goes on."""
         for sink in list(self.sinks):
+            handler = getattr(sink, method, None)
+            if handler is None:  # a duck-typed sink without this (newer) event
+                continue
             try:
-                getattr(sink, method)(payload)
+                handler(*payload)
             except Exception as exc:  # noqa: BLE001 -- a display bug must not kill a training run
                 self.sinks.remove(sink)
                 self.warn(f"metrics sink {type(sink).__name__} failed in {method} and was detached: {exc!r}")
@@ -301,14 +305,14 @@ def _before_training(run: _Run) -> None:
         return  # resumed: "before" was measured by the first part of the run
     run.summary_extra["preview_before"] = run.preview()
     if run.config.eval_exact_match:
-        run.summary_extra["exact_match_before"] = run._evaluate(with_exact_match=True).get("exact_match")
-    elif run.eval_batches is not None:
-        run._evaluate()
+        run.summary_extra["exact_match_before"] = run.evaluate(with_exact_match=True).get("exact_match")
+    elif run.parts.eval_batches is not None:
+        run.evaluate()
 
 
 def _after_training(run: _Run, status: str) -> None:
     wants_score = run.config.eval_exact_match and status == "completed"
-    record = run._evaluate(with_exact_match=wants_score)
+    record = run.evaluate(with_exact_match=wants_score)
     run.summary_extra["exact_match_after"] = record.get("exact_match")
     run.summary_extra["preview_after"] = run.preview()
 
@@ -336,31 +340,48 @@ def _finish(run: _Run, status: str, message: str) -> TrainSummary:
     before = run.summary_extra.get("preview_before") or [""] * len(prompts)
     after = run.summary_extra.get("preview_after") or [""] * len(prompts)
     preview = [{"prompt": p, "before": b, "after": a} for p, b, a in zip(prompts, before, after, strict=True)]
-    on_gpu = getattr(run, "device", "cpu") == "cuda"
+    on_gpu = run.device == "cuda"
     summary = TrainSummary(
         status=status,
         message=message,
         steps_done=run.step,
-        total_steps=getattr(run, "total_steps", 0),
+        total_steps=run.total_steps,
         final_loss=run.final_loss,
         output_dir=str(run.out),
         adapter_dir=str(adapter_dir) if adapter_dir else None,
         metrics_path=str(run.out / "metrics.jsonl"),
-        peak_memory_bytes=torch.cuda.max_memory_allocated() if on_gpu else run.peak_rss or parts.rss_bytes(),
-        tokens_per_s=run.session_tokens / run.train_s if getattr(run, "train_s", 0) else None,
-        elapsed_s=run.loop_state()["elapsed_s"] if hasattr(run, "started") else None,
+        peak_memory_bytes=torch.cuda.max_memory_allocated() if on_gpu else run.peak_rss or parts_module.rss_bytes(),
+        tokens_per_s=run.session_tokens / run.train_s if run.train_s else None,
+        elapsed_s=run.elapsed_s(),
         preview=preview,
         exact_match_before=run.summary_extra.get("exact_match_before"),
         exact_match_after=run.summary_extra.get("exact_match_after"),
         warnings=list(run.warnings),
         traceback=run.traceback,
+        host_reads=dict(run.host_reads),
     )
     atomic_write_json(run.out / "summary.json", summary.as_dict())
     run.emit("on_train_end", summary)
-    run.model = run.optimizer = None  # drop references so the memory can go back
+    run.parts = None  # drop the model and optimizer so their memory can go back
     if on_gpu:
         torch.cuda.empty_cache()
     return summary
+
+
+def _train_phases(run: _Run, path: str, resume_from) -> tuple[str, str]:
+    """setup -> evaluate before -> train -> checkpoint -> evaluate after; returns (status, message)."""
+    run.setup(path, resume_from)
+    run.emit("on_train_start", run.start_info())
+    _before_training(run)
+    loop_start = time.perf_counter()
+    run.train_loop()
+    run.log()  # the last, partial logging window
+    run.train_s = time.perf_counter() - loop_start
+    status, message = _outcome(run)
+    run.emit("on_phase", "saving", f"saving a resumable checkpoint to {run.out / 'checkpoint'}")
+    run.save_checkpoint()
+    _after_training(run, status)
+    return status, message
 
 
 def train(
@@ -384,22 +405,14 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if resume_from is not None:  # the resumed run logs the steps after its checkpoint again
         trim_metrics(out, checkpoint_step(resume_from))
-    run = _Run(config, [JsonlSink(out / "metrics.jsonl", append=resume_from is not None), *sinks], stop)
-    run.out = out
+    run = _Run(config, out, device, [JsonlSink(out / "metrics.jsonl", append=resume_from is not None), *sinks],
+               stop)
     for message in warns:
         run.warn(message)
     atomic_write_json(out / "config.json", config.to_dict())
     try:
-        run.setup(device, path, resume_from)
-        run.emit("on_train_start", run.start_info())
-        _before_training(run)
-        loop_start = time.perf_counter()
-        run.train_loop()
-        run._log()  # the last, partial logging window
-        run.train_s = time.perf_counter() - loop_start
-        status, message = _outcome(run)
-        run.save_checkpoint()
-        _after_training(run, status)
+        with matmul_mode(config):
+            status, message = _train_phases(run, path, resume_from)
     except torch.OutOfMemoryError:
         status, message = "oom", f"{OOM_ADVICE} (at step {run.step})"
     except KeyboardInterrupt:

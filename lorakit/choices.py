@@ -1,0 +1,178 @@
+"""Every training choice lorakit offers, written once: the names, their aliases and what each one implies.
+
+The trainer (``lorakit.training``), the planner (``lorakit.sizing``), the CLI and the widgets all read
+their allowed values, labels and derived facts from here, so adding an option is one entry in one table.
+Pure Python: no torch at import (``torch_dtype`` imports it when called).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+AMPERE = (8, 0)  # the first CUDA compute capability with bf16 and TF32 tensor cores
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a run computes: the dtype of the base weights and activations, autocast, loss scaling."""
+
+    name: str
+    label: str
+    storage: str  # dtype of the frozen base and the activations (a lorakit.formats name)
+    autocast: str | None  # dtype autocast computes in; None: no autocast
+    needs_scaler: bool  # fp16's narrow exponent range needs a GradScaler
+    min_compute_capability: tuple[int, int] | None  # on CUDA; None: any GPU
+    cuda_only: bool = False  # a GPU matmul mode with no CPU counterpart (TF32)
+    cpu_flags: tuple[str, ...] = ()  # /proc/cpuinfo flags of native support on x86; () = every CPU
+
+    @property
+    def storage_bytes(self) -> int:
+        """Bytes per element of the base weights and activations."""
+        return dtype_bytes(self.storage)
+
+    @property
+    def accelerate_mixed_precision(self) -> str:
+        """accelerate's ``mixed_precision`` for this precision ("no", "fp16", "bf16")."""
+        return self.autocast or "no"
+
+    def runs_natively_on(self, compute_capability: tuple[int, int] | None) -> bool | None:
+        """Whether a GPU of this compute capability runs it natively; None when the capability is unknown."""
+        if self.min_compute_capability is None:
+            return True
+        if compute_capability is None:
+            return None
+        return tuple(compute_capability) >= self.min_compute_capability
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How the frozen base's linear layers are stored (bitsandbytes); embeddings and the head never are."""
+
+    name: str
+    label: str
+    bnb_4bit_quant_type: str | None = None  # bitsandbytes' name for a 4-bit codebook
+    load_in_8bit: bool = False
+
+    @property
+    def is_4bit(self) -> bool:
+        return self.bnb_4bit_quant_type is not None
+
+    @property
+    def quantized(self) -> bool:
+        return self.is_4bit or self.load_in_8bit
+
+    def bits_per_param(self, double_quant: bool = False, block: int = 64, dq_blocks: int = 256) -> float:
+        """Storage bits per quantized weight, block constants included (int8: per-row scales left out)."""
+        if self.load_in_8bit:
+            return 8.0
+        if not self.is_4bit:
+            raise ValueError(f"quantization {self.name!r} stores weights unquantized")
+        if double_quant:  # an 8-bit absmax per block and an fp32 one per dq_blocks blocks
+            return 4 + 8 / block + 32 / (block * dq_blocks)
+        return 4 + 32 / block  # an fp32 absmax per block
+
+    def bnb_kwargs(self, double_quant: bool, compute_dtype: str) -> dict[str, Any] | None:
+        """Keyword arguments of ``transformers.BitsAndBytesConfig`` (compute dtype as a name); None: no quantization."""
+        if self.load_in_8bit:
+            return {"load_in_8bit": True}
+        if not self.is_4bit:
+            return None
+        return {"load_in_4bit": True, "bnb_4bit_quant_type": self.bnb_4bit_quant_type,
+                "bnb_4bit_use_double_quant": bool(double_quant), "bnb_4bit_compute_dtype": compute_dtype}
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An optimizer by what it keeps per trainable parameter."""
+
+    name: str
+    label: str
+    state: str  # "adamw" (two moments in the parameter dtype), "8bit" (bitsandbytes block-wise), "none"
+    needs_bitsandbytes: bool = False
+    needs_gpu: bool = False  # paged state moves between GPU and CPU memory
+    in_trainer: bool = True  # False: the planner knows it, the trainer does not offer it
+
+
+def _table(items: Iterable[Any]) -> dict[str, Any]:
+    return {item.name: item for item in items}
+
+
+TORCH_DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # the dtypes a run computes in
+
+PRECISIONS: dict[str, Precision] = _table([
+    Precision("fp32", "fp32", "fp32", None, False, None),
+    Precision("fp16", "fp16 (autocast + loss scaling)", "fp16", "fp16", True, None,
+              cpu_flags=("avx512_fp16", "amx_fp16")),
+    Precision("bf16", "bf16 (autocast)", "bf16", "bf16", False, AMPERE, cpu_flags=("avx512_bf16", "amx_bf16")),
+    Precision("tf32", "tf32 (fp32 storage, TF32 matmuls)", "fp32", None, False, AMPERE, cuda_only=True),
+])
+QUANTIZATIONS: dict[str, Quantization] = _table([
+    Quantization("none", "none (16/32-bit)"),
+    Quantization("int8", "8-bit (LLM.int8)", load_in_8bit=True),
+    Quantization("nf4", "4-bit nf4 (NormalFloat codebook)", bnb_4bit_quant_type="nf4"),
+    Quantization("bnb_fp4", "4-bit bnb_fp4 (bitsandbytes' codebook, not OCP E2M1)", bnb_4bit_quant_type="fp4"),
+])
+OPTIMIZERS: dict[str, Optimizer] = _table([
+    Optimizer("adamw", "AdamW", "adamw"),
+    Optimizer("adamw_8bit", "AdamW 8-bit (bitsandbytes)", "8bit", needs_bitsandbytes=True),
+    Optimizer("paged_adamw_8bit", "paged AdamW 8-bit (bitsandbytes, GPU)", "8bit", needs_bitsandbytes=True,
+              needs_gpu=True),
+    Optimizer("sgd", "SGD (no momentum: no state)", "none", in_trainer=False),
+])
+TRAIN_OPTIMIZERS = tuple(name for name, o in OPTIMIZERS.items() if o.in_trainer)
+ATTENTIONS = ("sdpa", "eager")
+FINETUNES = ("lora", "full")
+PLANNER_DEVICES = ("cuda", "cpu")  # the planner defaults to a GPU
+TRAIN_DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_DTYPES = tuple(TORCH_DTYPE_NAMES)  # what 4-bit layers (and LoRA adapters) may compute in
+
+# Other spellings people bring from transformers, torch and bitsandbytes, mapped to ours.
+ALIASES: dict[str, dict[str, str]] = {
+    "precision": {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "no": "fp32"},
+    "quantization": {"fp4": "bnb_fp4", "8bit": "int8"},
+}
+ALIASES["compute_dtype"] = ALIASES["precision"]
+
+
+def normalize(kind: str, value: Any) -> Any:
+    """The canonical spelling of a choice (an alias becomes its name); anything else is returned unchanged."""
+    aliases = ALIASES.get(kind, {})
+    return aliases.get(value, value) if isinstance(value, str) else value
+
+
+def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:
+    """Raise ValueError naming the field, the value and the allowed values (any type of value is fine)."""
+    allowed = tuple(allowed)  # a tuple compares with ==, so unhashable values (a list) get this message too
+    if value not in allowed:
+        raise ValueError(f"{field}: {value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
+
+
+def choose(kind: str, field: str, value: Any, table: Mapping[str, Any] | Iterable[str]) -> Any:
+    """normalize + check_choice: the canonical name of a valid choice, else ValueError naming ``field``."""
+    name = normalize(kind, value)
+    check_choice(field, name, table)
+    return name
+
+
+def dtype_bytes(name: str) -> int:
+    """Bytes per element of a storage dtype (fp32, fp16, bf16, int8, ...), from its lorakit.formats record."""
+    from lorakit.formats import FORMATS  # numpy + ml_dtypes only
+
+    return FORMATS[name].bits // 8
+
+
+def torch_dtype(name: str) -> Any:
+    """The torch dtype of a dtype name (fp32, fp16, bf16); imports torch."""
+    import torch
+
+    return getattr(torch, TORCH_DTYPE_NAMES[name])
+
+
+def capability_note(precision: str, compute_capability: tuple[int, int] | None) -> str:
+    """Why a precision does not run natively on a GPU of this capability, in one sentence."""
+    need = PRECISIONS[precision].min_compute_capability or (0, 0)
+    have = ".".join(map(str, compute_capability)) if compute_capability else "unknown"
+    return (f"{precision} needs a GPU with compute capability >= {need[0]}.{need[1]} (Ampere or newer); "
+            f"this one is {have}")

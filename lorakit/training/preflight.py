@@ -1,0 +1,120 @@
+"""Checks that run before any weights load: each failure names the problem and what to do instead."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import torch
+
+from lorakit.choices import OPTIMIZERS, PRECISIONS, capability_note
+from lorakit.training.config import TrainConfig
+
+
+def cpu_emulation_warning(precision: str) -> str:
+    """The warning for a precision this CPU only emulates."""
+    flags = " / ".join(PRECISIONS[precision].cpu_flags)
+    cost = ("a bf16 step of SmolLM2-135M took about 28x longer than fp32 on such a machine"
+            if precision == "bf16" else "it runs several times slower than fp32")
+    return (f"precision={precision!r} on a CPU without native {precision} (no {flags}): every matmul is "
+            f"emulated, and {cost}. Use precision='fp32' on this CPU, or keep {precision} runs tiny.")
+
+
+BF16_CPU_WARNING = cpu_emulation_warning("bf16")
+
+
+def resolve_device(config: TrainConfig) -> str:
+    """'auto' becomes 'cuda' when a GPU is visible, else 'cpu'; an explicit 'cuda' without one is an error."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch sees no CUDA GPU; use device='cpu' or 'auto'")
+    if config.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return config.device
+
+
+def cpu_has_native(precision: str) -> bool:
+    """True when the CPU has instructions for the precision (e.g. AVX512-BF16, AMX), read from /proc/cpuinfo."""
+    flags = PRECISIONS[precision].cpu_flags
+    if not flags:
+        return True
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False  # not Linux: we cannot tell, so warn
+    return bool(re.search(r"\b(" + "|".join(flags) + r")\b", text))
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16)."""
+    return cpu_has_native("bf16")
+
+
+def cuda_capability() -> tuple[int, int]:
+    """The current GPU's compute capability."""
+    return tuple(torch.cuda.get_device_capability())
+
+
+def _check_precision(config: TrainConfig, device: str) -> list[str]:
+    """Refuse what this device cannot compute; warn where it only emulates (bf16 on some CPUs)."""
+    uses = {config.precision, config.compute_dtype if config.quant.is_4bit else config.precision}
+    for name in sorted(uses):
+        precision = PRECISIONS[name]
+        if precision.cuda_only and device != "cuda":
+            raise ValueError(
+                f"precision={name!r} is a matmul mode of NVIDIA tensor cores (compute capability >= 8.0); "
+                f"the {device.upper()} has no TF32. Use precision='fp32' (the same storage, full-precision "
+                "matmuls) or 'bf16'."
+            )
+        if device == "cuda" and precision.runs_natively_on(cuda_capability()) is False:
+            alternative = "'fp32'" if name == "tf32" else "'fp16' (autocast + GradScaler) or 'fp32'"
+            raise ValueError(f"precision={name!r}: {capability_note(name, cuda_capability())}. "
+                             f"Use precision={alternative}.")
+    if device != "cpu":
+        return []
+    special = [n for n in sorted(uses) if PRECISIONS[n].cpu_flags]  # fp32 runs natively everywhere
+    emulated = [n for n in special if not (cpu_has_native_bf16() if n == "bf16" else cpu_has_native(n))]
+    return [cpu_emulation_warning(n) for n in emulated]
+
+
+def _check_quantization(config: TrainConfig, device: str) -> None:
+    optimizer = OPTIMIZERS[config.optimizer]
+    if (config.quant.quantized or optimizer.needs_bitsandbytes) and importlib.util.find_spec("bitsandbytes") is None:
+        what = f"quantization={config.quantization!r}" if config.quant.quantized else f"optimizer={config.optimizer!r}"
+        raise ValueError(
+            f"{what} needs bitsandbytes, which is not installed. Install it with `pip install bitsandbytes` "
+            "or use quantization='none' and optimizer='adamw'."
+        )
+    if device not in ("cpu", "cuda") and (config.quant.quantized or optimizer.needs_bitsandbytes):
+        raise ValueError(f"bitsandbytes does not run on device {device!r}; use 'cuda' or 'cpu'")
+    if device == "cpu" and optimizer.needs_gpu:
+        raise ValueError(
+            f"optimizer={config.optimizer!r} pages optimizer state between GPU and CPU memory and needs a GPU; "
+            "on the CPU use optimizer='adamw' or 'adamw_8bit'."
+        )
+
+
+def check_before_load(config: TrainConfig) -> tuple[str, list[str]]:
+    """Validate config against this machine; return (device, warnings) or raise ValueError with advice."""
+    device = resolve_device(config)
+    warnings = _check_precision(config, device)
+    _check_quantization(config, device)
+    return device, warnings
+
+
+def check_target_modules(model: torch.nn.Module, target_modules: str | list[str]) -> None:
+    """Raise when a requested target matches no linear layer (the planner's matching, which is peft's)."""
+    from lorakit.sizing.architecture import describe_architecture
+    from lorakit.sizing.lora_count import select_targets
+
+    select_targets(describe_architecture(model), target_modules)
+
+
+def check_lengths(config: TrainConfig, model_config) -> None:
+    """max_seq_length must fit the model's position table."""
+    limit = getattr(model_config, "max_position_embeddings", None)
+    if limit is not None and config.max_seq_length > limit:
+        raise ValueError(
+            f"max_seq_length={config.max_seq_length} is longer than this model supports "
+            f"(max_position_embeddings={limit}); use max_seq_length <= {limit}"
+        )
