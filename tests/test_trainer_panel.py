@@ -200,22 +200,6 @@ def test_kernel_output_keeps_a_static_png_of_the_final_plots(monkeypatch, tmp_pa
     assert widget_mime in third[0].data and "image/png" in third[1].data
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    """A random-initialised two-layer Llama with the embedded model's tokenizer, saved as an HF folder."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from lorakit.training.embedded import embedded_tokenizer_dir
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir())
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.slow
 def test_real_run_stopped_from_the_panel_keeps_its_adapter(tiny_model_dir, tmp_path):
     """The real loop on a tiny model: Stop after the first logged step; the adapter is on disk and loadable."""
