@@ -127,6 +127,11 @@ FINETUNES = ("lora", "full")
 PLANNER_DEVICES = ("cuda", "cpu")  # the planner defaults to a GPU
 TRAIN_DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_DTYPES = tuple(TORCH_DTYPE_NAMES)  # what 4-bit layers (and LoRA adapters) may compute in
+# The output head and loss: "fused" never materialises the [tokens, vocab] logits at once (liger-kernel's
+# fused linear cross-entropy on CUDA, lorakit's chunked head elsewhere); "auto" = fused where supported.
+LOSS_KERNELS = ("auto", "fused", "plain")
+COMPILE_CHOICES = (False, True, "auto")  # torch.compile of the repeated decoder block
+CHECKPOINTING_CHOICES = (False, True, "auto")  # auto: on for quantized bases or when the run would not fit
 
 # Other spellings people bring from transformers, torch and bitsandbytes, mapped to ours.
 ALIASES: dict[str, dict[str, str]] = {
@@ -154,6 +159,18 @@ def choose(kind: str, field: str, value: Any, table: Mapping[str, Any] | Iterabl
     name = normalize(kind, value)
     check_choice(field, name, table)
     return name
+
+
+def fused_chunk_tokens(tokens: int, hidden_size: int, vocab_size: int) -> int:
+    """Rows of logits the fused head computes at a time: about as many bytes as the hidden states.
+
+    liger-kernel's rule: a power of two near tokens / ceil(vocab / hidden), between 1 and ``tokens``.
+    The planner and the trainer both use it, so the predicted transient is the one that runs.
+    """
+    if tokens <= 0:
+        return 1
+    rows = -(-tokens // max(1, -(-vocab_size // hidden_size)))
+    return min(tokens, 1 << max(0, (rows - 1).bit_length()))
 
 
 def dtype_bytes(name: str) -> int:

@@ -31,6 +31,8 @@ class ConsoleProgress(MetricsSink):
             f"lorakit: {info['trainable_params']:,} trainable of {info['total_params']:,} parameters, "
             f"{info['precision']}/{info['quantization']} on {info['device']} -> {info['output_dir']}\n"
         )
+        for name, choice in (info.get("choices") or {}).items():
+            self.stream.write(f"{name}: {choice['value']} ({choice['reason']})\n")
         for warning in info.get("warnings", []):
             self.stream.write(f"warning: {warning}\n")
 

@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from lorakit.choices import (
+    CHECKPOINTING_CHOICES,
+    COMPILE_CHOICES,
     COMPUTE_DTYPES,
+    LOSS_KERNELS,
     PRECISIONS,
     QUANTIZATIONS,
     TRAIN_DEVICES,
@@ -98,7 +101,9 @@ class TrainConfig:
     max_seq_length: int = 256
     packing: bool = False  # fixed blocks of max_seq_length, examples kept apart by position_ids
     padding_free: bool = False  # unpacked: each batch flattened into one row, no pad tokens
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | str = "auto"  # auto: on for quantized bases or when it would not fit
+    loss_kernel: str = "auto"  # fused | plain | auto (fused wherever it is supported)
+    compile: bool | str = False  # torch.compile each decoder block; auto: on CUDA when the run pays it back
     # evaluation, saving, logging
     eval_split: float = 0.1  # fraction held out (the built-in dataset has its own fixed held-out split)
     eval_steps: int | None = None  # None: evaluate only at the end
@@ -122,6 +127,9 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, TRAIN_OPTIMIZERS)
         check_choice("lr_scheduler_type", self.lr_scheduler_type, SCHEDULERS)
         check_choice("device", self.device, TRAIN_DEVICES)
+        check_choice("gradient_checkpointing", self.gradient_checkpointing, CHECKPOINTING_CHOICES)
+        check_choice("loss_kernel", self.loss_kernel, LOSS_KERNELS)
+        check_choice("compile", self.compile, COMPILE_CHOICES)
         if isinstance(self.target_modules, tuple):
             self.target_modules = list(self.target_modules)
         if (
@@ -193,8 +201,15 @@ class TrainConfig:
             kwargs["bnb_4bit_compute_dtype"] = torch_dtype(kwargs["bnb_4bit_compute_dtype"])
         return BitsAndBytesConfig(**kwargs)
 
-    def sizing_kwargs(self, device: str | None = None) -> dict[str, Any]:
-        """This run's settings as keyword arguments of ``lorakit.sizing.estimate_memory``."""
+    def sizing_kwargs(self, device: str | None = None, gradient_checkpointing: bool | None = None) -> dict[str, Any]:
+        """This run's settings as keyword arguments of ``lorakit.sizing.estimate_memory``.
+
+        ``gradient_checkpointing``: the run's resolved choice; by default the setting, with "auto" read as
+        on for quantized bases (the part of the rule that needs no memory reading).
+        """
+        checkpointing = self.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing
+        if checkpointing == "auto":
+            checkpointing = self.quant.quantized
         return {
             "r": self.r,
             "lora_alpha": self.lora_alpha,
@@ -205,7 +220,7 @@ class TrainConfig:
             "optimizer": self.optimizer,
             "batch_size": self.batch_size,
             "seq_len": self.max_seq_length,
-            "gradient_checkpointing": self.gradient_checkpointing,
+            "gradient_checkpointing": bool(checkpointing),
             "lora_dropout": self.lora_dropout,
             "use_dora": self.use_dora,
             "device": device or ("cpu" if self.device == "cpu" else "cuda"),

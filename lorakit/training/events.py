@@ -44,6 +44,7 @@ class StartInfo(TypedDict, total=False):
     start_step: int  # > 0 when resuming
     warnings: list[str]
     config: dict  # TrainConfig.to_dict()
+    choices: dict[str, dict]  # each "auto" setting as resolved: {"value": ..., "reason": "..."}
 
 
 class StepRecord(TypedDict, total=False):
@@ -114,6 +115,7 @@ class TrainSummary:
     warnings: list[str] = field(default_factory=list)
     traceback: str | None = None  # for status "error": where it happened
     host_reads: dict[str, int] = field(default_factory=dict)  # device->host reads of the loop, by reason
+    choices: dict[str, dict] = field(default_factory=dict)  # the resolved "auto" settings and why
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -63,6 +63,7 @@ class _Run:
         self.sinks = list(sinks)
         self.warnings: list[str] = []
         self.parts: Parts | None = None  # set once by setup(); None again after cleanup
+        self._choices: dict[str, dict] = {}  # kept from parts for the summary
         self.host_reads: collections.Counter = collections.Counter()  # device->host value reads by reason
         # progress: where the run is (saved in checkpoints) and what it has done in this session
         self.step = self.epoch = self.position = self.tokens_seen = 0
@@ -99,7 +100,7 @@ class _Run:
         p, cfg = self.parts, self.config
         trainable, total = count_params(p.model)
         try:
-            predicted = parts_module.predicted_peak_bytes(cfg, p.model_config, self.device)
+            predicted = parts_module.predicted_peak_bytes(cfg, p)
         except ValueError as exc:  # a setting the planner does not model: say so, train anyway
             predicted = None
             self.warn(f"no memory prediction for this run: {exc}")
@@ -108,7 +109,15 @@ class _Run:
             precision=cfg.precision, quantization=cfg.quantization, trainable_params=trainable,
             total_params=total, predicted_peak_bytes=predicted, start_step=self.step,
             warnings=list(self.warnings), config=cfg.to_dict(),
+            choices=self.choices(),
         )
+
+    def choices(self) -> dict[str, dict]:
+        """The resolved "auto" settings as {name: {"value", "reason"}} ({} before setup)."""
+        if self.parts is None:
+            return self._choices
+        self._choices = {name: {"value": c.value, "reason": c.reason} for name, c in self.parts.choices.items()}
+        return self._choices
 
     def read(self, value: torch.Tensor, reason: str) -> float:
         """The loop's only way to read a device value (a sync on a GPU); counted in host_reads."""
@@ -359,6 +368,7 @@ def _finish(run: _Run, status: str, message: str) -> TrainSummary:
         warnings=list(run.warnings),
         traceback=run.traceback,
         host_reads=dict(run.host_reads),
+        choices=run.choices(),
     )
     atomic_write_json(run.out / "summary.json", summary.as_dict())
     run.emit("on_train_end", summary)

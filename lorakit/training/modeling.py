@@ -59,11 +59,11 @@ def _load_tokenizer(path: str, trust_remote_code: bool, stamp: float):
     return tokenizer
 
 
-def add_lora(model, config: TrainConfig):
+def add_lora(model, config: TrainConfig, gradient_checkpointing: bool):
     """Freeze the base and add LoRA (peft). Adapter weights stay fp32 whatever the base dtype (autocast does the rest)."""
     from peft import get_peft_model
 
-    if config.gradient_checkpointing:
+    if gradient_checkpointing:
         # Non-reentrant checkpointing works with frozen inputs; no need for enable_input_require_grads.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     peft_model = get_peft_model(model, config.lora_config(), autocast_adapter_dtype=True)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from lorakit.choices import OPTIMIZERS, torch_dtype
+from lorakit.training.auto import Choice, decide_checkpointing
 from lorakit.training.config import TrainConfig
 from lorakit.training.data import Batches, build_batches, load_records, split_records
 from lorakit.training.modeling import add_lora, load_base
@@ -40,6 +41,7 @@ class Parts:
     total_steps: int
     slices_logits: bool  # the model accepts logits_to_keep (logits only where a target is)
     autocast: Callable[[], contextlib.AbstractContextManager]
+    choices: dict[str, Choice]  # the resolved "auto" settings, each with its reason
 
 
 def build_parts(config: TrainConfig, device: str, path: str) -> Parts:
@@ -48,7 +50,8 @@ def build_parts(config: TrainConfig, device: str, path: str) -> Parts:
     torch.manual_seed(config.seed)  # LoRA A is randomly initialised: same seed, same adapter
     model, tokenizer = load_base(config, device, path)
     model_config = model.config
-    model = add_lora(model, config)
+    choices = {"gradient_checkpointing": decide_checkpointing(config, device, model_config)}
+    model = add_lora(model, config, choices["gradient_checkpointing"].value)
     params = [p for p in model.parameters() if p.requires_grad]
     slices_logits = "logits_to_keep" in inspect.signature(model.get_base_model().forward).parameters
     batches, eval_batches, eval_records = make_data(config, tokenizer, device)
@@ -59,7 +62,7 @@ def build_parts(config: TrainConfig, device: str, path: str) -> Parts:
         params=params, optimizer=optimizer, scheduler=make_scheduler(config, optimizer.optimizer, total_steps),
         scaler=torch.amp.GradScaler(device) if config.prec.needs_scaler else None,
         batches=batches, eval_batches=eval_batches, eval_records=eval_records, total_steps=total_steps,
-        slices_logits=slices_logits, autocast=autocast_for(config, device),
+        slices_logits=slices_logits, autocast=autocast_for(config, device), choices=choices,
     )
 
 
@@ -184,8 +187,9 @@ def memory_stats(device: str) -> dict[str, int | None]:
     return stats
 
 
-def predicted_peak_bytes(config: TrainConfig, model_config, device: str) -> int:
-    """The planner's peak for this run on this device; ValueError when it cannot model the setting."""
+def predicted_peak_bytes(config: TrainConfig, parts: Parts) -> int:
+    """The planner's peak for this run as it runs; ValueError when the planner cannot model the setting."""
     from lorakit.sizing import estimate_memory
 
-    return int(estimate_memory(model_config, **config.sizing_kwargs(device)).total_bytes)
+    settings = config.sizing_kwargs(parts.device, parts.choices["gradient_checkpointing"].value)
+    return int(estimate_memory(parts.model_config, **settings).total_bytes)
