@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lorakit.training import TrainConfig, train
-from lorakit.training import auto
+from lorakit.training import TrainConfig, auto, train
 
 
 def _model_config(tiny_model_dir):
