@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lorakit.training import evaluation
 from lorakit.training import parts as parts_module
 from lorakit.training.checkpoint import (
     checkpoint_step,
@@ -28,12 +29,11 @@ from lorakit.training.checkpoint import (
     save_adapter,
     save_checkpoint,
 )
+from lorakit.training.compile import BlockCompiler, arch_key
 from lorakit.training.config import TrainConfig
 from lorakit.training.data import IGNORE
 from lorakit.training.embedded import resolve_model
-from lorakit.training.evaluate import exact_match, generate_answers
 from lorakit.training.events import (
-    EvalRecord,
     JsonlSink,
     MetricsSink,
     StartInfo,
@@ -63,6 +63,7 @@ class _Run:
         self.sinks = list(sinks)
         self.warnings: list[str] = []
         self.parts: Parts | None = None  # set once by setup(); None again after cleanup
+        self.compiler: BlockCompiler | None = None  # set by setup() with the parts
         self._choices: dict[str, dict] = {}  # kept from parts for the summary
         self.host_reads: collections.Counter = collections.Counter()  # device->host value reads by reason
         # progress: where the run is (saved in checkpoints) and what it has done in this session
@@ -86,6 +87,9 @@ class _Run:
         self.emit("on_phase", "loading", f"loading {self.config.model} and tokenizing the data")
         self.parts = p = build_parts(self.config, self.device, path)
         self.total_steps = p.total_steps
+        key = arch_key(p.model_config, self.device, self.config.precision, self.config.quantization)
+        self.compiler = BlockCompiler(self.config.compile, self.device, p.accelerator.unwrap_model(p.model), key,
+                                      self.emit)
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()  # the summary's peak is this run's
         if resume_from is not None:
@@ -116,7 +120,9 @@ class _Run:
         """The resolved "auto" settings as {name: {"value", "reason"}} ({} before setup)."""
         if self.parts is None:
             return self._choices
-        self._choices = {name: {"value": c.value, "reason": c.reason} for name, c in self.parts.choices.items()}
+        compiled = {"compile": self.compiler.choice} if self.compiler is not None else {}
+        choices = {**self.parts.choices, **compiled}
+        self._choices = {name: {"value": c.value, "reason": c.reason} for name, c in choices.items()}
         return self._choices
 
     def read(self, value: torch.Tensor, reason: str) -> float:
@@ -132,12 +138,14 @@ class _Run:
         # Previews and evaluations before this point are not training time.
         self.started = self.window["start"] = time.perf_counter()
         while self.step < self.total_steps and not self.stop.stop_requested:
-            self._optimizer_step(self._next_micro_batches())
+            self.compiler.before_step()
+            self._guarded_step(self._next_micro_batches())
             self.step += 1
+            self.compiler.after_step(self.total_steps - self.step)
             if self.step % cfg.logging_steps == 0 or self.step == self.total_steps:
                 self.log()
             if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.step < self.total_steps:
-                self.evaluate()
+                evaluation.evaluate(self)
                 self.emit("on_phase", "training", f"training: step {self.step + 1} of {self.total_steps}")
             if cfg.save_steps and self.step % cfg.save_steps == 0:
                 self.save_checkpoint()
@@ -154,7 +162,23 @@ class _Run:
                 self.epoch, self.position = self.epoch + 1, 0
         return micro
 
-    def _loss(self, batch: dict, n_targets: int) -> torch.Tensor:
+    def _guarded_step(self, micro: list[dict]) -> None:
+        """One optimizer step; if compiling the decoder blocks fails, the same step again in eager mode."""
+        if not self.compiler.compiled:
+            return self._optimizer_step(micro)
+        loss_sum, window = self.loss_sum.clone(), dict(self.window)  # a device copy, not a read
+        try:
+            self._optimizer_step(micro)
+        except Exception as exc:
+            if not self.compiler.recover(exc):
+                raise
+            self.warn(self.compiler.choice.reason)
+            self.parts.optimizer.zero_grad(set_to_none=True)
+            self.loss_sum.copy_(loss_sum)
+            self.window = window
+            self._optimizer_step(micro)
+
+    def loss(self, batch: dict, n_targets: int) -> torch.Tensor:
         """Summed cross-entropy of the batch's targets / n_targets (fp32, as transformers computes it)."""
         p = self.parts
         device = p.accelerator.device
@@ -175,7 +199,7 @@ class _Run:
         # Token-weighted mean over the whole accumulated batch (what transformers' Trainer computes too).
         n_targets = max(1, sum(b["n_targets"] for b in micro))
         for batch in micro:
-            loss = self._loss(batch, n_targets)
+            loss = self.loss(batch, n_targets)
             p.accelerator.backward(p.scaler.scale(loss) if p.scaler else loss)
             self.loss_sum += loss.detach()
             self.window["tokens"] += batch["n_tokens"]
@@ -219,53 +243,6 @@ class _Run:
         self.window = {"steps": 0, "tokens": 0, "start": time.perf_counter()}
         self.emit("on_log", record)
 
-    @torch.no_grad()
-    def eval_loss(self) -> float | None:
-        """Token-weighted mean loss over the held-out batches (one device read)."""
-        p = self.parts
-        if p.eval_batches is None:
-            return None
-        p.model.eval()
-        total = torch.zeros((), device=p.accelerator.device)
-        count = 0
-        for indices in p.eval_batches.order(0):
-            batch = p.eval_batches.collate(indices)
-            total += self._loss(batch, 1).detach()  # the summed loss
-            count += batch["n_targets"]
-        p.model.train()
-        return self.read(total, "eval") / max(count, 1)
-
-    def evaluate(self, with_exact_match: bool = False) -> EvalRecord:
-        """Held-out loss (and exact match when asked), emitted to the sinks when there is something."""
-        batches = self.parts.eval_batches
-        if batches is not None or with_exact_match:
-            what = f"{len(batches.rows)} held-out examples" if batches is not None else "held-out questions"
-            extra = " and answering them for exact match" if with_exact_match else ""
-            self.emit("on_phase", "evaluating", f"evaluating the loss on {what}{extra}")
-        record = EvalRecord(step=self.step, eval_loss=self.eval_loss())
-        if with_exact_match:
-            record["exact_match"] = self.exact_match()
-        if record["eval_loss"] is not None or "exact_match" in record:
-            self.emit("on_eval", record)
-        return record
-
-    def exact_match(self) -> float | None:
-        p = self.parts
-        examples = [r for r in p.eval_records if isinstance(r, dict) and {"prompt", "completion"} <= set(r)]
-        if not examples:
-            self.warn("eval_exact_match needs held-out {prompt, completion} examples; none, so no score")
-            return None
-        return exact_match(p.model, p.tokenizer, examples, max_new_tokens=self.config.max_new_tokens,
-                           autocast=p.autocast)
-
-    def preview(self) -> list[str]:
-        prompts, p = self.config.preview_prompts, self.parts
-        if not prompts:
-            return []
-        self.emit("on_phase", "generating", f"answering {len(prompts)} preview prompts")
-        return generate_answers(p.model, p.tokenizer, prompts, max_new_tokens=self.config.max_new_tokens,
-                                autocast=p.autocast)
-
     # ---- save and report ---------------------------------------------------------------------------------
     def loop_state(self) -> dict:
         return {
@@ -306,24 +283,6 @@ class _Run:
     def warn(self, message: str) -> None:
         self.warnings.append(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
-def _before_training(run: _Run) -> None:
-    """Answers and scores of the untrained adapter (LoRA B starts at zero, so this is the base model)."""
-    if run.step > 0:
-        return  # resumed: "before" was measured by the first part of the run
-    run.summary_extra["preview_before"] = run.preview()
-    if run.config.eval_exact_match:
-        run.summary_extra["exact_match_before"] = run.evaluate(with_exact_match=True).get("exact_match")
-    elif run.parts.eval_batches is not None:
-        run.evaluate()
-
-
-def _after_training(run: _Run, status: str) -> None:
-    wants_score = run.config.eval_exact_match and status == "completed"
-    record = run.evaluate(with_exact_match=wants_score)
-    run.summary_extra["exact_match_after"] = record.get("exact_match")
-    run.summary_extra["preview_after"] = run.preview()
 
 
 def _outcome(run: _Run) -> tuple[str, str]:
@@ -382,7 +341,7 @@ def _train_phases(run: _Run, path: str, resume_from) -> tuple[str, str]:
     """setup -> evaluate before -> train -> checkpoint -> evaluate after; returns (status, message)."""
     run.setup(path, resume_from)
     run.emit("on_train_start", run.start_info())
-    _before_training(run)
+    evaluation.before_training(run)
     loop_start = time.perf_counter()
     run.train_loop()
     run.log()  # the last, partial logging window
@@ -390,7 +349,7 @@ def _train_phases(run: _Run, path: str, resume_from) -> tuple[str, str]:
     status, message = _outcome(run)
     run.emit("on_phase", "saving", f"saving a resumable checkpoint to {run.out / 'checkpoint'}")
     run.save_checkpoint()
-    _after_training(run, status)
+    evaluation.after_training(run, status)
     return status, message
 
 
