@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import latency_rows, percentile  # noqa: E402
+
 TARGET_MS = 20.0
-
-
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _click_times(explorer, repeats: int, draw: bool) -> list[float]:
@@ -60,12 +59,12 @@ def measure(repeats: int = 200, formats: tuple[str, ...] = ("fp16", "fp32", "bf1
         per_format[name] = round(statistics.median(times), 3)
     return {
         "bit_click_median_ms": round(statistics.median(handler), 3),
-        "bit_click_p90_ms": round(_percentile(handler, 0.9), 3),
+        "bit_click_p90_ms": round(percentile(handler, 0.9), 3),
         "bit_click_with_draw_median_ms": round(statistics.median(drawn), 3),
-        "bit_click_with_draw_p90_ms": round(_percentile(drawn, 0.9), 3),
+        "bit_click_with_draw_p90_ms": round(percentile(drawn, 0.9), 3),
         "bit_click_median_ms_by_format": per_format,
         "target_ms": TARGET_MS,
-        "meets_target": _percentile(handler, 0.9) <= TARGET_MS,
+        "meets_target": percentile(handler, 0.9) <= TARGET_MS,
         "clicks_timed": len(handler),
     }
 
@@ -104,3 +103,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def run(quick: bool = False, repeats: int = 5) -> list:
+    """Result rows: the handler's latency (the target) and with drawing; quick: a few updates."""
+    result = measure(5, formats=("fp16",)) if quick else measure(200)
+    return latency_rows("5 FloatExplorer bit click", result, TARGET_MS)

@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import latency_rows, percentile  # noqa: E402
 
 TARGET_MS = 50.0
 MODEL = "Llama-3.1-70B"
-
-
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _changes(calc) -> list[tuple[object, list]]:
@@ -72,13 +72,13 @@ def measure(repeats: int = 50) -> dict:
     return {
         "model": MODEL,
         "update_median_ms": round(statistics.median(handler), 3),
-        "update_p90_ms": round(_percentile(handler, 0.9), 3),
+        "update_p90_ms": round(percentile(handler, 0.9), 3),
         "update_cpu_median_ms": round(statistics.median(cpu), 3),
         "update_with_draw_median_ms": round(statistics.median(drawn), 3),
-        "update_with_draw_p90_ms": round(_percentile(drawn, 0.9), 3),
+        "update_with_draw_p90_ms": round(percentile(drawn, 0.9), 3),
         "first_build_s": round(first_ms / 1e3, 2),
         "target_ms": TARGET_MS,
-        "meets_target": _percentile(handler, 0.9) <= TARGET_MS,
+        "meets_target": percentile(handler, 0.9) <= TARGET_MS,
         "updates_timed": len(handler),
     }
 
@@ -100,3 +100,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def run(quick: bool = False, repeats: int = 5) -> list:
+    """Result rows: the handler's latency (the target) and with drawing; quick: a few updates."""
+    result = measure(5) if quick else measure(200)
+    return latency_rows("5 LoraCalculator update (Llama-3.1-70B)", result, TARGET_MS)

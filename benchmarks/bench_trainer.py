@@ -19,10 +19,11 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 import hf_baseline as hb  # noqa: E402
 from common import Row, Target, interleave, table_lines  # noqa: E402
 from sync_counter import SyncCounter  # noqa: E402
@@ -61,23 +62,26 @@ class _Clock:
         pass
 
 
-def lorakit_config(path: Path, texts: list[str], s: hb.RunSettings, packing: bool, out: str):
-    """The TrainConfig that mirrors `s` (no eval split: every example trains, as on the Trainer side)."""
+def lorakit_config(path: Path, texts: list[str], s: hb.RunSettings, out: str, **overrides):
+    """The TrainConfig that mirrors `s` (no eval split: every example trains, as on the Trainer side);
+    ``overrides`` are further TrainConfig fields (packing, padding_free, loss_kernel, compile, ...)."""
+    from lorakit.choices import QUANTIZATIONS
     from lorakit.training import TrainConfig
 
-    four_bit = s.quantization in ("nf4", "fp4")
-    return TrainConfig(
+    four_bit = QUANTIZATIONS[s.quantization].is_4bit if s.quantization in QUANTIZATIONS else False
+    settings = dict(
         model=str(path), dataset=texts, precision=s.precision, quantization=s.quantization,
         bnb_4bit_use_double_quant=four_bit, r=s.r, lora_alpha=s.lora_alpha, lora_dropout=0.0,
         target_modules="all-linear", learning_rate=s.learning_rate, lr_scheduler_type=s.lr_scheduler_type,
         warmup_steps=s.warmup_steps, max_steps=s.steps, batch_size=s.batch_size, max_seq_length=s.max_seq_length,
-        packing=packing, gradient_checkpointing=s.gradient_checkpointing, logging_steps=s.logging_steps,
+        gradient_checkpointing=s.gradient_checkpointing, logging_steps=s.logging_steps,
         seed=s.seed, output_dir=out, eval_split=0.0, max_grad_norm=s.max_grad_norm, weight_decay=s.weight_decay,
     )
+    settings.update(overrides)
+    return TrainConfig(**settings)
 
 
-def lorakit_train(path: Path, texts: list[str], s: hb.RunSettings, packing: bool = False,
-                  sinks: tuple = ()) -> hb.RunResult:
+def lorakit_train(path: Path, texts: list[str], s: hb.RunSettings, sinks: tuple = (), **overrides) -> hb.RunResult:
     """One lorakit run; throughput from the clock sink's marks (first log record to last)."""
     import torch
 
@@ -89,7 +93,7 @@ def lorakit_train(path: Path, texts: list[str], s: hb.RunSettings, packing: bool
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     try:
-        summary = train(lorakit_config(path, texts, s, packing, out), sinks=(clock, *sinks))
+        summary = train(lorakit_config(path, texts, s, out, **overrides), sinks=(clock, *sinks))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     wall = time.perf_counter() - t0
@@ -97,7 +101,7 @@ def lorakit_train(path: Path, texts: list[str], s: hb.RunSettings, packing: bool
         raise RuntimeError(f"lorakit run ended {summary.status}: {summary.message}")
     tps, secs, toks = hb.window_throughput(clock.marks)
     extra = {"wall_s": wall, "summary_tokens_per_s": summary.tokens_per_s, "host_reads": summary.host_reads,
-             **hb._cuda_memory()}
+             "choices": summary.choices, "compile_s": summary.compile_s, **hb._cuda_memory()}
     return hb.RunResult(tps, clock.losses, secs, toks, extra)
 
 
@@ -132,32 +136,55 @@ def _sizes(quick: bool) -> tuple[hb.Shape, hb.RunSettings]:
     return hb.Shape(), hb.RunSettings(steps=8, batch_size=2, max_seq_length=256, warmup_steps=2)
 
 
-def _warm_up(path: Path, texts: list[str], hf_ids: list[list[int]], s: hb.RunSettings, packing: bool = False) -> None:
-    """One short untimed run of each side: first-call costs (imports, kernels, allocator) hit neither.
-    Skipped at the quick sizes, which are a smoke run, not a measurement."""
-    if s.max_seq_length <= TINY_SEQ:
-        return
-    short = replace(s, steps=2, logging_steps=1)
-    lorakit_train(path, texts, short, packing=packing)
-    hb.hf_train(path, hf_ids, short, padding=packing)
+def isolated(side: str, path: Path, examples: list, s: hb.RunSettings, **options) -> hb.RunResult:
+    """One run in a fresh process (trainer_worker.py), so ``extra["peak_rss_bytes"]`` is that run's own."""
+    import json
+    import os
+    import subprocess
+
+    import torch
+
+    spec = {"side": side, "model_dir": str(path), "examples": examples, "settings": asdict(s),
+            "options": options, "threads": torch.get_num_threads()}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(spec, handle)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])))
+    try:
+        done = subprocess.run([sys.executable, str(HERE / "trainer_worker.py"), handle.name], capture_output=True,
+                              text=True, timeout=3600, env=env)
+    finally:
+        os.unlink(handle.name)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if done.returncode or line is None:
+        raise RuntimeError(f"{side} worker failed ({done.returncode}): {done.stderr[-2000:]}")
+    out = json.loads(line.removeprefix("RESULT "))
+    out["extra"]["peak_rss_bytes"] = out.pop("peak_rss_bytes")
+    out["losses"] = {int(k): v for k, v in out["losses"].items()}
+    return hb.RunResult(**out)
 
 
 def run_fixed(quick: bool = False, repeats: int = 5) -> list[Row]:
-    """Comparison 1: tokens/s at fixed length and the largest loss-curve difference."""
+    """Comparison 1: tokens/s and peak RSS at fixed length, each run in its own process; loss-curve agreement."""
     shape, s = _sizes(quick)
     s = replace(s, logging_steps=1)
     path = model_dir(shape)
     texts, hf_ids = fixed_data(shape, s)
-    _warm_up(path, texts, hf_ids, s)
-    res = interleave({"lk": lambda: lorakit_train(path, texts, s), "hf": lambda: hb.hf_train(path, hf_ids, s)},
-                     repeats)
+    res = interleave({"lk": lambda: isolated("lorakit", path, texts, s),
+                      "hf": lambda: isolated("hf", path, hf_ids, s)}, repeats)
     diffs = [max(abs(a.losses[k] - b.losses[k]) for k in b.losses) for a, b in zip(res["lk"], res["hf"], strict=True)]
+    head = res["lk"][0].extra.get("choices", {}).get("loss_kernel", {})
     setting = (f"hidden {shape.hidden_size}, {shape.num_hidden_layers} layers, vocab {shape.vocab_size}, "
-               f"seq {s.max_seq_length}, batch {s.batch_size}, {s.steps} steps (timed: steps 2-{s.steps})")
+               f"seq {s.max_seq_length}, batch {s.batch_size}, {s.steps} steps (timed: steps 2-{s.steps}), each run "
+               f"in a fresh process; lorakit's head: {head.get('value', '?')} ({head.get('reason', '')})")
     bench = "1 trainer, fixed length"
+    mib = 2.0**20
     return [
         Row(bench, "tokens/s", "tok/s", [r.tokens_per_s for r in res["lk"]], [r.tokens_per_s for r in res["hf"]],
-            "Trainer+peft", Target(">=", 1.10), setting).finish(),
+            "Trainer+peft", Target(">=", 1.15), setting).finish(),
+        Row(bench, "peak RSS of the process", "MiB", [r.extra["peak_rss_bytes"] / mib for r in res["lk"]],
+            [r.extra["peak_rss_bytes"] / mib for r in res["hf"]], "Trainer+peft", Target("<", 1.0),
+            "ru_maxrss of each run's own process (imports, model, data, the step's peak)",
+            higher_is_better=False).finish(),
         Row(bench, "max abs loss difference", "nats", diffs, target=Target("<=", 1e-3, on="lorakit"),
             note=f"{len(res['hf'][0].losses)} logged steps per run; ≈ 0 expected (same init, data order, seed)",
             higher_is_better=False).finish(),
@@ -165,27 +192,31 @@ def run_fixed(quick: bool = False, repeats: int = 5) -> list[Row]:
 
 
 def run_packing(quick: bool = False, repeats: int = 5) -> list[Row]:
-    """Comparison 2: non-padding tokens/s, lorakit packing vs Trainer with dynamic per-batch padding."""
+    """Comparison 2: one whole pass over variable-length examples, non-padding tokens/s, each run in its own
+    process: lorakit packing vs the Trainer padding batches grouped by length, and vs the Trainer padding-free."""
     shape, s = _sizes(quick)
     max_len = 128 if quick else 1024
-    # lorakit: 1 packed row of max_len per step; Trainer: 4 examples per step padded to the longest of them
-    # (~1.4k tokens per step with the padding): about the same compute per step on both sides
-    lk_s = replace(s, max_seq_length=max_len, batch_size=1, steps=4 if quick else 5, logging_steps=1)
-    hf_s = replace(lk_s, batch_size=4)
+    n = 24 if quick else 160
+    texts, hf_ids = variable_data(shape, n, max_len, s.seed)
     path = model_dir(shape)
-    texts, hf_ids = variable_data(shape, 40 if quick else 400, max_len, s.seed)
-    _warm_up(path, texts, hf_ids, lk_s, packing=True)
-    res = interleave({"lk": lambda: lorakit_train(path, texts, lk_s, packing=True),
-                      "hf": lambda: hb.hf_train(path, hf_ids, hf_s, padding=True)}, repeats)
-    used = hf_ids[: hf_s.steps * hf_s.batch_size]
-    batches = [used[i : i + hf_s.batch_size] for i in range(0, len(used), hf_s.batch_size)]
-    padded = sum(len(b) * max(map(len, b)) for b in batches)
-    real = sum(map(len, used))
-    note = (f"log-normal lengths (median 128, max {max_len}), {lk_s.steps} steps (timed 2-{lk_s.steps}); lorakit packs "
-            f"one row of {max_len} per step (no padding); the Trainer takes {hf_s.batch_size} examples per step padded "
-            f"to the longest (DataCollatorForLanguageModeling): {1 - real / padded:.0%} of its tokens are padding")
-    return [Row("2 packing vs padding", "non-padding tokens/s", "tok/s", [r.tokens_per_s for r in res["lk"]],
-                [r.tokens_per_s for r in res["hf"]], "Trainer, padded", Target(">=", 1.5), note).finish()]
+    hf_s = replace(s, batch_size=4, steps=-(-n // 4), logging_steps=1, max_seq_length=max_len)
+    lk_s = replace(hf_s, batch_size=1)  # one packed row of max_len tokens per step
+    res = interleave({
+        "lk": lambda: isolated("lorakit", path, texts, lk_s, packing=True, max_steps=-1, num_train_epochs=1.0),
+        "grouped": lambda: isolated("hf", path, hf_ids, hf_s, collate="grouped"),
+        "flatten": lambda: isolated("hf", path, hf_ids, hf_s, collate="flatten"),
+    }, repeats)
+    tokens = sum(map(len, hf_ids))
+    note = (f"{n} examples, log-normal lengths (median 128, max {max_len}), {tokens} tokens: one pass each, timed from "
+            f"the end of the first step to the end of the last; lorakit packs rows of {max_len}; the Trainer takes "
+            f"batches of {hf_s.batch_size} examples")
+    bench, lk = "2 variable length, one pass", [r.tokens_per_s for r in res["lk"]]
+    return [
+        Row(bench, "non-padding tokens/s vs padded", "tok/s", lk, [r.tokens_per_s for r in res["grouped"]],
+            "Trainer, padded, group_by_length", Target(">=", 1.5), note).finish(),
+        Row(bench, "non-padding tokens/s vs padding-free", "tok/s", lk, [r.tokens_per_s for r in res["flatten"]],
+            "Trainer, DataCollatorWithFlattening", Target(">=", 1.2)).finish(),
+    ]
 
 
 def _dashboard():
@@ -206,7 +237,7 @@ def count_syncs(path: Path, texts: list[str], hf_ids: list[list[int]], s: hb.Run
 def run_dashboard(quick: bool = False, repeats: int = 5) -> list[Row]:
     """Comparison 3: tokens/s with LiveDashboard vs without, and device syncs on non-logging steps."""
     shape, s = _sizes(quick)
-    s = replace(s, logging_steps=2)
+    s = replace(s, logging_steps=1, steps=4 if quick else 40)  # every step: the dashboard's worst case
     path = model_dir(shape)
     texts, hf_ids = fixed_data(shape, s)
     if not quick:
@@ -219,8 +250,8 @@ def run_dashboard(quick: bool = False, repeats: int = 5) -> list[Row]:
     bench = "3 dashboard"
     return [
         Row(bench, "tokens/s with LiveDashboard", "tok/s", [r.tokens_per_s for r in res["with"]],
-            [r.tokens_per_s for r in res["without"]], "no dashboard", Target(">=", 0.97),
-            f"overhead = 1 − ratio; logging every {s.logging_steps} steps, headless widget (no front end)").finish(),
+            [r.tokens_per_s for r in res["without"]], "no dashboard", Target(">=", 0.98),
+            f"overhead = 1 − ratio; {s.steps} steps, logging every step, headless widget (no front end)").finish(),
         Row(bench, "whole train() wall time with LiveDashboard", "s", [r.extra["wall_s"] for r in res["with"]],
             [r.extra["wall_s"] for r in res["without"]], "no dashboard",
             note="includes loading, the first and final redraws, saving", higher_is_better=False).finish(),

@@ -49,6 +49,12 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(vals) if vals else math.nan
 
 
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of the samples by nearest rank (nan when there are none)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else math.nan
+
+
 def spread(values: Iterable[float]) -> tuple[float, float]:
     """(min, max) of finite values, (nan, nan) when there are none."""
     vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
@@ -62,14 +68,14 @@ def spread(values: Iterable[float]) -> tuple[float, float]:
 class Target:
     """A pass threshold: `value op bound`, applied to the row's ratio or to lorakit's own value."""
 
-    op: str  # ">=", "<=" or "~=" (|x - bound| <= tol)
+    op: str  # ">=", "<=", ">", "<" or "~=" (|x - bound| <= tol)
     bound: float
     on: str = "ratio"  # "ratio" or "lorakit"
     tol: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.op not in (">=", "<=", "~="):
-            raise ValueError(f"Target.op={self.op!r}; allowed: '>=', '<=', '~='")
+        if self.op not in (">=", "<=", ">", "<", "~="):
+            raise ValueError(f"Target.op={self.op!r}; allowed: '>=', '<=', '>', '<', '~='")
         if self.on not in ("ratio", "lorakit"):
             raise ValueError(f"Target.on={self.on!r}; allowed: 'ratio', 'lorakit'")
 
@@ -79,6 +85,10 @@ class Target:
             return value >= self.bound
         if self.op == "<=":
             return value <= self.bound
+        if self.op == ">":
+            return value > self.bound
+        if self.op == "<":
+            return value < self.bound
         return abs(value - self.bound) <= self.tol
 
     def text(self) -> str:
@@ -155,6 +165,21 @@ def skipped_row(benchmark: str, why: str) -> Row:
     row = Row(benchmark=benchmark, metric="-", unit="", values=[], note=why)
     row.status = "skipped"
     return row
+
+
+def latency_rows(bench: str, result: dict[str, Any], target_ms: float) -> list[Row]:
+    """One row per scalar '*_ms' statistic of a widget benchmark; the target applies to the handler-only
+    figures (those with drawing or rendering are shown for insight)."""
+    rows = []
+    for key, value in result.items():
+        if not key.endswith("_ms") or key == "target_ms" or not isinstance(value, (int, float)):
+            continue
+        drawn = "draw" in key or "render" in key
+        target = None if drawn else Target("<=", target_ms, on="lorakit")
+        note = "includes drawing the picture; the target excludes rendering" if drawn else ""
+        rows.append(Row(bench, key.removesuffix("_ms"), "ms", [float(value)], target=target, note=note,
+                        higher_is_better=False).finish())
+    return rows
 
 
 # --------------------------------------------------------------------------- formatting

@@ -173,23 +173,59 @@ def _peft_model(model, s: RunSettings):
     return get_peft_model(model, cfg)
 
 
-def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, padding: bool = False,
-             callbacks: tuple = ()) -> RunResult:
-    """Train with transformers.Trainer + peft for `s.steps` steps over `examples` in order; time steps 2..N."""
+COLLATES = {
+    "fixed": "equal-length examples, no padding",
+    "padded": "padded to the longest in each batch (DataCollatorForLanguageModeling)",
+    "grouped": "padded per batch, batches grouped by length (train_sampling_strategy='group_by_length')",
+    "flatten": "padding-free: each batch flattened into one row (DataCollatorWithFlattening)",
+}
+
+
+class _CountingCollator:
+    """Wraps a collator and records each batch's non-padding tokens, on the CPU, in the order batches are made
+    (which is the order the steps see them, whatever the sampler and prefetching do)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.tokens = inner, []
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        mask = batch.get("attention_mask")
+        self.tokens.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
+        return batch
+
+
+def _collator(collate: str):
+    from transformers import DataCollatorForLanguageModeling, DataCollatorWithFlattening
+
+    if collate == "flatten":
+        return DataCollatorWithFlattening(return_position_ids=True)
+    return DataCollatorForLanguageModeling(word_tokenizer(N_SPECIAL + 1), mlm=False)  # only the pad id is used
+
+
+def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, collate: str = "fixed",
+             callbacks: tuple = (), trainer_kwargs: dict | None = None) -> RunResult:
+    """Train with transformers.Trainer + peft for `s.steps` steps over `examples`; time steps 2..N.
+
+    ``collate``: one of COLLATES. ``trainer_kwargs``: extra TrainingArguments (e.g. use_liger_kernel=True).
+    Examples are visited in order (a sequential sampler), except with "grouped", which samples by length.
+    """
     import torch
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    tokenizer = word_tokenizer(N_SPECIAL + 1)  # the collator only needs the pad id
+    if collate not in COLLATES:
+        raise ValueError(f"collate={collate!r}; allowed: {', '.join(COLLATES)}")
+    if collate == "fixed" and len({len(e) for e in examples}) > 1:
+        raise ValueError("collate='fixed' needs equal-length examples")
+    if s.steps * s.batch_size > len(examples):
+        raise ValueError(f"{len(examples)} examples < steps x batch_size = {s.steps * s.batch_size}: give more")
     torch.manual_seed(s.seed)  # as lorakit does before loading: the same RNG stream initialises LoRA A
     model = _peft_model(_load_hf_model(model_dir, s), s)
     if s.gradient_checkpointing and s.quantization == "none":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    if s.steps * s.batch_size > len(examples):
-        raise ValueError(f"{len(examples)} examples < steps x batch_size = {s.steps * s.batch_size}: give more")
-    # sequential sampler, one epoch: step k sees examples[k*B:(k+1)*B]; count their (non-padding) tokens
-    per_step = [sum(map(len, examples[k * s.batch_size : (k + 1) * s.batch_size])) for k in range(s.steps)]
+    collator = _CountingCollator(_collator(collate))
     marks: list[tuple[float, int]] = []
     losses: dict[int, float] = {}
 
@@ -197,7 +233,7 @@ def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, padding
         def on_step_end(self, args, state, control, **kw):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            marks.append((time.perf_counter(), sum(per_step[: state.global_step])))
+            marks.append((time.perf_counter(), sum(collator.tokens[: state.global_step])))
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
@@ -209,14 +245,13 @@ def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, padding
         lr_scheduler_type=s.lr_scheduler_type, warmup_steps=s.warmup_steps, logging_steps=s.logging_steps,
         seed=s.seed, optim=s.optim, weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm,
         bf16=s.precision == "bf16", fp16=s.precision == "fp16", use_cpu=not torch.cuda.is_available(),
-        save_strategy="no", report_to="none", disable_tqdm=True, train_sampling_strategy="sequential",
+        save_strategy="no", report_to="none", disable_tqdm=True,
+        train_sampling_strategy="group_by_length" if collate == "grouped" else "sequential",
         dataloader_pin_memory=False, remove_unused_columns=False,
         gradient_checkpointing=s.gradient_checkpointing and s.quantization == "none",
+        **(trainer_kwargs or {}),
     )
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
     data = [{"input_ids": e} for e in examples]
-    if not padding and len({len(e) for e in examples}) > 1:
-        raise ValueError("padding=False needs fixed-length examples")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator,
@@ -225,7 +260,7 @@ def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, padding
     trainer.train()
     tps, secs, toks = window_throughput(marks)
     extra = _cuda_memory()
-    del model
+    del model, trainer
     return RunResult(tps, losses, secs, toks, extra)
 
 

@@ -40,25 +40,14 @@ def _module(name: str) -> Callable[[bool, int], list[Row]]:
     return run
 
 
-def _planner(quick: bool, repeats: int) -> list[Row]:
-    import bench_adapters
-
-    return bench_adapters.planner_rows(quick)
-
-
-def _widgets(quick: bool, repeats: int) -> list[Row]:
-    import bench_adapters
-
-    return bench_adapters.widget_rows(quick)
-
-
-# name -> (what it compares, runner). Order is the order of issue 6.
+# name -> (what it compares, runner), in the order of the README's table
 BENCHMARKS: dict[str, tuple[str, Callable[[bool, int], list[Row]]]] = {
     "trainer": ("1 lorakit loop vs transformers.Trainer + peft, fixed length", _trainer("run_fixed")),
     "packing": ("2 lorakit packing vs Trainer padding, variable length", _trainer("run_packing")),
     "dashboard": ("3 LiveDashboard overhead and device syncs", _trainer("run_dashboard")),
-    "planner": ("4 memory planner vs measured", _planner),
-    "widgets": ("5 widget latency", _widgets),
+    "planner": ("4 memory planner vs measured", _module("memory_planner")),
+    "float_explorer": ("5 FloatExplorer bit click latency", _module("bench_float_explorer")),
+    "lora_calculator": ("5 LoraCalculator update latency", _module("bench_lora_calculator")),
     "quantization": ("6 NF4/FP4/INT8 error vs bitsandbytes", _module("bench_quantization")),
     "load": ("7 embedded model load, first and cached", _module("bench_embedded_load")),
 }

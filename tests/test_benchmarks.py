@@ -143,33 +143,33 @@ def test_dashboard_and_sync_smoke():
 
 
 def test_latency_rows_apply_the_target_to_handler_time_only():
-    import bench_adapters
+    from common import latency_rows
 
-    rows = bench_adapters._latency_rows("w", {"click_median_ms": 3.0, "click_with_draw_median_ms": 90.0,
-                                               "target_ms": 20.0, "clicks": 5}, 20.0)
+    rows = latency_rows("w", {"click_median_ms": 3.0, "click_with_draw_median_ms": 90.0, "target_ms": 20.0,
+                              "clicks": 5}, 20.0)
     assert [(r.metric, r.status) for r in rows] == [("click_median", "pass"), ("click_with_draw_median", "info")]
 
 
 @pytest.mark.slow
-def test_widget_latency_smoke():
-    import bench_adapters
+@pytest.mark.parametrize("module", ["bench_float_explorer", "bench_lora_calculator"])
+def test_widget_latency_smoke(module):
+    import importlib
 
-    assert_rows_ok(bench_adapters.widget_rows(quick=True))
+    assert_rows_ok(importlib.import_module(module).run(quick=True, repeats=1))
 
 
-def test_planner_rows_summarise_the_grid(monkeypatch):
-    """The planner's own grid runs in its tests; here its records' shape is fed to the adapter."""
-    import types
+def test_every_benchmark_exposes_run_quick_repeats():
+    """run.py calls each benchmark module the same way: run(quick, repeats) -> list[Row]."""
+    import importlib
+    import inspect
 
-    import bench_adapters
+    import run
 
-    records = [{"total_error_pct": e, "logits_error_pct": -2 * e, "batch_size": 1} for e in (1.0, -3.0, 12.0)]
-    monkeypatch.setitem(sys.modules, "memory_planner", types.SimpleNamespace(run=lambda quick: records))
-    rows = {r.metric: r for r in bench_adapters.planner_rows(quick=True)}
-    assert_rows_ok(list(rows.values()))
-    assert rows["total: median abs error"].lorakit == 3.0 and rows["total: median abs error"].status == "pass"
-    assert rows["total: max abs error"].lorakit == 12.0 and rows["total: max abs error"].status == "short"
-    assert rows["logits: max abs error"].lorakit == 24.0 and rows["logits: max abs error"].status == "info"
+    for name in ("memory_planner", "bench_float_explorer", "bench_lora_calculator", "bench_quantization",
+                 "bench_embedded_load"):
+        params = inspect.signature(importlib.import_module(name).run).parameters
+        assert {"quick", "repeats"} <= set(params), (name, list(params))
+    assert set(run.BENCHMARKS) >= {"trainer", "packing", "dashboard", "planner", "float_explorer", "lora_calculator"}
 
 
 @pytest.mark.slow
@@ -193,13 +193,24 @@ def test_run_command_writes_results(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_gpu_check_dry_run(tmp_path):
-    """The GPU script's whole code path on the CPU: tiny shape, 2 steps per config."""
+    """The GPU script's whole code path on the CPU: tiny shape, a few steps per run, every row family."""
     import gpu_check
 
     assert gpu_check.main(["--dry-run", "--out", str(tmp_path)]) == 0
     data = json.loads(next(tmp_path.glob("*-gpu-check-dry-run.json")).read_text())
     metrics = {(r["benchmark"], r["metric"]) for r in data["rows"]}
-    assert ("gpu fp32/none", "tokens/s") in metrics and ("gpu bf16/nf4", "tokens/s vs as shipped") in metrics
-    assert ("gpu syncs", "per non-logging step (max)") in metrics
-    assert ("gpu fp16/int8", "tokens/s") in metrics  # CPU autocast runs float16 with a GradScaler("cpu")
+    expected = {
+        ("gpu fp32/none", "tokens/s vs Trainer tuned"),
+        ("gpu bf16/nf4", "tokens/s vs Trainer as shipped"),
+        ("gpu fp16/int8", "tokens/s vs Trainer tuned"),  # CPU autocast runs float16 with a GradScaler("cpu")
+        ("gpu fused head", "tokens/s fused ÷ plain"),
+        ("gpu compile", "tokens/s compiled ÷ eager"),
+        ("gpu QLoRA vs LoRA", "tokens/s nf4 ÷ bf16 (both eager, no checkpointing)"),
+        ("gpu variable length", "non-padding tokens/s vs padded"),
+        ("gpu variable length", "non-padding tokens/s vs padding-free"),
+        ("gpu dashboard", "tokens/s with LiveDashboard"),
+        ("gpu syncs", "per non-logging step (max)"),
+    }
+    assert expected <= metrics, expected - metrics
+    assert "tf32/none" in data["machine"]["skipped_configs"]  # TF32 is a CUDA matmul mode
     assert all(r["lorakit"] is not None for r in data["rows"])

@@ -82,7 +82,7 @@ def test_compiled_blocks_train_to_the_same_losses(tiny_model_dir, tmp_path, monk
     assert summary.status == "completed", summary.message
     assert summary.choices["compile"] == {"value": True, "reason": "set in the config"}
     assert compiled.losses == pytest.approx(eager.losses, rel=1e-4)
-    assert any(p == "compiling" for p, _ in compiled.phases)
+    assert any(p == "compiling" for p, _ in compiled.phases) and summary.compile_s >= 0
     assert any("compiled the decoder blocks in" in d for _, d in compiled.phases)
     key = next(iter(json.loads((tmp_path / "cache" / "compile_times.json").read_text())))
     assert key.startswith("cpu|llama|64|")

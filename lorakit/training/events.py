@@ -116,6 +116,7 @@ class TrainSummary:
     traceback: str | None = None  # for status "error": where it happened
     host_reads: dict[str, int] = field(default_factory=dict)  # device->host reads of the loop, by reason
     choices: dict[str, dict] = field(default_factory=dict)  # the resolved "auto" settings and why
+    compile_s: float | None = None  # seconds compiling the decoder blocks took (None: not compiled)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -328,6 +328,7 @@ def _finish(run: _Run, status: str, message: str) -> TrainSummary:
         traceback=run.traceback,
         host_reads=dict(run.host_reads),
         choices=run.choices(),
+        compile_s=run.compiler.compile_s if run.compiler is not None else None,
     )
     atomic_write_json(run.out / "summary.json", summary.as_dict())
     run.emit("on_train_end", summary)
