@@ -195,20 +195,29 @@ class _CountingCollator:
         return batch
 
 
-def _collator(collate: str):
-    from transformers import DataCollatorForLanguageModeling, DataCollatorWithFlattening
+def _collator(collate: str, with_labels: bool):
+    """The collator for a collate mode; examples that carry labels keep them (padded with -100)."""
+    from transformers import (
+        DataCollatorForLanguageModeling,
+        DataCollatorForSeq2Seq,
+        DataCollatorWithFlattening,
+    )
 
     if collate == "flatten":
-        return DataCollatorWithFlattening(return_position_ids=True)
-    return DataCollatorForLanguageModeling(word_tokenizer(N_SPECIAL + 1), mlm=False)  # only the pad id is used
+        return DataCollatorWithFlattening(return_position_ids=True)  # uses the examples' labels when they have them
+    tokenizer = word_tokenizer(N_SPECIAL + 1)  # only the pad id is used
+    if with_labels:
+        return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+    return DataCollatorForLanguageModeling(tokenizer, mlm=False)
 
 
-def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, collate: str = "fixed",
+def hf_train(model_dir: Path, examples: list, s: RunSettings, collate: str = "fixed",
              callbacks: tuple = (), trainer_kwargs: dict | None = None) -> RunResult:
     """Train with transformers.Trainer + peft for `s.steps` steps over `examples`; time steps 2..N.
 
-    ``collate``: one of COLLATES. ``trainer_kwargs``: extra TrainingArguments (e.g. use_liger_kernel=True).
-    Examples are visited in order (a sequential sampler), except with "grouped", which samples by length.
+    ``examples``: token-id lists (loss on every token) or {"input_ids", "labels"} dicts (labels -100 where
+    no loss is taken). ``collate``: one of COLLATES. ``trainer_kwargs``: extra TrainingArguments (e.g.
+    use_liger_kernel=True). Examples are visited in order (a sequential sampler), except with "grouped".
     """
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -216,7 +225,8 @@ def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, collate
 
     if collate not in COLLATES:
         raise ValueError(f"collate={collate!r}; allowed: {', '.join(COLLATES)}")
-    if collate == "fixed" and len({len(e) for e in examples}) > 1:
+    data = [e if isinstance(e, dict) else {"input_ids": e} for e in examples]
+    if collate == "fixed" and len({len(e["input_ids"]) for e in data}) > 1:
         raise ValueError("collate='fixed' needs equal-length examples")
     if s.steps * s.batch_size > len(examples):
         raise ValueError(f"{len(examples)} examples < steps x batch_size = {s.steps * s.batch_size}: give more")
@@ -225,7 +235,7 @@ def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, collate
     if s.gradient_checkpointing and s.quantization == "none":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    collator = _CountingCollator(_collator(collate))
+    collator = _CountingCollator(_collator(collate, with_labels="labels" in data[0]))
     marks: list[tuple[float, int]] = []
     losses: dict[int, float] = {}
 
@@ -251,7 +261,6 @@ def hf_train(model_dir: Path, examples: list[list[int]], s: RunSettings, collate
         gradient_checkpointing=s.gradient_checkpointing and s.quantization == "none",
         **(trainer_kwargs or {}),
     )
-    data = [{"input_ids": e} for e in examples]
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator,
