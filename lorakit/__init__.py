@@ -18,7 +18,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from lorakit.quiet import install_filters
+
 __version__ = "0.1.0"
+
+install_filters()  # before anything imports bitsandbytes or peft: see lorakit.quiet
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

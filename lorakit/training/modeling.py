@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from lorakit.choices import torch_dtype
+from lorakit.quiet import no_progress_bars
 from lorakit.training.config import TrainConfig
 from lorakit.training.embedded import resolve_model
 from lorakit.training.preflight import check_lengths, check_target_modules
@@ -36,7 +37,8 @@ def load_base(config: TrainConfig, device: str, path: str | None = None):
     if quant is not None:
         # bitsandbytes quantizes while loading onto the target device, so place it now, not in accelerate.
         kwargs.update(quantization_config=quant, device_map={"": 0 if device == "cuda" else "cpu"})
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    with no_progress_bars():  # a "Loading weights" bar in every saved notebook tells nothing
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     tokenizer = _load_tokenizer(path, config.trust_remote_code, _stamp(path))
     model.config.use_cache = False  # the KV cache only costs memory while training
     return model, tokenizer
@@ -65,7 +67,11 @@ def add_lora(model, config: TrainConfig, gradient_checkpointing: bool):
 
     if gradient_checkpointing:
         # Non-reentrant checkpointing works with frozen inputs; no need for enable_input_require_grads.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.2x renamed it; the old name warns
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     peft_model = get_peft_model(model, config.lora_config(), autocast_adapter_dtype=True)
     for param in peft_model.parameters():
         if param.requires_grad and param.dtype != torch.float32:
