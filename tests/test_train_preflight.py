@@ -32,7 +32,7 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_and_does_not_refuse(monkeypatch
     monkeypatch.setattr(preflight, "cpu_has_native_bf16", lambda: False)
     device, warnings = preflight.check_before_load(TrainConfig(precision="bf16", device="cpu"))
     assert device == "cpu" and warnings == [preflight.BF16_CPU_WARNING]
-    assert "28x" in warnings[0] and "precision='fp32'" in warnings[0]
+    assert "several times slower" in warnings[0] and "precision='fp32'" in warnings[0]
     monkeypatch.setattr(preflight, "cpu_has_native_bf16", lambda: True)
     assert preflight.check_before_load(TrainConfig(precision="bf16", device="cpu"))[1] == []
 
@@ -108,3 +108,11 @@ def test_prompts_longer_than_max_seq_length_are_explained(tiny_model_dir, tmp_pa
     )
     summary = train(config)
     assert summary.status == "error" and "max_seq_length=16 cuts off every answer" in summary.message
+
+
+def test_matmul_seconds_measures_each_precision_and_restores_the_thread_count():
+    threads = torch.get_num_threads()
+    seconds = preflight.matmul_seconds(("fp32", "bf16", "fp16"), "cpu", tokens=16, d_in=32, d_out=48, repeats=2)
+    assert list(seconds) == ["fp32", "bf16", "fp16"]
+    assert all(0 < s < 10 for s in seconds.values())
+    assert torch.get_num_threads() == threads

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import time
 from pathlib import Path
 
 import torch
 
-from lorakit.choices import OPTIMIZERS, PRECISIONS, capability_note
+from lorakit.choices import OPTIMIZERS, PRECISIONS, capability_note, torch_dtype
 from lorakit.training.config import TrainConfig
 
 
 def cpu_emulation_warning(precision: str) -> str:
     """The warning for a precision this CPU only emulates."""
     flags = " / ".join(PRECISIONS[precision].cpu_flags)
-    cost = ("a bf16 step of SmolLM2-135M took about 28x longer than fp32 on such a machine"
-            if precision == "bf16" else "it runs several times slower than fp32")
     return (f"precision={precision!r} on a CPU without native {precision} (no {flags}): every matmul is "
-            f"emulated, and {cost}. Use precision='fp32' on this CPU, or keep {precision} runs tiny.")
+            f"emulated and runs several times slower than fp32 (lorakit.training.preflight.matmul_seconds() "
+            f"measures it). Use precision='fp32' on this CPU, or keep {precision} runs tiny.")
 
 
 BF16_CPU_WARNING = cpu_emulation_warning("bf16")
@@ -48,6 +48,42 @@ def cpu_has_native(precision: str) -> bool:
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16)."""
     return cpu_has_native("bf16")
+
+
+def matmul_seconds(precisions: tuple[str, ...] = ("fp32", "bf16", "fp16"), device: str = "cpu", *,
+                   tokens: int = 256, d_in: int = 576, d_out: int = 1536, r: int = 8, repeats: int = 5,
+                   ) -> dict[str, float]:
+    """Seconds for one forward and backward of a LoRA-adapted linear layer in each precision (best of repeats).
+
+    Measures what this hardware does with each dtype (native instructions or emulation) rather than assuming
+    it. The default shape is one of SmolLM2-135M's MLP projections over 256 tokens; on the CPU it runs on one
+    thread, so that other work on a shared machine disturbs the comparison less.
+    """
+    threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(1)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        weight = (torch.randn(d_out, d_in, generator=generator) * 0.02).to(device)
+        x = torch.randn(tokens, d_in, generator=generator).to(device)
+        lora_a = (torch.randn(r, d_in, generator=generator) * 0.02).to(device).requires_grad_()
+        lora_b = torch.zeros(d_out, r, device=device, requires_grad=True)
+        seconds = {}
+        for name in precisions:
+            dtype = PRECISIONS[name].autocast
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                with torch.autocast(device, dtype=torch_dtype(dtype) if dtype else None, enabled=dtype is not None):
+                    y = x @ weight.t() + (x @ lora_a.t()) @ lora_b.t()
+                y.float().square().mean().backward()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - start)
+            seconds[name] = best
+        return seconds
+    finally:
+        torch.set_num_threads(threads)
 
 
 def cuda_capability() -> tuple[int, int]:
