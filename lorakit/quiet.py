@@ -1,15 +1,15 @@
-"""Keep two known, harmless library notices and the weight-loading progress bar out of notebooks.
+"""Keep known, harmless library notices and transformers' progress bars out of notebooks.
 
 Each is addressed to someone other than a lorakit user, and a saved notebook would keep it as a pink
 stderr block:
 
 * bitsandbytes, on a CPU with AVX512-BF16, logs at import that the optional ``kernels`` package is missing;
-  it then uses its own 4-bit kernels, which lorakit measures and relies on.
+  it then falls back to its own 4-bit kernels.
 * peft calls transformers' deprecated ``is_gradient_checkpointing`` (in ``get_peft_model``) and
   ``gradient_checkpointing_enable`` (in ``prepare_model_for_kbit_training``); transformers 5.2x warns with
   the path of its installed file.
-* transformers draws a "Loading weights" bar for every model it loads, even a 135M one that loads in a
-  second; lorakit's own panel and logs say what is happening.
+* transformers draws a "Loading weights" bar for every model it loads (and a "Writing model shards" one when
+  it saves), even a 135M one that takes a second; lorakit's own panel and logs say what is happening.
 
 Only these exact notices are filtered; every other warning and log line passes. Pure standard library:
 importing this module imports nothing heavy.
@@ -33,7 +33,7 @@ class _DropKernelsNotice(logging.Filter):
 
 
 def install_filters() -> None:
-    """Filter the two notices (idempotent). Must run before bitsandbytes is first imported."""
+    """Filter the notices above (idempotent). Must run before bitsandbytes is first imported."""
     logger = logging.getLogger(BNB_CPU_LOGGER)
     if not any(isinstance(f, _DropKernelsNotice) for f in logger.filters):
         logger.addFilter(_DropKernelsNotice())
