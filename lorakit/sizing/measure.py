@@ -126,7 +126,6 @@ def tiny_model(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
 
-    from lorakit.quiet import no_progress_bars
     from lorakit.sizing.architecture import shrink_config
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -142,7 +141,7 @@ def tiny_model(
     else:
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quantization,
                                  bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=dtype)
-    with tempfile.TemporaryDirectory() as tmp, no_progress_bars():  # bitsandbytes quantizes while loading
+    with tempfile.TemporaryDirectory() as tmp:  # bitsandbytes quantizes while loading
         model.save_pretrained(tmp)
         extra = {"attn_implementation": attention} if attention is not None else {}  # not saved in config.json
         return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=dtype, **extra)
