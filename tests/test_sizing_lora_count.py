@@ -102,6 +102,7 @@ def test_gpt2_conv1d_layers_are_linear_targets():
         (dict(target_modules=r"model\.norm"), "target_modules"),
         (dict(target_modules=r"nothing.*here"), "target_modules"),
         (dict(target_modules=[]), "target_modules"),
+        (dict(target_modules=0.5), "target_modules"),  # a wrong type: not "'float' object is not iterable"
         (dict(quantization="int3"), "quantization"),
         (dict(modules_to_save=["nope"]), "modules_to_save"),
         (dict(lora_bias=True, use_dora=True), "lora_bias"),

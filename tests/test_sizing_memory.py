@@ -152,6 +152,7 @@ def test_peak_grows_with_batch_and_shrinks_with_checkpointing():
         (dict(r=0), "r"),
         (dict(lora_alpha=0), "lora_alpha"),
         (dict(target_modules=["wq"]), "target_modules"),
+        (dict(target_modules=0.5), "target_modules"),
         (dict(finetune="full", quantization="nf4"), "quantization"),
     ],
 )

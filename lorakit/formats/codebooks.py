@@ -86,7 +86,8 @@ def level_values(codes: np.ndarray, fmt: FloatFormat) -> np.ndarray:
 def scale_to_unit(x: np.ndarray, absmax: np.ndarray | np.float32, partial: bool = False) -> np.ndarray:
     """x / absmax clamped to [-1, 1] in float32 (bitsandbytes multiplies by 1/absmax, divides in a partial block)."""
     absmax = np.maximum(np.float32(absmax), np.float32(1e-38))  # all-zero block: avoid 0/0, as bitsandbytes does
-    scaled = x / absmax if partial else x * (np.float32(1) / absmax)
+    with np.errstate(over="ignore"):  # a value past float32 (inf) is clamped like any other past absmax
+        scaled = x / absmax if partial else x * (np.float32(1) / absmax)
     return np.clip(scaled, np.float32(-1), np.float32(1)).astype(np.float32)
 
 

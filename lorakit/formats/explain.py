@@ -54,9 +54,15 @@ class Explanation:
 
 
 def _check_absmax(absmax: float, fmt: FloatFormat) -> np.float32:
-    scale = np.float32(absmax)
-    if not (math.isfinite(absmax) and absmax > 0 and np.isfinite(scale)):
-        raise ValueError(f"absmax: {absmax!r} is not allowed for {fmt.name}; use a finite number > 0")
+    """The block scale as float32, as bitsandbytes stores it; it must be a normal float32 number."""
+    tiny, top = np.finfo(np.float32).tiny, np.finfo(np.float32).max
+    with np.errstate(over="ignore"):
+        scale = np.float32(absmax)
+    if not (math.isfinite(absmax) and absmax > 0 and tiny <= scale <= top):
+        raise ValueError(
+            f"absmax: {absmax!r} is not allowed for {fmt.name}; use a number from {tiny:.3g} to {top:.3g} "
+            "(a block's largest |x|, kept in float32)"
+        )
     return scale
 
 
@@ -74,9 +80,12 @@ def encode(value: object, fmt: str | FloatFormat, overflow: str = "standard", ab
 
 
 def _encode_block(parsed: Parsed, fmt: FloatFormat, scale: np.float32) -> int:
-    if not math.isfinite(parsed.value):
+    if isinstance(parsed.value, float) and not math.isfinite(parsed.value):
         raise ValueError(f"{fmt.name}: {parsed.text!r} is not finite; block formats store finite numbers only")
-    scaled = codebooks.scale_to_unit(np.array([float(parsed.value)], dtype=np.float32), scale)
+    # As in a float32 tensor: a finite value past float32's range is inf there, and clamps to the top level.
+    with np.errstate(over="ignore"):
+        x32 = np.array([_as_float(parsed.value)], dtype=np.float32)
+    scaled = codebooks.scale_to_unit(x32, scale)
     return int(codebooks.codes_for_scaled(scaled, fmt)[0])
 
 
@@ -113,6 +122,14 @@ def explain(
 
 
 # ----- shared pieces -------------------------------------------------------------------------------------
+def _as_float(x: Fraction | float) -> float:
+    """x rounded to a float; +-inf past the float range (float(Fraction) raises OverflowError there)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
 def _bit_views(code: int, fmt: FloatFormat) -> tuple[str, str, dict[str, str]]:
     bits = format(code, f"0{fmt.bits}b")
     hex_digits = (fmt.bits + 3) // 4
@@ -122,16 +139,17 @@ def _bit_views(code: int, fmt: FloatFormat) -> tuple[str, str, dict[str, str]]:
     return bits, f"0x{code:0{hex_digits}X}", split
 
 
-def _errors(stored: Fraction | None, parsed: Parsed) -> tuple[float | None, float | None]:
-    """(|stored − input|, that / |input|) exactly; inf when a finite input was stored as inf/NaN."""
+def _errors(stored: Fraction | None, parsed: Parsed, cls: str = "") -> tuple[float | None, float | None]:
+    """(|stored − input|, that / |input|) exactly, then rounded; a finite input stored as inf has error inf,
+    one stored as NaN has error NaN (NaN − x is NaN: there is no distance to speak of)."""
     value = parsed.value
     if parsed.is_bits or value is None or (isinstance(value, float) and not math.isfinite(value)):
         return (0.0, 0.0) if parsed.is_bits and stored is not None else (None, None)
     if stored is None:
-        return math.inf, math.inf
+        return (math.nan, math.nan) if cls == "nan" else (math.inf, math.inf)
     err = abs(stored - Fraction(value))
-    rel = float(err / abs(Fraction(value))) if value != 0 else None
-    return float(err), rel
+    rel = _as_float(err / abs(Fraction(value))) if value != 0 else None
+    return _as_float(err), rel
 
 
 def _exact_text(exact: Fraction | None, stored: float) -> str:
@@ -160,11 +178,11 @@ def _explain_float(parsed: Parsed, fmt: FloatFormat, overflow: str) -> Explanati
     sign, biased, mant = codec.fields(code, fmt)
     unbiased = (fmt.min_exponent if biased == 0 and fmt.has_subnormals else biased - fmt.bias) if finite else None
     down, up, ulp = codec.neighbours(code, fmt) if finite else (None, None, None)
-    abs_err, rel_err = _errors(exact, parsed)
-    input_value = stored if parsed.is_bits else float(parsed.value)
+    abs_err, rel_err = _errors(exact, parsed, cls)
+    input_value = stored if parsed.is_bits else _as_float(parsed.value)
     bits, hex_text, split = _bit_views(code, fmt)
     overflowed = not parsed.is_bits and codec.rounds_past_max(parsed.value, fmt)
-    flushed = cls == "zero" and not parsed.is_bits and input_value != 0 and math.isfinite(input_value)
+    flushed = cls == "zero" and not parsed.is_bits and isinstance(parsed.value, Fraction) and parsed.value != 0
     return Explanation(
         format=fmt.name, input_text=parsed.text, input_value=input_value, code=code, bits=bits, hex=hex_text,
         field_bits=split, value_class=cls, stored=stored,
@@ -248,10 +266,10 @@ def _explain_block(parsed: Parsed, fmt: FloatFormat, scale: np.float32, overflow
     gaps = [abs(n - stored) for n in (down, up) if n is not None and abs(n) > abs(stored)]
     ulp = min(gaps) if gaps else abs(stored - (down if up is None else up))
     abs_err, rel_err = _errors(Fraction(stored), parsed)
-    input_value = stored if parsed.is_bits else float(parsed.value)
+    input_value = stored if parsed.is_bits else _as_float(parsed.value)
     bits, hex_text, split = _bit_views(code, fmt)
-    clamped = not parsed.is_bits and abs(input_value) > float(scale)
-    flushed = stored == 0 and not parsed.is_bits and input_value != 0
+    clamped = not parsed.is_bits and abs(parsed.value) > Fraction(float(scale))
+    flushed = stored == 0 and not parsed.is_bits and parsed.value != 0
     return Explanation(
         format=fmt.name, input_text=parsed.text, input_value=input_value, code=code, bits=bits, hex=hex_text,
         field_bits=split, value_class="zero" if stored == 0 else "level", stored=stored,
@@ -259,7 +277,7 @@ def _explain_block(parsed: Parsed, fmt: FloatFormat, scale: np.float32, overflow
         next_down=down, next_up=up, ulp=ulp, sign=int(bits[0]) if fmt.kind == "int" else None,
         biased_exponent=None, unbiased_exponent=None, mantissa=None, level_index=code, absmax=float(scale),
         formula=_block_formula(code, fmt, float(scale), stored), overflow=overflow, overflowed=clamped,
-        flushed_to_zero=flushed, note=_block_note(fmt, float(scale), clamped, flushed),
+        flushed_to_zero=flushed, note=_block_note(fmt, code, float(scale), clamped, flushed),
     )  # fmt: skip
 
 
@@ -272,9 +290,15 @@ def _block_formula(code: int, fmt: FloatFormat, scale: float, stored: float) -> 
     return f"absmax × {fmt.name}[{code}] = {_fmt_num(scale)} × {_fmt_num(level)} = {_fmt_num(stored)}"
 
 
-def _block_note(fmt: FloatFormat, scale: float, clamped: bool, flushed: bool) -> str:
+def _block_note(fmt: FloatFormat, code: int, scale: float, clamped: bool, flushed: bool) -> str:
     if clamped:
         return f"clamped: |value| > block absmax {scale!r}; in a real block absmax is the largest |x|, so it fits"
+    if flushed and fmt.name == "bnb_fp4":  # its table holds +0 (code 0) and -0 (code 8); see the tests
+        zero = "−0 (code 0b1000)" if code == 8 else "+0 (code 0b0000)"
+        return (
+            f"rounded to zero, stored as {zero}: bitsandbytes' FP4 stores a tiny positive value as −0 and a tiny "
+            "negative one as +0 (lorakit matches it bit for bit)"
+        )
     if flushed:
         return f"rounded to the zero level of {fmt.name} at this absmax"
     return f"level {fmt.name} × block absmax {scale!r}"

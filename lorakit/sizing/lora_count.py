@@ -144,14 +144,14 @@ def select_targets(
 
 
 def targets_key(target_modules: Any) -> Any:
-    """A hashable stand-in for target_modules."""
+    """A hashable stand-in for target_modules (ValueError naming the field for a wrong type)."""
+    if not isinstance(target_modules, (str, list, tuple, type(None))):
+        raise ValueError(f"target_modules: {target_modules!r} is a {type(target_modules).__name__}; give "
+                         "'all-linear', a regex string or a list of module names")
     return target_modules if isinstance(target_modules, str) or target_modules is None else tuple(target_modules)
 
 
 def _select(arch: Architecture, target_modules: Any, modules_to_save: Sequence[str]) -> list[LinearLayer]:
-    if not isinstance(target_modules, (str, list, tuple, type(None))):
-        raise ValueError(f"target_modules: {target_modules!r} is a {type(target_modules).__name__}; give "
-                         f"'all-linear', a regex string or a list of names such as {', '.join(arch.linear_suffixes)}")
     if target_modules is None or (not isinstance(target_modules, str) and len(target_modules) == 0):
         raise ValueError(f"target_modules: give a list of names, a regex or 'all-linear'; names here: "
                          f"{', '.join(arch.linear_suffixes)}")
