@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +14,7 @@ import pytest
 
 from lorakit.formats import FORMATS
 from lorakit.widgets.float_explorer import FloatExplorer
-from lorakit.widgets.format_views import Throttle
+from lorakit.widgets.format_views import LINE_SIZE, RANGE_SIZE, Throttle
 
 
 @pytest.fixture(scope="module")
@@ -73,21 +74,30 @@ def test_typing_updates_the_bits_and_65520_is_inf_in_fp16(explorer):
     assert explorer.explanation.code == int(np.array([0.1], np.float16).view(np.uint16)[0])
 
 
-def test_bad_input_shows_the_message_and_the_widget_keeps_working(explorer):
+def test_bad_input_shows_the_message_and_empties_every_view(explorer):
     explorer.format_dropdown.value = "fp16"
     explorer.value_text.value = "2"
     explorer.value_text.value = "abc"
     assert "fp16: not a number or bit pattern: &#x27;abc&#x27;; allowed:" in explorer.error_label.value
     assert "lorakit-error" in explorer.error_label._dom_classes
-    explorer.bit_buttons[-1].click()  # bits of the last good value still respond
-    assert explorer.error_label.value == "" and explorer.explanation.stored == 2.001953125
+    _assert_emptied(explorer)  # nothing on screen still describes 2
+    explorer.bit_buttons[-1].click()  # disabled, and does nothing
+    assert explorer.explanation is None and explorer.value_text.value == "abc"
     explorer.value_text.value = "0b0101"
     assert "bit string has 4 bits, the format has 16" in explorer.error_label.value
     explorer.value_text.value = "0x4000"  # a typed pattern stays as typed; the bits and value follow it
     assert explorer.error_label.value == "" and explorer.explanation.stored == 2.0
     assert explorer.value_text.value == "0x4000" and _bits(explorer) == "0100000000000000"
+    assert not any(b.disabled for b in explorer.bit_buttons) and explorer.pictures.layout.display == ""
     explorer.format_dropdown.value = "bf16"  # a pattern of another width is carried over as its value
     assert explorer.value_text.value == "2.0" and explorer.explanation.code == 0x4000
+
+
+def _assert_emptied(w: FloatExplorer) -> None:
+    assert w.explanation is None and w.error_label.value
+    assert all(b.disabled and b.description == "·" for b in w.bit_buttons)
+    assert all(label.value == "" for label in w.detail_labels) and w.compare_html.value == ""
+    assert w.pictures.layout.display == "none"
 
 
 def test_compare_view_shows_every_format(explorer):
@@ -126,7 +136,6 @@ def test_format_change_keeps_the_value_and_rebuilds_the_bits(explorer):
 def test_codebook_view_uses_the_block_absmax(explorer):
     explorer.format_dropdown.value = "nf4"
     explorer.value_text.value = "0.3"
-    assert explorer.absmax_text.layout.display != "none" and explorer.overflow_toggle.layout.display == "none"
     assert "nf4[11]" in explorer.formula_label.value
     explorer.absmax_text.value = 2.0
     assert explorer.explanation.code == 9 and explorer.explanation.stored == float(
@@ -140,12 +149,16 @@ def test_codebook_view_uses_the_block_absmax(explorer):
     assert explorer.error_label.value == ""
 
 
-def test_picture_is_a_png_redrawn_in_place(explorer):
+def test_pictures_are_pngs_drawn_at_twice_their_display_size_and_redrawn_in_place(explorer):
     explorer.format_dropdown.value = "fp16"
     explorer.value_text.value = "1"
     explorer.flush_pictures()
     first = explorer.picture.value
-    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    for picture, css_width in ((explorer.picture, LINE_SIZE[0]), (explorer.range_picture, RANGE_SIZE[0])):
+        assert picture.value[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", picture.value[16:24])  # the PNG's IHDR
+        assert picture.layout.width == f"{css_width}px" and width == 2 * css_width  # device-pixel ratio 2
+        assert picture.layout.height == "auto" and height > 0  # the aspect ratio is kept, never stretched
     explorer.bit_buttons[3].click()
     assert explorer.picture_throttle.pending  # no event loop here: the redraw waits for a flush
     explorer.flush_pictures()
@@ -184,13 +197,14 @@ def test_throttle_defers_and_coalesces_requests_on_an_event_loop():
 
 
 def test_drawing_functions_draw_the_data_they_are_given():
-    from lorakit.viz.formats import RangeRow, draw_codebook, draw_number_line, draw_range_chart, make_figure
+    from lorakit.viz.formats import RangeRow, draw_codebook, draw_number_line, draw_range_chart, make_panel
 
-    fig, (top, bottom) = make_figure()
+    _, top = make_panel(460, 190, (0.05, 0.95, 0.3, 0.8))
     draw_number_line(top, [0.5, 1.0, 1.5], stored=1.0, input_value=1.1, title="t")
     stored_line = [c for c in top.collections if c.get_label().startswith("stored")]
     assert len(stored_line) == 1 and stored_line[0].get_segments()[0][0][0] == 1.0
     assert [t.get_text() for t in top.get_xticklabels()] == ["0.5", "1", "1.5"]
+    _, bottom = make_panel(460, 330, (0.25, 0.95, 0.15, 0.9))
     rows = [RangeRow("fp16", 2.0**-24, 2.0**-14, 65504.0, 3.31), RangeRow("nf4", 0.08, 0.08, 1.0, 0.9, True)]
     draw_range_chart(bottom, rows, highlight="fp16", value=100.0)
     assert bottom.get_xscale() == "log" and len(bottom.collections) == 2 * len(rows)

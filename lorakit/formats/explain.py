@@ -256,7 +256,8 @@ def _float_note(cls: str, fmt: FloatFormat, overflow: str, overflowed: bool, flu
 # ----- block formats (codebook / int) -----------------------------------------------------------------------
 def _explain_block(parsed: Parsed, fmt: FloatFormat, scale: np.float32, overflow: str) -> Explanation:
     code = parsed.code if parsed.is_bits else _encode_block(parsed, fmt, scale)
-    values = codebooks.level_values(np.arange(2**fmt.bits), fmt) * scale  # float32, exactly what dequant gives
+    with np.errstate(over="ignore"):  # INT8's unused code -128/127 times absmax near float32's max: inf
+        values = codebooks.level_values(np.arange(2**fmt.bits), fmt) * scale  # float32, as dequant gives
     stored32 = values[code]
     stored = float(stored32)
     usable = np.unique(np.delete(values, 2 ** (fmt.bits - 1)) if fmt.kind == "int" else values)

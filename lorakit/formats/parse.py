@@ -63,7 +63,7 @@ def allowed_inputs(fmt: FloatFormat) -> str:
 
 
 def _fail(fmt: FloatFormat, text: str, why: str) -> ValueError:
-    return ValueError(f"{fmt.name}: {why} {_short(text)!r}; allowed: {allowed_inputs(fmt)}")
+    return ValueError(f"{fmt.name}: {why} {shorten(text)!r}; allowed: {allowed_inputs(fmt)}")
 
 
 def parse(value: object, fmt: FloatFormat) -> Parsed:
@@ -74,9 +74,9 @@ def parse(value: object, fmt: FloatFormat) -> Parsed:
         raise _fail(fmt, str(value), "a bool is not a number:")
     if isinstance(value, Fraction):
         text = _int_text(value.numerator) + ("" if value.denominator == 1 else f"/{_int_text(value.denominator)}")
-        return Parsed(_short(text), value=_clamp(value))
+        return Parsed(shorten(text), value=_clamp(value))
     if isinstance(value, numbers.Integral):
-        return Parsed(_short(_int_text(int(value))), value=_clamp(Fraction(int(value))))
+        return Parsed(shorten(_int_text(int(value))), value=_clamp(Fraction(int(value))))
     if isinstance(value, (numbers.Real, np.generic)):  # floats, numpy and ml_dtypes scalars (bfloat16, float8)
         try:
             number = float(value)
@@ -107,7 +107,7 @@ def _int_text(number: int) -> str:
     return f"{'-' if number < 0 else ''}(a {number.bit_length()}-bit integer)"
 
 
-def _short(text: str, limit: int = 60) -> str:
+def shorten(text: str, limit: int = 60) -> str:
     """``text``, cut in the middle when longer than ``limit`` (error messages and labels stay readable)."""
     return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 4 :]}"
 

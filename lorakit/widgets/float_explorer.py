@@ -1,14 +1,20 @@
 """FloatExplorer: click the bits of a number, or type a value, and see exactly how a format stores it.
 
-Layout, top to bottom: format / value / overflow policy / block absmax controls; the bits as buttons coloured
-by field (sign, exponent, mantissa; index for codebooks); the explanation (stored value, class, hex,
-formula, error, neighbours); a message line for bad input; the compare table (the same input in every
-format); one picture (number line or codebook levels over the range chart).
+Layout, top to bottom: format / value / overflow policy / block absmax controls (they wrap on a narrow
+screen); the bits as buttons coloured by field (sign, exponent, mantissa; index for codebooks); a message
+line for bad input; the explanation (stored value, class, hex, formula, error, neighbours); the compare
+table (the same input in every format); two pictures (number line or codebook levels; the range chart).
 
-The picture is an ``ipywidgets.Image`` fed PNG bytes from a pyplot-free matplotlib figure: it updates in place
-over the widget comm in JupyterLab, Notebook 7, VS Code and Colab without ipympl or a custom front end, and a
-test can read its bytes in a headless kernel (an ``Output`` widget's contents stay empty there). Rendering
-costs ~0.1 s, so redraws are throttled; a bit click only updates text widgets (see benchmarks/).
+One state drives every view: (format, what was typed or clicked, overflow policy, block absmax) goes through
+``explain`` once, and every view shows that one answer. When the answer is an error, every view of a value is
+emptied and the bits are disabled, so nothing on screen describes an earlier input. The overflow policy and
+the block absmax stay visible whatever the format, because the compare table uses both.
+
+The pictures are ``ipywidgets.Image`` widgets fed PNG bytes from pyplot-free matplotlib figures: they update in
+place over the widget comm in JupyterLab, Notebook 7, VS Code and Colab without ipympl or a custom front end,
+and a test can read their bytes in a headless kernel. Each is drawn for a fixed size in CSS pixels at twice
+the pixels (sharp on high-DPI screens) and shown at exactly that size. Rendering costs ~0.1 s, so redraws
+are throttled; a bit click only updates text widgets (see benchmarks/).
 """
 
 from __future__ import annotations
@@ -26,22 +32,37 @@ from lorakit.formats import (
     explain_all,
     get_format,
 )
-from lorakit.formats.parse import parse
+from lorakit.formats.parse import parse, shorten
 from lorakit.widgets.format_views import (
     FIELD_COLOURS,
+    LINE_SIZE,
+    RANGE_SIZE,
     FormatPicture,
     Throttle,
     compare_table_html,
+    nowrap,
     number_text,
 )
 
 __all__ = ["FloatExplorer"]
+
+NO_BIT = "·"  # what a bit button reads while the input is not a value of the format
+BLOCK_NAMES = ", ".join(name for name, f in FORMATS.items() if not f.is_float)
 
 
 def _label(css: str) -> widgets.HTML:
     label = widgets.HTML()
     label.add_class(css)
     return label
+
+
+def _picture(css: str, size: tuple[int, int]) -> widgets.Image:
+    """An Image shown at ``size`` CSS pixels (narrower only where the column itself is narrower)."""
+    width, height = size
+    layout = widgets.Layout(width=f"{width}px", height="auto", max_width="100%", margin="0 8px 0 0")
+    picture = widgets.Image(format="png", layout=layout)
+    picture.add_class(css)
+    return picture
 
 
 def _is_bit_pattern(text: str, fmt: FloatFormat) -> bool:
@@ -59,22 +80,31 @@ class FloatExplorer(widgets.VBox):
         redraw_interval_s: float = 0.25,
     ) -> None:  # fmt: skip
         fmt = get_format(fmt).name
-        self.format_dropdown = widgets.Dropdown(options=list(FORMATS), value=fmt, description="format")
-        self.value_text = widgets.Text(value=str(value), description="value", continuous_update=False)
-        self.overflow_toggle = widgets.ToggleButtons(options=list(OVERFLOW_POLICIES), value=overflow)
-        self.overflow_toggle.style.button_width = "80px"
-        self.absmax_text = widgets.FloatText(value=absmax, description="block absmax", step=0.1)
+        fit = {"description_width": "initial"}  # a description as wide as its text: never cut
+        self.format_dropdown = widgets.Dropdown(options=list(FORMATS), value=fmt, description="format", style=fit,
+                                                layout=widgets.Layout(width="190px"))  # fmt: skip
+        self.value_text = widgets.Text(value=str(value), description="value", continuous_update=False, style=fit,
+                                       layout=widgets.Layout(width="250px"))  # fmt: skip
+        self.overflow_toggle = widgets.ToggleButtons(
+            options=list(OVERFLOW_POLICIES), value=overflow, style={"button_width": "76px"},
+            tooltips=["past max: inf, or NaN without inf (ml_dtypes)", "past max: ±max (torch's FP8 cast)"],
+        )  # fmt: skip
+        self.absmax_text = widgets.FloatText(
+            value=absmax, description="block absmax", step=0.1, style=fit, layout=widgets.Layout(width="190px"),
+            tooltip=f"the block scale of {BLOCK_NAMES}: here and in the table below",
+        )  # fmt: skip
         self.bit_buttons: list[widgets.Button] = []
-        self.bits_box = widgets.HBox(layout=widgets.Layout(flex_flow="row nowrap"))
+        self.bits_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.fields_label = _label("lorakit-fields")
         self.value_label, self.class_label = _label("lorakit-value"), _label("lorakit-class")
         self.hex_label, self.formula_label = _label("lorakit-hex"), _label("lorakit-formula")
         self.rounding_label, self.neighbours_label = _label("lorakit-rounding"), _label("lorakit-neighbours")
         self.note_label, self.error_label = _label("lorakit-note"), _label("lorakit-error")
         self.compare_html = _label("lorakit-compare")
-        self.picture = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
-        self.picture.add_class("lorakit-picture")
-        self.explanation: Explanation | None = None
+        self.picture = _picture("lorakit-picture", LINE_SIZE)
+        self.range_picture = _picture("lorakit-range-picture", RANGE_SIZE)
+        self.pictures = widgets.HBox([self.picture, self.range_picture], layout=widgets.Layout(flex_flow="row wrap"))
+        self.explanation: Explanation | None = None  # the one answer every view shows; None after an error
         self._source = str(value)  # what to explain: typed text, or a '0x..' pattern after a bit click
         self._syncing = False  # True while the widget writes its own text box
         self._painter = FormatPicture()
@@ -86,11 +116,13 @@ class FloatExplorer(widgets.VBox):
             (self.absmax_text, self._on_absmax_text_change),
         ):
             control.observe(handler, names="value")
-        controls = widgets.HBox([self.format_dropdown, self.value_text, self.overflow_toggle, self.absmax_text])
-        details = widgets.VBox([self.value_label, self.class_label, self.hex_label, self.formula_label,
-                                self.rounding_label, self.neighbours_label, self.note_label])  # fmt: skip
-        super().__init__([controls, self.fields_label, self.bits_box, self.error_label, details,
-                          self.compare_html, self.picture])  # fmt: skip
+        controls = widgets.HBox([self.format_dropdown, self.value_text, self.overflow_toggle, self.absmax_text],
+                                layout=widgets.Layout(flex_flow="row wrap", align_items="center"))  # fmt: skip
+        controls.add_class("lorakit-controls")
+        self.detail_labels = [self.value_label, self.class_label, self.hex_label, self.formula_label,
+                              self.rounding_label, self.neighbours_label, self.note_label]  # fmt: skip
+        super().__init__([controls, self.fields_label, self.bits_box, self.error_label,
+                          widgets.VBox(self.detail_labels), self.compare_html, self.pictures])  # fmt: skip
         self.add_class("lorakit-float-explorer")
         self._build_bits()
         self._refresh()
@@ -116,8 +148,8 @@ class FloatExplorer(widgets.VBox):
         self._refresh()
 
     def _on_bit_change(self, button: widgets.Button) -> None:
-        if self.explanation is None or self.explanation.format != self.format_dropdown.value:
-            return  # the current input does not parse: there are no bits to flip yet
+        if self.explanation is None:
+            return  # the input is not a value of this format: the bits are disabled, there is nothing to flip
         position = self.bit_buttons.index(button)
         code = self.explanation.code ^ (1 << (len(self.bit_buttons) - 1 - position))
         self._source = f"0x{code:X}"
@@ -126,27 +158,40 @@ class FloatExplorer(widgets.VBox):
 
     # ----- the one refresh --------------------------------------------------------------------------------
     def _refresh(self) -> None:
-        """Explain the current source in the current format and show it everywhere; bad input -> message."""
+        """Explain the current state once and show the answer in every view (an error empties them all)."""
         fmt = get_format(self.format_dropdown.value)
-        self.absmax_text.layout.display = "none" if fmt.is_float else ""
-        self.overflow_toggle.layout.display = "" if fmt.is_float else "none"
         try:
             e = explain(self._source, fmt, overflow=self.overflow_toggle.value, absmax=self.absmax_text.value)
         except ValueError as err:
-            self.error_label.value = f'<span style="color:#b03a2e">⚠ {html.escape(str(err))}</span>'
+            self._show_error(err)
             return
-        self.error_label.value = ""
         self.explanation = e
+        self.error_label.value = ""
         self._show_bits(e)
         self._show_details(e)
-        self.compare_html.value = compare_table_html(self._compare_rows(e), fmt.name)
+        rows = self._compare_rows(e)
+        self.compare_html.value = compare_table_html(rows, fmt.name, float(self.absmax_text.value))
+        self.pictures.layout.display = ""
         self.picture_throttle.request()
+
+    def _show_error(self, err: ValueError) -> None:
+        self.explanation = None
+        self.error_label.value = f'<span style="color:#b03a2e">⚠ {html.escape(str(err))}</span>'
+        for button in self.bit_buttons:
+            button.description, button.disabled = NO_BIT, True
+            button.style.font_weight = "normal"
+        for label in self.detail_labels:
+            label.value = ""
+        self.compare_html.value = ""
+        self.pictures.layout.display = "none"  # hidden, not left showing the previous value
 
     def _compare_rows(self, e: Explanation) -> dict:
         typed = self._source
         if _is_bit_pattern(typed, get_format(e.format)):
             typed = repr(e.stored)  # compare the value the bits make, not the pattern
-        return explain_all(typed, overflow=self.overflow_toggle.value, absmax=self.absmax_text.value)
+        rows = explain_all(typed, overflow=self.overflow_toggle.value, absmax=self.absmax_text.value)
+        rows[e.format] = e  # this format's row is the answer shown above (INT8's unused code -128 re-encodes as -127)
+        return rows
 
     def _set_text(self, text: str) -> None:
         self._syncing = True
@@ -161,7 +206,7 @@ class FloatExplorer(widgets.VBox):
         fmt = get_format(self.format_dropdown.value)
         buttons = []
         for position, field in enumerate(fmt.field_of_bit):
-            button = widgets.Button(description="0", tooltip=f"bit {fmt.bits - 1 - position}: {field}",
+            button = widgets.Button(description=NO_BIT, tooltip=f"bit {fmt.bits - 1 - position}: {field}",
                                     layout=widgets.Layout(width="24px", height="30px", padding="0"))  # fmt: skip
             button.style.button_color = FIELD_COLOURS[field]
             button.add_class("lorakit-bit")
@@ -171,7 +216,7 @@ class FloatExplorer(widgets.VBox):
         self.bit_buttons = buttons
         self.bits_box.children = buttons
         legend = " ".join(
-            f'<span style="background:{FIELD_COLOURS[name]};padding:1px 6px">{name} ({width})</span>'
+            f'<span style="background:{FIELD_COLOURS[name]};padding:1px 6px;white-space:nowrap">{name} ({width})</span>'
             for name, width in fmt.field_widths.items()
         )
         note = " — TF32 is a matmul compute mode, not a storage type" if fmt.compute_only else ""
@@ -182,27 +227,31 @@ class FloatExplorer(widgets.VBox):
             if button.description != bit:  # only changed bits cross the comm
                 button.description = bit
                 button.style.font_weight = "bold" if bit == "1" else "normal"
+            button.disabled = False
 
     def _show_details(self, e: Explanation) -> None:
-        self.value_label.value = f"<b>stored</b> {html.escape(e.stored_exact)} <small>(exact decimal)</small>"
+        exact = html.escape(e.stored_exact)  # up to ~150 digits (FP32 subnormals): only those may wrap
+        exact = nowrap(exact) if len(exact) <= 40 else f'<span style="overflow-wrap:anywhere">{exact}</span>'
+        self.value_label.value = f"<b>stored</b> {exact} <small>(exact decimal)</small>"
         self.class_label.value = f"<b>class</b> {e.value_class}"
         self.hex_label.value = f"<b>hex</b> {e.hex} &nbsp; <b>bits</b> {' '.join(e.field_bits.values())}"
         self.formula_label.value = f"<b>formula</b> {html.escape(e.formula)}"
-        self.rounding_label.value = (
-            f"<b>input</b> {html.escape(e.input_text)} &nbsp; <b>abs error</b> {number_text(e.abs_error, 6)}"
-            f" &nbsp; <b>rel error</b> {number_text(e.rel_error, 6)}"
-        )
-        self.neighbours_label.value = (
-            f"<b>next down</b> {number_text(e.next_down, 10)} &nbsp; <b>next up</b> {number_text(e.next_up, 10)}"
-            f" &nbsp; <b>ULP</b> {number_text(e.ulp, 6)}"
+        self.rounding_label.value = " &nbsp; ".join(
+            nowrap(f"<b>{name}</b> {text}")
+            for name, text in (("input", html.escape(shorten(e.input_text))),
+                               ("abs error", number_text(e.abs_error, 6)), ("rel error", number_text(e.rel_error, 6)))
+        )  # fmt: skip
+        self.neighbours_label.value = " &nbsp; ".join(
+            nowrap(f"<b>{name}</b> {number_text(x, digits)}")
+            for name, x, digits in (("next down", e.next_down, 10), ("next up", e.next_up, 10), ("ULP", e.ulp, 6))
         )
         self.note_label.value = f"<i>{html.escape(e.note)}</i>" if e.note else ""
 
-    # ----- picture ------------------------------------------------------------------------------------------
+    # ----- pictures -----------------------------------------------------------------------------------------
     def _draw_picture(self) -> None:
         if self.explanation is not None:
-            self.picture.value = self._painter.render(self.explanation)
+            self.picture.value, self.range_picture.value = self._painter.render(self.explanation)
 
     def flush_pictures(self) -> None:
-        """Draw the picture now if a redraw is pending (the throttle would otherwise do it shortly)."""
+        """Draw the pictures now if a redraw is pending (the throttle would otherwise do it shortly)."""
         self.picture_throttle.flush()
