@@ -86,7 +86,7 @@ class FloatExplorer(widgets.VBox):
         self.value_text = widgets.Text(value=str(value), description="value", continuous_update=False, style=fit,
                                        layout=widgets.Layout(width="250px"))  # fmt: skip
         self.overflow_toggle = widgets.ToggleButtons(
-            options=list(OVERFLOW_POLICIES), value=overflow, style={"button_width": "76px"},
+            options=list(OVERFLOW_POLICIES), value=overflow, style={"button_width": "auto"},
             tooltips=["past max: inf, or NaN without inf (ml_dtypes)", "past max: ±max (torch's FP8 cast)"],
         )  # fmt: skip
         self.absmax_text = widgets.FloatText(
@@ -103,7 +103,8 @@ class FloatExplorer(widgets.VBox):
         self.compare_html = _label("lorakit-compare")
         self.picture = _picture("lorakit-picture", LINE_SIZE)
         self.range_picture = _picture("lorakit-range-picture", RANGE_SIZE)
-        self.pictures = widgets.HBox([self.picture, self.range_picture], layout=widgets.Layout(flex_flow="row wrap"))
+        self.pictures = widgets.HBox([self.picture, self.range_picture],  # flex-start: a flex row would stretch
+                                     layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))  # fmt: skip
         self.explanation: Explanation | None = None  # the one answer every view shows; None after an error
         self._source = str(value)  # what to explain: typed text, or a '0x..' pattern after a bit click
         self._syncing = False  # True while the widget writes its own text box

@@ -86,8 +86,8 @@ class FormatPicture:
     """Two matplotlib figures rendered to PNG bytes: the number line (or codebook levels), and the range chart."""
 
     def __init__(self, pixel_ratio: int = 2) -> None:
-        self.line_fig, self.line_ax = make_panel(*LINE_SIZE, (0.04, 0.97, 0.36, 0.84), pixel_ratio)
-        self.range_fig, self.range_ax = make_panel(*RANGE_SIZE, (0.27, 0.97, 0.14, 0.92), pixel_ratio)
+        self.line_fig, self.line_ax = make_panel(*LINE_SIZE, (0.11, 0.97, 0.36, 0.84), pixel_ratio)
+        self.range_fig, self.range_ax = make_panel(*RANGE_SIZE, (0.26, 0.9, 0.13, 0.93), pixel_ratio)
         self._rows = range_rows()
         self._range: tuple[tuple[str, str], bytes] | None = None  # (what it shows, its PNG): drawn again only on change
 

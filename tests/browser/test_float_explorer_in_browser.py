@@ -1,0 +1,104 @@
+"""The FloatExplorer as a person sees it in JupyterLab: at 900 px with the file browser open, and at 1400 px.
+
+What only a browser can show: controls that wrap instead of being cut off, descriptions that are not cut,
+numbers that never break in the middle, pictures shown at the size they were drawn for (at twice the
+pixels, not stretched), and a bad input that leaves nothing on screen describing an earlier value.
+"""
+
+from __future__ import annotations
+
+import pytest
+from labdriver import run_notebook, screenshot, wait_src_change, write_notebook
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CELLS = ["from lorakit import FloatExplorer\nFloatExplorer(fmt='fp32', value='0.1')"]
+
+# Everything measured in one pass in the page: boxes against the output area, labels that overflow their
+# box (ipywidgets cuts them with an ellipsis), and how many lines each number is laid out on.
+_MEASURE_JS = """(root) => {
+  const area = root.closest('.jp-OutputArea-output').getBoundingClientRect();
+  const box = (el) => el.getBoundingClientRect();
+  const name = (el) => (el.className || el.tagName).toString().slice(0, 60) + ': ' + el.textContent.slice(0, 30);
+  const lines = (el) => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    return new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top))).size;
+  };
+  const controls = [...root.querySelectorAll('.lorakit-controls > *, .lorakit-bit')];
+  const labels = [...root.querySelectorAll('.widget-label, .widget-toggle-button, .lorakit-controls button')];
+  const numbers = [...root.querySelectorAll('td[style*="nowrap"], span[style*="nowrap"]')];
+  const table = root.querySelector('.lorakit-compare-table');
+  return {
+    areaRight: area.right,
+    outside: controls.filter(el => box(el).right > area.right + 0.5 || box(el).width === 0).map(name),
+    cutLabels: labels.filter(el => el.scrollWidth > el.clientWidth + 1).map(name),
+    brokenNumbers: numbers.filter(el => el.textContent.trim() && lines(el) > 1).map(name),
+    tableRight: table ? box(table).right : null,
+    pictures: [...root.querySelectorAll('img')].map(img => ({
+      cls: img.className, natural: [img.naturalWidth, img.naturalHeight], shown: [img.clientWidth, img.clientHeight],
+      right: box(img).right})),
+  };
+}"""
+
+
+def _open_at(page, lab_server, width: int, name: str):
+    """A scratch notebook run at ``width`` x 900 px with the file browser open; returns the widget root.
+
+    Each test writes its own notebook: rewriting one that an earlier page had open races with its saving.
+    """
+    page.set_viewport_size({"width": width, "height": 900})
+    write_notebook(lab_server.root / name, CELLS)
+    run_notebook(page, lab_server, name, timeout_s=120)
+    browser_panel = page.locator("#filebrowser")
+    if not browser_panel.is_visible():
+        page.locator('.jp-SideBar [data-id="filebrowser"]').click()
+    expect(browser_panel).to_be_visible()
+    root = page.locator(".lorakit-float-explorer")
+    expect(root.locator(".lorakit-hex")).to_contain_text("0x3DCCCCCD")
+    wait_src_change(page, ".lorakit-float-explorer img.lorakit-range-picture", "", timeout_s=60)
+    return root
+
+
+@pytest.mark.parametrize("width", [900, 1400])
+def test_float_explorer_layout(lab_server, page, artifacts, width):
+    root = _open_at(page, lab_server, width, f"scratch_float_layout_{width}.ipynb")
+    page.wait_for_timeout(500)  # let the images' layout settle after they load
+    m = root.evaluate(_MEASURE_JS)
+    assert m["outside"] == [], f"cut off at the right edge ({m['areaRight']} px): {m['outside']}"
+    assert m["cutLabels"] == [], f"labels cut by their box: {m['cutLabels']}"
+    assert m["brokenNumbers"] == [], f"numbers broken over two lines: {m['brokenNumbers']}"
+    assert m["tableRight"] <= m["areaRight"] + 0.5, "the compare table does not fit its column"
+    assert len(m["pictures"]) == 2
+    for picture in m["pictures"]:  # drawn for its displayed size at a device-pixel ratio of 2, not stretched
+        (nat_w, nat_h), (shown_w, shown_h) = picture["natural"], picture["shown"]
+        assert shown_w == 460 and abs(nat_w - 2 * shown_w) <= 1 and abs(nat_h - 2 * shown_h) <= 2, picture
+        assert picture["right"] <= m["areaRight"] + 0.5, picture
+    screenshot(page, root, artifacts / f"float_explorer_{width}px.png")
+
+
+def test_bad_input_leaves_no_view_of_the_old_value(lab_server, page, artifacts):
+    root = _open_at(page, lab_server, 1400, "scratch_float_bad_input.ipynb")
+    value_box = root.get_by_role("textbox", name="value", exact=True)
+    root.locator("select").first.select_option("fp16")
+    expect(root.locator(".lorakit-hex")).to_contain_text("0x2E66")  # 0.1 in fp16
+    value_box.fill("abc")
+    value_box.press("Enter")
+    expect(root.locator(".lorakit-error")).to_contain_text("fp16: not a number")
+    root.locator("select").first.select_option("bf16")  # another format while the input is bad
+    expect(root.locator(".lorakit-error")).to_contain_text("bf16: not a number")
+    expect(root.locator(".lorakit-bit")).to_have_count(16)
+    for bit in root.locator(".lorakit-bit").all():
+        expect(bit).to_be_disabled()
+        expect(bit).to_have_text("·")
+    for css in ("lorakit-value", "lorakit-formula", "lorakit-hex", "lorakit-rounding", "lorakit-compare"):
+        expect(root.locator(f".{css}")).to_have_text("")
+    expect(root.locator("img.lorakit-picture")).to_be_hidden()
+    screenshot(page, root, artifacts / "float_explorer_bad_input.png")
+    value_box.fill("2")
+    value_box.press("Enter")
+    expect(root.locator(".lorakit-hex")).to_contain_text("0x4000")
+    expect(root.locator(".lorakit-error")).to_have_text("")
+    expect(root.locator("img.lorakit-picture")).to_be_visible()
+    expect(root.locator(".lorakit-bit").first).to_be_enabled()
