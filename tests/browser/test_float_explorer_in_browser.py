@@ -8,7 +8,15 @@ pixels, not stretched), and a bad input that leaves nothing on screen describing
 from __future__ import annotations
 
 import pytest
-from labdriver import run_notebook, screenshot, wait_src_change, write_notebook
+from labdriver import (
+    open_notebook,
+    run_all_cells,
+    screenshot,
+    wait_all_cells_done,
+    wait_src_change,
+    widget_problems,
+    write_notebook,
+)
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -16,25 +24,41 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CELLS = ["from lorakit import FloatExplorer\nFloatExplorer(fmt='fp32', value='0.1')"]
 
 # Everything measured in one pass in the page: boxes against the output area, labels that overflow their
-# box (ipywidgets cuts them with an ellipsis), and how many lines each number is laid out on.
-_MEASURE_JS = """(root) => {
-  const area = root.closest('.jp-OutputArea-output').getBoundingClientRect();
+# box (ipywidgets cuts them with an ellipsis), and every number in the details and the compare table that the
+# browser laid out over more than one line (found in the text itself, whatever the markup around it).
+_MEASURE_JS = r"""(root) => {
   const box = (el) => el.getBoundingClientRect();
+  // What the person can see: the output column, within the notebook's panel (a wide widget widens the
+  // output area itself, and the panel then cuts it off).
+  const output = box(root.closest('.jp-OutputArea-output'));
+  const panel = box(root.closest('.jp-NotebookPanel') || document.body);
+  const area = {right: Math.min(output.right, panel.right)};
   const name = (el) => (el.className || el.tagName).toString().slice(0, 60) + ': ' + el.textContent.slice(0, 30);
-  const lines = (el) => {
-    const range = document.createRange();
-    range.selectNodeContents(el);
-    return new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top))).size;
-  };
-  const controls = [...root.querySelectorAll('.lorakit-controls > *, .lorakit-bit')];
+  const shown = (el) => el.offsetParent !== null;  // not display:none
+  const controls = [...root.querySelectorAll('select, input, button')].filter(shown);
+  const squeezed = [...root.querySelectorAll('.lorakit-bit')].filter(el => box(el).width < 20).length;
   const labels = [...root.querySelectorAll('.widget-label, .widget-toggle-button, .lorakit-controls button')];
-  const numbers = [...root.querySelectorAll('td[style*="nowrap"], span[style*="nowrap"]')];
+  const broken = [];
+  const places = '.lorakit-value, .lorakit-hex, .lorakit-rounding, .lorakit-neighbours, .lorakit-compare-table td';
+  for (const place of root.querySelectorAll(places)) {
+    const walker = document.createTreeWalker(place, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.textContent.matchAll(/[-+\u2212]?\d[\d.]*(?:e[-+\u2212]?\d+)?/gi)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+        if (tops.size > 1) broken.push(m[0]);
+      }
+    }
+  }
   const table = root.querySelector('.lorakit-compare-table');
   return {
     areaRight: area.right,
-    outside: controls.filter(el => box(el).right > area.right + 0.5 || box(el).width === 0).map(name),
+    outside: controls.filter(el => box(el).right > area.right + 0.5).map(name),
+    squeezedBits: squeezed,
     cutLabels: labels.filter(el => el.scrollWidth > el.clientWidth + 1).map(name),
-    brokenNumbers: numbers.filter(el => el.textContent.trim() && lines(el) > 1).map(name),
+    brokenNumbers: broken,
     tableRight: table ? box(table).right : null,
     pictures: [...root.querySelectorAll('img')].map(img => ({
       cls: img.className, natural: [img.naturalWidth, img.naturalHeight], shown: [img.clientWidth, img.clientHeight],
@@ -47,17 +71,22 @@ def _open_at(page, lab_server, width: int, name: str):
     """A scratch notebook run at ``width`` x 900 px with the file browser open; returns the widget root.
 
     Each test writes its own notebook: rewriting one that an earlier page had open races with its saving.
+    (labdriver's saved_errors is not used: polling the file while the page saves large widget state can
+    read it half-written, and an error output already fails wait_all_cells_done.)
     """
     page.set_viewport_size({"width": width, "height": 900})
     write_notebook(lab_server.root / name, CELLS)
-    run_notebook(page, lab_server, name, timeout_s=120)
+    open_notebook(page, lab_server, name)
+    run_all_cells(page)
+    wait_all_cells_done(page, lab_server, name, timeout_s=120)
+    assert widget_problems(page) == []
     browser_panel = page.locator("#filebrowser")
     if not browser_panel.is_visible():
         page.locator('.jp-SideBar [data-id="filebrowser"]').click()
     expect(browser_panel).to_be_visible()
     root = page.locator(".lorakit-float-explorer")
     expect(root.locator(".lorakit-hex")).to_contain_text("0x3DCCCCCD")
-    wait_src_change(page, ".lorakit-float-explorer img.lorakit-range-picture", "", timeout_s=60)
+    wait_src_change(page, ".lorakit-float-explorer img.lorakit-picture", "", timeout_s=60)
     return root
 
 
@@ -66,16 +95,30 @@ def test_float_explorer_layout(lab_server, page, artifacts, width):
     root = _open_at(page, lab_server, width, f"scratch_float_layout_{width}.ipynb")
     page.wait_for_timeout(500)  # let the images' layout settle after they load
     m = root.evaluate(_MEASURE_JS)
-    assert m["outside"] == [], f"cut off at the right edge ({m['areaRight']} px): {m['outside']}"
-    assert m["cutLabels"] == [], f"labels cut by their box: {m['cutLabels']}"
-    assert m["brokenNumbers"] == [], f"numbers broken over two lines: {m['brokenNumbers']}"
-    assert m["tableRight"] <= m["areaRight"] + 0.5, "the compare table does not fit its column"
-    assert len(m["pictures"]) == 2
+    screenshot(page, root, artifacts / f"float_explorer_{width}px.png")
+    root.locator("select").first.select_option("nf4")  # a block format: its absmax is the one that matters
+    expect(root.locator(".lorakit-formula")).to_contain_text("nf4[")
+    m_nf4 = root.evaluate(_MEASURE_JS)
+    problems = [f"nf4: {what}: {m_nf4[what]}" for what in ("outside", "cutLabels", "brokenNumbers") if m_nf4[what]]
+    if m["outside"]:
+        problems.append(f"cut off at the right edge ({m['areaRight']} px): {m['outside']}")
+    if m["squeezedBits"]:
+        problems.append(f"{m['squeezedBits']} bit buttons squeezed narrower than 20 px")
+    if m["cutLabels"]:
+        problems.append(f"labels cut by their box: {m['cutLabels']}")
+    if m["brokenNumbers"]:
+        problems.append(f"numbers broken over two lines: {m['brokenNumbers']}")
+    if m["tableRight"] > m["areaRight"] + 0.5:
+        problems.append("the compare table does not fit its column")
     for picture in m["pictures"]:  # drawn for its displayed size at a device-pixel ratio of 2, not stretched
         (nat_w, nat_h), (shown_w, shown_h) = picture["natural"], picture["shown"]
-        assert shown_w == 460 and abs(nat_w - 2 * shown_w) <= 1 and abs(nat_h - 2 * shown_h) <= 2, picture
-        assert picture["right"] <= m["areaRight"] + 0.5, picture
-    screenshot(page, root, artifacts / f"float_explorer_{width}px.png")
+        if not (shown_w == 460 and abs(nat_w - 2 * shown_w) <= 1 and abs(nat_h - 2 * shown_h) <= 2):
+            problems.append(f"picture not shown at its drawn size: {picture}")
+        if picture["right"] > m["areaRight"] + 0.5:
+            problems.append(f"picture cut off: {picture}")
+    if len(m["pictures"]) != 2:
+        problems.append(f"{len(m['pictures'])} pictures, not 2 (number line, range chart)")
+    assert not problems, "\n".join(problems)
 
 
 def test_bad_input_leaves_no_view_of_the_old_value(lab_server, page, artifacts):
