@@ -59,3 +59,31 @@ def decide_checkpointing(config: TrainConfig, device: str, model_config: Any) ->
                             f"{free / gib:.1f} GiB is free")
     room = f" of {free / gib:.1f} GiB free" if free is not None else ""
     return Choice(False, f"auto: off, the run fits without it ({need / gib:.1f} GiB{room})")
+
+
+def decide_loss_kernel(config: TrainConfig, device: str, model: Any, slices_logits: bool,
+                       sharded: bool = False) -> Choice:
+    """loss_kernel: "plain" as set; "fused" or "auto": the fused head wherever this model and setup allow it.
+
+    Fused means liger-kernel's fused linear cross-entropy on CUDA when it is installed and the head is a plain
+    Linear, else lorakit's chunked head in pure torch; either way the [tokens, vocab] logits never exist at
+    once. ``model`` is the adapted model on its device: a few tokens check that its decoder and head give its
+    own logits. "fused" where that fails raises ValueError; "auto" falls back to the plain head.
+    """
+    if config.loss_kernel == "plain":
+        return Choice("plain", "set in the config")
+    from lorakit.training import fused_head
+
+    if not slices_logits:
+        why_not = "the model's forward takes no logits_to_keep, so it would compute every logit anyway"
+    elif sharded:
+        why_not = "the fused head is not verified with sharded parameters (FSDP, DeepSpeed)"
+    else:
+        why_not = fused_head.mismatch(model, device)
+    if why_not is not None:
+        if config.loss_kernel == "fused":
+            raise ValueError(f"loss_kernel='fused' cannot run here: {why_not}; use 'auto' or 'plain'")
+        return Choice("plain", f"auto: plain, {why_not}")
+    _, how = fused_head.choose_backend(model, device)
+    said = "set in the config" if config.loss_kernel == "fused" else "auto: fused wherever supported"
+    return Choice("fused", f"{said}: {how}")

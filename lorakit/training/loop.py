@@ -86,6 +86,8 @@ class _Run:
     def setup(self, path: str, resume_from) -> None:
         self.emit("on_phase", "loading", f"loading {self.config.model} and tokenizing the data")
         self.parts = p = build_parts(self.config, self.device, path)
+        for note in p.notes:
+            self.warn(note)
         self.total_steps = p.total_steps
         key = arch_key(p.model_config, self.device, self.config.precision, self.config.quantization)
         self.compiler = BlockCompiler(self.config.compile, self.device, p.accelerator.unwrap_model(p.model), key,
@@ -183,6 +185,9 @@ class _Run:
         p = self.parts
         device = p.accelerator.device
         inputs = {k: v.to(device, non_blocking=True) for k, v in batch["inputs"].items()}
+        if p.loss_head is not None:  # hidden states, then the fused head: the [tokens, vocab] logits never exist
+            with p.autocast():
+                return p.loss_head(p.model, inputs, batch["keep"], batch["targets"]) / n_targets
         keep = batch["keep"].to(device, non_blocking=True)
         targets = batch["targets"].to(device, non_blocking=True)
         with p.autocast():

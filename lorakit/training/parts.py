@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from lorakit.choices import OPTIMIZERS, torch_dtype
-from lorakit.training.auto import Choice, decide_checkpointing
+from lorakit.training.auto import Choice, decide_checkpointing, decide_loss_kernel
 from lorakit.training.config import TrainConfig
 from lorakit.training.data import Batches, build_batches, load_records, split_records
 from lorakit.training.modeling import add_lora, load_base
@@ -42,6 +42,8 @@ class Parts:
     slices_logits: bool  # the model accepts logits_to_keep (logits only where a target is)
     autocast: Callable[[], contextlib.AbstractContextManager]
     choices: dict[str, Choice]  # the resolved "auto" settings, each with its reason
+    loss_head: Any = None  # a fused_head.FusedHead when loss_kernel resolved to "fused", else None
+    notes: tuple[str, ...] = ()  # for the run's warnings: fallbacks taken while building
 
 
 def build_parts(config: TrainConfig, device: str, path: str) -> Parts:
@@ -57,13 +59,27 @@ def build_parts(config: TrainConfig, device: str, path: str) -> Parts:
     batches, eval_batches, eval_records = make_data(config, tokenizer, device)
     total_steps = total_steps_for(config, len(batches))
     model, optimizer = accelerator.prepare(model, make_optimizer(config, params, device))
+    loss_head, notes = make_loss_head(config, device, model, slices_logits, accelerator, choices)
     return Parts(
         device=device, accelerator=accelerator, model=model, tokenizer=tokenizer, model_config=model_config,
         params=params, optimizer=optimizer, scheduler=make_scheduler(config, optimizer.optimizer, total_steps),
         scaler=torch.amp.GradScaler(device) if config.prec.needs_scaler else None,
         batches=batches, eval_batches=eval_batches, eval_records=eval_records, total_steps=total_steps,
         slices_logits=slices_logits, autocast=autocast_for(config, device), choices=choices,
+        loss_head=loss_head, notes=tuple(notes),
     )
+
+
+def make_loss_head(config: TrainConfig, device: str, model, slices_logits: bool, accelerator,
+                   choices: dict[str, Choice]) -> tuple[Any, list[str]]:
+    """Decide loss_kernel (into ``choices``) and build the fused head it asks for: (head or None, notes)."""
+    sharded = accelerator.distributed_type.name in ("FSDP", "DEEPSPEED")
+    choices["loss_kernel"] = decide_loss_kernel(config, device, model, slices_logits, sharded)
+    if choices["loss_kernel"].value != "fused":
+        return None, []
+    from lorakit.training.fused_head import make_fused_head
+
+    return make_fused_head(model, device, compile_blocks=config.compile is not False)
 
 
 def autocast_for(config: TrainConfig, device: str) -> Callable[[], contextlib.AbstractContextManager]:
