@@ -1,0 +1,365 @@
+"""The fused output head equals the plain one (logits.float() + F.cross_entropy), on tiny models, on the CPU.
+
+Loss within 1e-6 relative in fp32, and the gradient of every trainable tensor within 1e-5 relative (the
+largest difference over the largest magnitude), over tied and untied heads, Gemma-2's final-logit
+softcapping, LoRA on lm_head and modules_to_save, prompt labels of -100, padded, packed and padding-free
+batches, and gradient accumulation. Then: what it keeps for backward, how a run chooses it, and liger-kernel's
+plumbing with a stand-in for the CUDA-only package.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lorakit.training import fused_head
+from lorakit.training.data import IGNORE, Batches, Example, pack
+from lorakit.training.fused_head import FusedHead, LogitTransform, chunked_head_loss
+
+VOCAB = 1000
+
+
+def llama(tied: bool):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=tied, pad_token_id=0,
+    ))
+
+
+def gemma2(softcap: float | None = 0.05):
+    """Random logits are small (about 0.1), so a cap of 0.05 bends them well into tanh's curve."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    return Gemma2ForCausalLM(Gemma2Config(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, max_position_embeddings=256,
+        sliding_window=64, final_logit_softcapping=softcap, pad_token_id=0, attn_implementation="eager",
+    ))
+
+
+def adapt(model, targets, modules_to_save=None):
+    """LoRA with random A and B (B = 0 would make every A gradient zero and the comparison empty)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=targets, modules_to_save=modules_to_save,
+                        init_lora_weights=False, task_type="CAUSAL_LM")
+    torch.manual_seed(1)
+    return get_peft_model(model, config)
+
+
+def batches(mode: str, seed: int = 0) -> Batches:
+    """Examples of 6..19 tokens whose first third is prompt (label -100), arranged as the trainer arranges them."""
+    generator = torch.Generator().manual_seed(seed)
+    examples = []
+    for _ in range(8):
+        ids = torch.randint(1, VOCAB, (int(torch.randint(6, 20, (1,), generator=generator)),),
+                            generator=generator).tolist()
+        cut = len(ids) // 3
+        examples.append(Example(ids, [IGNORE] * cut + ids[cut:]))
+    if mode == "pack":
+        return Batches(pack(examples, 24), 2, seed, "pack", pad_id=0)
+    rows = [{"input_ids": ex.input_ids, "labels": ex.labels} for ex in examples]
+    return Batches(rows, 3, seed, mode, pad_id=0)
+
+
+def plain_loss(model, batch) -> torch.Tensor:
+    """The reference: every logit, upcast, cross-entropy of the shifted labels, summed."""
+    logits = model(**batch["inputs"], use_cache=False).logits.float()
+    labels = batch["labels"][:, 1:]
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
+
+
+def fused_loss(model, batch, rows: int | None = 5) -> torch.Tensor:
+    """5 rows per chunk: every batch spans several chunks, the last one short (the CPU rule would take all)."""
+    return FusedHead(model, rows=rows)(model, batch["inputs"], batch["keep"], batch["targets"])
+
+
+def loss_and_grads(model, micro: list[dict], loss_fn) -> tuple[float, dict[str, torch.Tensor]]:
+    """Token-weighted mean loss over the micro-batches, gradients accumulated as the trainer does."""
+    model.zero_grad(set_to_none=True)
+    n_targets = sum(b["n_targets"] for b in micro)
+    total = 0.0
+    for batch in micro:
+        loss = loss_fn(model, batch) / n_targets
+        loss.backward()
+        total += loss.item()
+    return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def assert_same(model, micro, rows: int | None = 5):
+    loss, grads = loss_and_grads(model, micro, lambda m, b: fused_loss(m, b, rows))
+    ref_loss, ref_grads = loss_and_grads(model, micro, plain_loss)
+    assert loss == pytest.approx(ref_loss, rel=1e-6, abs=0)
+    assert grads.keys() == ref_grads.keys() and grads
+    for name, ref in ref_grads.items():
+        scale = float(ref.abs().max())
+        assert scale > 0, f"{name}: the reference gradient is zero, the comparison would be empty"
+        assert float((grads[name] - ref).abs().max()) <= 1e-5 * scale, name
+    return grads
+
+
+MODELS = {
+    "llama_tied_lora": lambda: adapt(llama(tied=True), "all-linear"),
+    "llama_untied_lora_on_lm_head": lambda: adapt(llama(tied=False), ["q_proj", "v_proj", "lm_head"]),
+    "llama_untied_modules_to_save": lambda: adapt(llama(tied=False), ["q_proj", "v_proj"], ["lm_head"]),
+    "gemma2_softcap_lora": lambda: adapt(gemma2(), "all-linear"),
+    "gemma2_softcap_modules_to_save": lambda: adapt(gemma2(), ["q_proj", "v_proj"], ["lm_head"]),
+}
+
+
+@pytest.mark.parametrize("mode", ["pad", "pack", "flat"], ids=["padded", "packed", "padding_free"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_fused_equals_plain(name, mode):
+    torch.set_num_threads(1)
+    model = MODELS[name]()
+    data = batches(mode)
+    assert_same(model, [data.collate(data.order(0)[0])])
+
+
+@pytest.mark.parametrize("name", ["llama_tied_lora", "gemma2_softcap_modules_to_save"])
+def test_gradient_accumulation_over_micro_batches(name):
+    model = MODELS[name]()
+    data = batches("pad")
+    assert_same(model, [data.collate(indices) for indices in data.order(0)[:3]], rows=None)  # the real rule
+
+
+def test_the_head_gradient_reaches_modules_to_save_and_lora_but_not_the_frozen_weight():
+    model = MODELS["llama_untied_modules_to_save"]()
+    data = batches("pad")
+    grads = assert_same(model, [data.collate(data.order(0)[0])])
+    assert any("lm_head.modules_to_save" in n for n in grads)
+    assert not any("lm_head.original_module" in n for n in grads)
+    model = MODELS["llama_untied_lora_on_lm_head"]()
+    grads = assert_same(model, [data.collate(data.order(0)[0])])
+    assert any("lm_head.lora_A" in n for n in grads) and not any("lm_head.base_layer" in n for n in grads)
+
+
+def test_softcapping_matters_in_these_tests():
+    """Without Gemma-2's cap the loss would differ: the comparison above does test the softcap."""
+    model, batch = gemma2(), batches("pad").collate([0, 1, 2])
+    with torch.no_grad():
+        capped = float(fused_loss(model, batch))
+        model.config.final_logit_softcapping = None
+        uncapped = float(fused_loss(model, batch))
+    assert abs(capped - uncapped) > 1e-3 * capped
+
+
+def test_evaluation_without_grad_gives_the_same_loss():
+    model, batch = MODELS["gemma2_softcap_lora"](), batches("flat").collate([0, 1, 2])
+    with torch.no_grad():
+        assert float(fused_loss(model, batch)) == pytest.approx(float(plain_loss(model, batch)), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_runs_and_stays_close(dtype):
+    """Under autocast the head's matmul runs in the low precision on both paths; the loss is fp32."""
+    model, batch = MODELS["llama_tied_lora"](), batches("pad").collate([0, 1, 2])
+    with torch.autocast("cpu", dtype=dtype):
+        loss, grads = loss_and_grads(model, [batch], fused_loss)
+        ref_loss, ref_grads = loss_and_grads(model, [batch], plain_loss)
+    assert loss == pytest.approx(ref_loss, rel=1e-3)
+    for name, ref in ref_grads.items():
+        assert float((grads[name] - ref).abs().max()) <= 3e-2 * float(ref.abs().max()), name
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7, 64])
+def test_chunked_head_with_a_trainable_biased_head_and_a_transform(rows):
+    """Any chunk size (ones that do not divide the tokens too), a bias, scale + softcap, -100 targets."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50)
+    states = torch.randn(23, 16, requires_grad=True)
+    targets = torch.randint(50, (23,))
+    targets[::4] = IGNORE
+    transform = LogitTransform(scale=0.5, softcap=0.3)
+    ref = F.cross_entropy(transform(head(states).float()), targets, ignore_index=IGNORE, reduction="sum")
+    ref_grads = torch.autograd.grad(ref * 3.0, [states, head.weight, head.bias])
+    got = chunked_head_loss(states, targets, head, transform, rows=rows)
+    grads = torch.autograd.grad(got * 3.0, [states, head.weight, head.bias])  # backward scales by grad_output
+    assert float(got) == pytest.approx(float(ref), rel=1e-6)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_without_targets_gives_zero_and_a_graph():
+    model, batch = MODELS["llama_tied_lora"](), batches("pad").collate([0, 1])
+    batch["targets"] = torch.full_like(batch["targets"], IGNORE)
+    loss = fused_loss(model, batch)
+    loss.backward()
+    assert float(loss) == 0.0
+
+
+def test_the_fused_head_keeps_at_most_a_tenth_of_the_plain_heads_bytes_at_vocab_32k():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_fused_head import saved_bytes
+
+    fused, plain = saved_bytes(256, 64, 32000, fused=True), saved_bytes(256, 64, 32000, fused=False)
+    assert plain >= 256 * 32000 * 4  # the fp32 log-softmax of every row is what the plain head keeps
+    assert fused <= 0.10 * plain, (fused, plain)
+
+
+def test_the_benchmark_rows_are_well_formed():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_fused_head
+
+    rows = bench_fused_head.run(quick=True, repeats=1)
+    assert [r.status for r in rows if "bytes" in r.metric] == ["pass", "info"]
+    assert all(r.values and r.base_values and r.ratio > 0 for r in rows)
+
+
+# ---- how a run chooses its head ------------------------------------------------------------------------
+
+
+def _decide(loss_kernel, model, device="cpu", slices_logits=True):
+    from lorakit.training import TrainConfig
+    from lorakit.training.auto import decide_loss_kernel
+
+    return decide_loss_kernel(TrainConfig(loss_kernel=loss_kernel), device, model, slices_logits)
+
+
+def test_auto_is_fused_on_the_cpu_with_lorakits_chunked_head():
+    choice = _decide("auto", MODELS["llama_tied_lora"]())
+    assert choice.value == "fused" and "chunked head" in choice.reason and choice.reason.startswith("auto")
+    assert _decide("plain", MODELS["llama_tied_lora"]()).value == "plain"
+
+
+def test_a_head_the_fused_path_does_not_know_falls_back_or_refuses():
+    model = MODELS["llama_tied_lora"]()
+    model.config.logit_scale = 0.25  # Llama's forward ignores it; the fused head would scale: a mismatch
+    choice = _decide("auto", model)
+    assert choice.value == "plain" and "logits are not the output head" in choice.reason
+    with pytest.raises(ValueError, match="loss_kernel='fused' cannot run here"):
+        _decide("fused", model)
+    assert "logits_to_keep" in _decide("auto", MODELS["llama_tied_lora"](), slices_logits=False).reason
+
+
+def test_without_liger_on_cuda_the_torch_head_runs_and_says_so_once(monkeypatch):
+    monkeypatch.setitem(sys.modules, "liger_kernel", None)  # import fails, as where it is not installed
+    model = MODELS["llama_tied_lora"]()
+    backend, how = fused_head.choose_backend(model, "cuda")
+    assert backend == "torch" and "lorakit[gpu]" in how
+    head, notes = fused_head.make_fused_head(model, "cuda")
+    assert head.backend == "torch" and len(notes) == 1 and "liger-kernel is missing" in notes[0]
+
+
+def test_liger_without_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="only on CUDA GPUs"):
+        fused_head.require_liger("cpu")
+    with pytest.raises(ValueError, match="only on CUDA GPUs"):
+        fused_head.apply_liger_kernels(MODELS["llama_tied_lora"](), "cpu")
+
+
+@pytest.fixture
+def fake_liger(monkeypatch):
+    """A stand-in for liger-kernel (Triton, CUDA-only): its functional loss in torch; a recording patcher."""
+    calls = []
+
+    def flce(hidden, weight, target, bias=None, ignore_index=-100, reduction="mean", softcap=None):
+        logits = F.linear(hidden, weight, bias).float()
+        if softcap is not None:
+            logits = torch.tanh(logits / softcap) * softcap
+        return F.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
+
+    def apply_llama(rope=True, cross_entropy=False, fused_linear_cross_entropy=True, rms_norm=True, swiglu=True,
+                    model=None):
+        calls.append(dict(rope=rope, cross_entropy=cross_entropy, fused_linear_cross_entropy=fused_linear_cross_entropy,
+                          rms_norm=rms_norm, swiglu=swiglu, model=model))
+
+    package = types.ModuleType("liger_kernel")
+    transformers = types.ModuleType("liger_kernel.transformers")
+    functional = types.ModuleType("liger_kernel.transformers.functional")
+    monkey = types.ModuleType("liger_kernel.transformers.monkey_patch")
+    functional.liger_fused_linear_cross_entropy = flce
+    monkey.MODEL_TYPE_TO_APPLY_LIGER_FN = {"llama": apply_llama}
+    package.transformers, transformers.functional, transformers.monkey_patch = transformers, functional, monkey
+    for module in (package, transformers, functional, monkey):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["llama_tied_lora", "gemma2_softcap_modules_to_save"])
+def test_the_liger_path_passes_weight_softcap_and_sum(fake_liger, name):
+    model = MODELS[name]()
+    assert fused_head.choose_backend(model, "cuda")[0] == "liger"
+    data = batches("pad")
+    batch = data.collate(data.order(0)[0])
+    head = FusedHead(model, "liger")
+    got = head(model, batch["inputs"], batch["keep"], batch["targets"])
+    assert float(got) == pytest.approx(float(plain_loss(model, batch)), rel=1e-6)
+
+
+def test_liger_is_not_used_for_a_lora_adapted_head(fake_liger):
+    backend, how = fused_head.choose_backend(MODELS["llama_untied_lora_on_lm_head"](), "cuda")
+    assert backend == "torch" and "LoRA on lm_head" in how
+
+
+def test_liger_block_kernels_are_applied_and_reported_unless_blocks_are_compiled(fake_liger):
+    model = MODELS["llama_tied_lora"]()
+    assert fused_head.liger_applied(model) == ()
+    head, notes = fused_head.make_fused_head(model, "cuda", compile_blocks=True)
+    assert head.backend == "liger" and notes == [] and fake_liger == [] and not fused_head.liger_applied(model)
+    fused_head.make_fused_head(model, "cuda")
+    assert fused_head.liger_applied(model) == ("rms_norm", "swiglu", "rope")
+    call = fake_liger[-1]
+    assert call["model"] is model.get_base_model()
+    assert call["cross_entropy"] is False and call["fused_linear_cross_entropy"] is False
+
+
+# ---- in the training loop --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [{}, {"packing": True, "gradient_accumulation_steps": 2, "eval_split": 0.25}],
+                         ids=["padded", "packed_accumulated_eval"])
+def test_a_fused_run_logs_the_losses_of_a_plain_run(tiny_model_dir, tmp_path, extra):
+    from lorakit.training import MetricsSink, TrainConfig, read_metrics, train
+
+    class Losses(MetricsSink):
+        def __init__(self):
+            self.losses = []
+
+        def on_log(self, record):
+            self.losses.append(record["loss"])
+
+    data = [f"record {i}: " + "alpha beta gamma " * (i % 3 + 1) for i in range(16)]
+    runs = {}
+    for kernel in ("fused", "plain"):
+        sink = Losses()
+        settings = dict(model=str(tiny_model_dir), dataset=data, batch_size=4, max_steps=4, logging_steps=1,
+                        learning_rate=1e-2, eval_split=0.0, max_seq_length=32, loss_kernel=kernel,
+                        output_dir=str(tmp_path / kernel), device="cpu")
+        config = TrainConfig(**{**settings, **extra})
+        summary = train(config, sinks=[sink])
+        assert summary.status == "completed", summary.message
+        evals = [r["eval_loss"] for r in read_metrics(summary.output_dir) if r["kind"] == "eval"]
+        runs[kernel] = (sink.losses, evals, summary.choices["loss_kernel"])
+    (fused, fused_evals, fused_choice), (plain, plain_evals, plain_choice) = runs["fused"], runs["plain"]
+    assert len(fused) == 4 and fused == pytest.approx(plain, rel=1e-5)
+    assert len(fused_evals) == (2 if extra else 0) and fused_evals == pytest.approx(plain_evals, rel=1e-5)
+    assert fused_choice == {"value": "fused", "reason": "set in the config: lorakit's chunked head in pure torch "
+                                                        "(liger-kernel is CUDA-only)"}
+    assert plain_choice == {"value": "plain", "reason": "set in the config"}
+
+
+def test_auto_is_the_default_and_reaches_the_start_info(tiny_model_dir, tmp_path):
+    from lorakit.training import MetricsSink, TrainConfig, train
+
+    class Start(MetricsSink):
+        info = None
+
+        def on_train_start(self, info):
+            Start.info = info
+
+    config = TrainConfig(model=str(tiny_model_dir), dataset=["a b c d"] * 4, max_steps=1, eval_split=0.0,
+                         output_dir=str(tmp_path / "r"), device="cpu")
+    summary = train(config, sinks=[Start()])
+    assert summary.choices["loss_kernel"]["value"] == "fused"
+    assert summary.choices["loss_kernel"]["reason"].startswith("auto: fused wherever supported: lorakit's chunked")
+    assert Start.info["choices"]["loss_kernel"] == summary.choices["loss_kernel"]
