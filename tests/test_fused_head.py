@@ -189,6 +189,18 @@ def test_chunked_head_with_a_trainable_biased_head_and_a_transform(rows):
         torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
 
 
+def test_chunk_rows_follow_liger_on_a_gpu_and_stay_cache_sized_on_a_cpu():
+    from lorakit.choices import CPU_CHUNK_ELEMENTS, CPU_CHUNK_ROWS, fused_chunk_tokens
+
+    assert fused_chunk_tokens(4 * 4096, 4096, 32000) == 2048  # liger's worked example: BT 16384, H 4096, V 32k
+    assert fused_chunk_tokens(4 * 4096, 4096, 32000, "cuda") == 2048
+    for tokens, hidden, vocab in [(4096, 64, 49152), (4096, 576, 49152), (4096, 4096, 128256), (4096, 2048, 262144)]:
+        rows = fused_chunk_tokens(tokens, hidden, vocab, "cpu")
+        assert rows & (rows - 1) == 0 and rows <= min(CPU_CHUNK_ROWS, 2 * hidden)
+        assert rows * vocab <= CPU_CHUNK_ELEMENTS
+    assert fused_chunk_tokens(5, 576, 49152, "cpu") == 5 and fused_chunk_tokens(0, 576, 49152, "cpu") == 1
+
+
 def test_a_batch_without_targets_gives_zero_and_a_graph():
     model, batch = MODELS["llama_tied_lora"](), batches("pad").collate([0, 1])
     batch["targets"] = torch.full_like(batch["targets"], IGNORE)
