@@ -271,8 +271,15 @@ def test_liger_without_cuda_is_a_clear_error():
 
 @pytest.fixture
 def fake_liger(monkeypatch):
-    """A stand-in for liger-kernel (Triton, CUDA-only): its functional loss in torch; a recording patcher."""
+    """A stand-in for liger-kernel (Triton, CUDA-only): its functional loss in torch, and a Llama patcher that
+    does what liger's does (instance forwards, and the modeling module's RMSNorm class and RoPE function),
+    with torch's numbers. It records its calls."""
+    from transformers.models.llama import modeling_llama
+
     calls = []
+    for name in ("apply_rotary_pos_emb", "LlamaRMSNorm", "LlamaMLP"):  # restored after the test whatever happens
+        monkeypatch.setattr(modeling_llama, name, getattr(modeling_llama, name))
+    original_rope, original_norm = modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRMSNorm
 
     def flce(hidden, weight, target, bias=None, ignore_index=-100, reduction="mean", softcap=None):
         logits = F.linear(hidden, weight, bias).float()
@@ -280,11 +287,29 @@ def fake_liger(monkeypatch):
             logits = torch.tanh(logits / softcap) * softcap
         return F.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
 
+    def rope(*args, **kwargs):
+        return original_rope(*args, **kwargs)
+
+    def norm_forward(self, hidden):
+        return original_norm.forward(self, hidden)
+
+    class LigerRMSNorm(original_norm):
+        pass
+
+    for thing in (flce, rope, norm_forward, LigerRMSNorm):
+        thing.__module__ = "liger_kernel.transformers.fake"
+
     def apply_llama(rope=True, cross_entropy=False, fused_linear_cross_entropy=True, rms_norm=True, swiglu=True,
                     model=None):
         calls.append(dict(rope=rope, cross_entropy=cross_entropy, fused_linear_cross_entropy=fused_linear_cross_entropy,
                           rms_norm=rms_norm, swiglu=swiglu, model=model))
+        if rope:
+            modeling_llama.apply_rotary_pos_emb = globals_rope
+        if rms_norm:
+            modeling_llama.LlamaRMSNorm = LigerRMSNorm
+            model.model.norm.forward = norm_forward.__get__(model.model.norm)
 
+    globals_rope = rope
     package = types.ModuleType("liger_kernel")
     transformers = types.ModuleType("liger_kernel.transformers")
     functional = types.ModuleType("liger_kernel.transformers.functional")
@@ -314,6 +339,11 @@ def test_liger_is_not_used_for_a_lora_adapted_head(fake_liger):
 
 
 def test_liger_block_kernels_are_applied_and_reported_unless_blocks_are_compiled(fake_liger):
+    import gc
+
+    from transformers.models.llama import modeling_llama
+
+    rope, norm = modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRMSNorm
     model = MODELS["llama_tied_lora"]()
     assert fused_head.liger_applied(model) == ()
     head, notes = fused_head.make_fused_head(model, "cuda", compile_blocks=True)
@@ -323,55 +353,12 @@ def test_liger_block_kernels_are_applied_and_reported_unless_blocks_are_compiled
     call = fake_liger[-1]
     assert call["model"] is model.get_base_model()
     assert call["cross_entropy"] is False and call["fused_linear_cross_entropy"] is False
-
-
-# ---- in the training loop --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("extra", [{}, {"packing": True, "gradient_accumulation_steps": 2, "eval_split": 0.25}],
-                         ids=["padded", "packed_accumulated_eval"])
-def test_a_fused_run_logs_the_losses_of_a_plain_run(tiny_model_dir, tmp_path, extra):
-    from lorakit.training import MetricsSink, TrainConfig, read_metrics, train
-
-    class Losses(MetricsSink):
-        def __init__(self):
-            self.losses = []
-
-        def on_log(self, record):
-            self.losses.append(record["loss"])
-
-    data = [f"record {i}: " + "alpha beta gamma " * (i % 3 + 1) for i in range(16)]
-    runs = {}
-    for kernel in ("fused", "plain"):
-        sink = Losses()
-        settings = dict(model=str(tiny_model_dir), dataset=data, batch_size=4, max_steps=4, logging_steps=1,
-                        learning_rate=1e-2, eval_split=0.0, max_seq_length=32, loss_kernel=kernel,
-                        output_dir=str(tmp_path / kernel), device="cpu")
-        config = TrainConfig(**{**settings, **extra})
-        summary = train(config, sinks=[sink])
-        assert summary.status == "completed", summary.message
-        evals = [r["eval_loss"] for r in read_metrics(summary.output_dir) if r["kind"] == "eval"]
-        runs[kernel] = (sink.losses, evals, summary.choices["loss_kernel"])
-    (fused, fused_evals, fused_choice), (plain, plain_evals, plain_choice) = runs["fused"], runs["plain"]
-    assert len(fused) == 4 and fused == pytest.approx(plain, rel=1e-5)
-    assert len(fused_evals) == (2 if extra else 0) and fused_evals == pytest.approx(plain_evals, rel=1e-5)
-    assert fused_choice == {"value": "fused", "reason": "set in the config: lorakit's chunked head in pure torch "
-                                                        "(liger-kernel is CUDA-only)"}
-    assert plain_choice == {"value": "plain", "reason": "set in the config"}
-
-
-def test_auto_is_the_default_and_reaches_the_start_info(tiny_model_dir, tmp_path):
-    from lorakit.training import MetricsSink, TrainConfig, train
-
-    class Start(MetricsSink):
-        info = None
-
-        def on_train_start(self, info):
-            Start.info = info
-
-    config = TrainConfig(model=str(tiny_model_dir), dataset=["a b c d"] * 4, max_steps=1, eval_split=0.0,
-                         output_dir=str(tmp_path / "r"), device="cpu")
-    summary = train(config, sinks=[Start()])
-    assert summary.choices["loss_kernel"]["value"] == "fused"
-    assert summary.choices["loss_kernel"]["reason"].startswith("auto: fused wherever supported: lorakit's chunked")
-    assert Start.info["choices"]["loss_kernel"] == summary.choices["loss_kernel"]
+    # The class goes back at once: a later model is built plain. RoPE's function is process-wide while this
+    # model lives, and a later model's blocks have it too: liger_applied says so.
+    assert modeling_llama.LlamaRMSNorm is norm and modeling_llama.apply_rotary_pos_emb is not rope
+    other = llama(tied=True)
+    assert fused_head.liger_applied(other) == ("rope",)
+    del model, head, call
+    fake_liger.clear()
+    gc.collect()
+    assert modeling_llama.apply_rotary_pos_emb is rope and fused_head.liger_applied(other) == ()

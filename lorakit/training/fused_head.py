@@ -18,6 +18,8 @@ Two implementations of one interface:
 from __future__ import annotations
 
 import math
+import sys
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -210,9 +212,12 @@ def liger_head_loss(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.
 def apply_liger_kernels(model, device: str) -> tuple[str, ...]:
     """Apply liger's kernels inside the decoder blocks (RMSNorm, SwiGLU or GeGLU, RoPE) where it has them.
 
-    The model instance is patched (and RoPE in its transformers modeling module, process-wide, as liger does).
-    Returns the kernels applied, which ``liger_applied`` reports later. Keep them out of torch.compile'd
-    blocks: liger's Triton kernels inside torch.compile crashed transformers' Trainer on an H200.
+    liger patches the model instance, and also names in its transformers modeling module (the classes, so
+    that later models would be built with liger's; RoPE's function, which the attention looks up at each
+    call). The classes go back at once, so later models of that architecture are built plain; RoPE's
+    function goes back when this model is freed. Returns the kernels applied (``liger_applied`` reports
+    them). Keep them out of torch.compile'd blocks: liger's Triton kernels under torch.compile crashed
+    transformers' Trainer on an H200.
     """
     require_liger(device)
     import inspect
@@ -228,18 +233,46 @@ def apply_liger_kernels(model, device: str) -> tuple[str, ...]:
     wanted = {"rms_norm": True, "swiglu": True, "geglu": True, "rope": True,
               "cross_entropy": False, "fused_linear_cross_entropy": False}
     kwargs = {name: on for name, on in wanted.items() if name in accepted}
+    module = sys.modules[type(base).__module__]
+    before = dict(vars(module))
     apply(model=base, **kwargs)
+    changed = {name: (old, vars(module)[name]) for name, old in before.items() if vars(module).get(name) is not old}
+    _restore(module, {name: pair for name, pair in changed.items() if isinstance(pair[0], type)})
+    weakref.finalize(base, _restore, module, {n: p for n, p in changed.items() if not isinstance(p[0], type)})
     applied = tuple(name for name, on in kwargs.items() if on)
     setattr(base, _LIGER_MARK, applied)
     return applied
 
 
+def _restore(module, changed: dict[str, tuple]) -> None:
+    """Put back the module's names that still hold liger's replacement: {name: (original, replacement)}."""
+    for name, (original, replacement) in changed.items():
+        if getattr(module, name, None) is replacement:
+            setattr(module, name, original)
+
+
 def liger_applied(model) -> tuple[str, ...]:
-    """The liger kernels applied inside this model's decoder blocks (empty: none), e.g. ("rms_norm", "rope").
+    """The liger kernels inside this model's decoder blocks (empty: none), e.g. ("rms_norm", "swiglu", "rope").
 
     Code that compiles the decoder blocks asks this first: liger's kernels and compiled blocks stay apart.
+    Besides what ``apply_liger_kernels`` applied to this model, liger's code found in it counts too: a module
+    of a liger class or with a liger forward (named by its class), a liger function left in its modeling
+    module by another model (RoPE's is process-wide: "rope").
     """
-    return tuple(getattr(_base_model(model), _LIGER_MARK, ()))
+    base = _base_model(model)
+    found = list(getattr(base, _LIGER_MARK, ()))
+    if not found:  # not applied by lorakit: look for liger's code in the model itself
+        found = [type(sub).__name__ for sub in base.modules()
+                 if _from_liger(type(sub)) or _from_liger(sub.__dict__.get("forward"))]
+    module = sys.modules.get(type(base).__module__)
+    found += ["rope" if "rotary" in name else name for name, value in (vars(module).items() if module else ())
+              if not isinstance(value, type) and _from_liger(value)]
+    return tuple(dict.fromkeys(found))
+
+
+def _from_liger(obj) -> bool:
+    """Whether a class, function or bound method is liger-kernel's code."""
+    return str(getattr(getattr(obj, "__func__", obj), "__module__", None) or "").startswith("liger_kernel")
 
 
 # ---- the run's head -----------------------------------------------------------------------------------
