@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lorakit.training import fused_head
+from lorakit.training import fused_head, liger
 from lorakit.training.data import IGNORE, Batches, Example, pack
 from lorakit.training.fused_head import FusedHead, LogitTransform, chunked_head_loss
 
@@ -264,9 +264,9 @@ def test_without_liger_on_cuda_the_torch_head_runs_and_says_so_once(monkeypatch)
 
 def test_liger_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match="only on CUDA GPUs"):
-        fused_head.require_liger("cpu")
+        liger.require_liger("cpu")
     with pytest.raises(ValueError, match="only on CUDA GPUs"):
-        fused_head.apply_liger_kernels(MODELS["llama_tied_lora"](), "cpu")
+        liger.apply_liger_kernels(MODELS["llama_tied_lora"](), "cpu")
 
 
 @pytest.fixture
@@ -345,11 +345,11 @@ def test_liger_block_kernels_are_applied_and_reported_unless_blocks_are_compiled
 
     rope, norm = modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRMSNorm
     model = MODELS["llama_tied_lora"]()
-    assert fused_head.liger_applied(model) == ()
+    assert liger.liger_applied(model) == ()
     head, notes = fused_head.make_fused_head(model, "cuda", compile_blocks=True)
-    assert head.backend == "liger" and notes == [] and fake_liger == [] and not fused_head.liger_applied(model)
+    assert head.backend == "liger" and notes == [] and fake_liger == [] and not liger.liger_applied(model)
     fused_head.make_fused_head(model, "cuda")
-    assert fused_head.liger_applied(model) == ("rms_norm", "swiglu", "rope")
+    assert liger.liger_applied(model) == ("rms_norm", "swiglu", "rope")
     call = fake_liger[-1]
     assert call["model"] is model.get_base_model()
     assert call["cross_entropy"] is False and call["fused_linear_cross_entropy"] is False
@@ -357,8 +357,8 @@ def test_liger_block_kernels_are_applied_and_reported_unless_blocks_are_compiled
     # model lives, and a later model's blocks have it too: liger_applied says so.
     assert modeling_llama.LlamaRMSNorm is norm and modeling_llama.apply_rotary_pos_emb is not rope
     other = llama(tied=True)
-    assert fused_head.liger_applied(other) == ("rope",)
+    assert liger.liger_applied(other) == ("rope",)
     del model, head, call
     fake_liger.clear()
     gc.collect()
-    assert modeling_llama.apply_rotary_pos_emb is rope and fused_head.liger_applied(other) == ()
+    assert modeling_llama.apply_rotary_pos_emb is rope and liger.liger_applied(other) == ()
