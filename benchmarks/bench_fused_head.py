@@ -1,4 +1,5 @@
-"""The fused output head vs the plain one on the CPU: bytes saved for backward, and the time of a head step.
+"""The fused output head vs the plain one on the CPU: bytes saved for backward, the time of a head step, and
+a short lorakit.train run with each.
 
 The plain head is what a transformers model and lorakit's plain loop compute: ``logits = lm_head(hidden)``,
 ``logits.float()``, ``F.cross_entropy``. The fused head is ``lorakit.training.fused_head.chunked_head_loss``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -101,8 +103,42 @@ def head_step_seconds(tokens: int, hidden: int, vocab: int, fused: bool) -> floa
     return time.perf_counter() - start
 
 
+def train_rows(quick: bool = False, repeats: int = 5) -> list[Row]:
+    """lorakit.train with loss_kernel "fused" vs "plain": tokens/s and peak RSS, each run in a fresh process.
+
+    The trainer comparison's model and settings (benchmarks/bench_trainer.py: hidden 256, vocab 32k, seq 256;
+    quick: its tiny shape), fixed-length rows, interleaved; but batch 8 for 4 steps, so that the plain head's
+    logits (tokens x vocab x 4 bytes, 250 MiB a copy) rise above what loading the model already took.
+    """
+    import bench_trainer as bt
+
+    shape, settings = bt._sizes(quick)
+    settings = replace(settings, logging_steps=1, **({} if quick else {"batch_size": 8, "steps": 4}))
+    path = bt.model_dir(shape)
+    texts, _ = bt.fixed_data(shape, settings)
+    res = interleave({kernel: lambda k=kernel: bt.isolated("lorakit", path, texts, settings, loss_kernel=k)
+                      for kernel in ("fused", "plain")}, repeats)
+    setting = (f"lorakit.train, hidden {shape.hidden_size}, vocab {shape.vocab_size}, batch {settings.batch_size} x "
+               f"seq {settings.max_seq_length}, {settings.steps} steps, each run in a fresh process")
+    pairs = zip(res["fused"], res["plain"], strict=True)
+    gap = max(abs(a.losses[k] - b.losses[k]) / abs(b.losses[k]) for a, b in pairs for k in b.losses)
+    mib = 2.0**20
+    return [
+        Row(BENCH, "lorakit.train tokens/s, fused vs plain", "tok/s", [r.tokens_per_s for r in res["fused"]],
+            [r.tokens_per_s for r in res["plain"]], "loss_kernel='plain'", note=setting).finish(),
+        Row(BENCH, "lorakit.train peak RSS, fused vs plain", "MiB",
+            [r.extra["peak_rss_bytes"] / mib for r in res["fused"]],
+            [r.extra["peak_rss_bytes"] / mib for r in res["plain"]], "loss_kernel='plain'",
+            note="ru_maxrss of each run's process (imports included, alike on both sides)",
+            higher_is_better=False).finish(),
+        Row(BENCH, "lorakit.train loss, fused vs plain: max relative difference", "", [gap],
+            target=Target("<=", 1e-5, on="lorakit"), higher_is_better=False).finish(),
+    ]
+
+
 def run(quick: bool = False, repeats: int = 5) -> list[Row]:
-    """Saved bytes (fused ÷ plain, target <= 0.10 at vocab 32k) and head step time per shape, interleaved."""
+    """Saved bytes (fused ÷ plain, target <= 0.10 at vocab 32k), head step time per shape, and a short
+    lorakit.train run each way; interleaved repeats."""
     rows = []
     for tokens, hidden, vocab in QUICK_SHAPES if quick else SHAPES:
         shape = f"{tokens} tokens, hidden {hidden}, vocab {vocab}"
@@ -118,7 +154,7 @@ def run(quick: bool = False, repeats: int = 5) -> list[Row]:
         rows.append(Row(BENCH, f"head forward+backward, vocab {vocab}", "s", times["fused"], times["plain"],
                         "plain head", note=f"{shape}; CPU; ratio < 1: the fused head is faster",
                         higher_is_better=False).finish())
-    return rows
+    return rows + train_rows(quick, repeats)
 
 
 if __name__ == "__main__":
