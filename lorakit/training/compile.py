@@ -160,6 +160,11 @@ class BlockCompiler:
             self._compile_now()
 
     def _compile_now(self) -> None:
+        from lorakit.training.liger import liger_applied
+
+        if liger_applied(self.model):  # Triton kernels under torch.compile crashed a Trainer on an H200
+            self.choice = Choice(False, "not compiled: liger-kernel's kernels are inside the decoder blocks")
+            return
         n = compile_blocks(self.model)
         self.compiled = n > 0
         if self.compiled:
