@@ -1,13 +1,23 @@
-"""LiveDashboard: a MetricsSink that shows a run live in a notebook -- progress with ETA, a status line and
-one figure (loss, learning rate, tokens/s, memory) redrawn in place.
+"""LiveDashboard: a MetricsSink that shows a run live in a notebook -- progress with ETA, what the run is doing,
+its set-up and the choices it made, and one figure (loss, learning rate, tokens/s, memory) redrawn in place.
 
-Cost model: ``on_log`` appends the record and returns unless a refresh is due. Text (progress bar, status)
-refreshes at most every ``min_interval_s``; the figure at most every ``min_interval_s`` and never more often
-than keeps drawing under ``max_overhead`` of wall time (a draw costs 0.1-0.3 s on a 2-core CPU, so with the
-default 1.5 % budget the plot updates every 7-20 s there; the text stays live). The figure is rendered to PNG into an
-``ipywidgets.Image``: widget traits travel over the kernel's comm, so setting them from the training thread
-updates the page in place without touching the cell's other output. When a run ends, the final figure is
-also written as a plain PNG output (through a display handle) so the saved notebook shows it without a kernel.
+Threads: the sink methods run on the training thread and only store what they receive and wake a render
+thread (``RenderWorker``); every widget update and every drawing happens there. So the training thread
+never waits for matplotlib, whether ``train()`` runs in the background (TrainerPanel) or synchronously in a
+cell (which blocks the kernel's event loop, but not a thread). The one wait is at the end of a run:
+``on_train_end`` waits until the final picture is drawn, so it is in place when ``train()`` returns.
+
+Frames: the progress bar, the status line and the plots are updated together, from one snapshot of the
+history, so the plots never lag the numbers beside them. A frame is drawn when new records have arrived, at
+most every ``min_interval_s`` and never more often than keeps drawing under ``max_overhead`` of the CPU
+time (a redraw costs ~0.1 s of CPU on a quiet 2-core machine, so frames come every few seconds there, and
+about as often as records arrive on a GPU). What the run is busy with between steps ("evaluating the loss on
+45 held-out examples") is shown at once.
+
+The figure is rendered to PNG into an ``ipywidgets.Image`` (hidden until it has a picture): widget traits
+travel over the kernel's comm, so the page updates in place without touching the cell's other output. When a
+run ends, the final figure is also written as a plain PNG output (through a display handle), so the saved
+notebook shows it without a kernel.
 """
 
 from __future__ import annotations
@@ -22,13 +32,15 @@ from typing import Any
 import ipywidgets as widgets
 
 from lorakit.training.events import MetricsSink, TrainSummary
-from lorakit.viz.training import draw_dashboard, figure_to_png, make_dashboard_figure
+from lorakit.viz.training import clear_data, draw_dashboard, figure_to_png, make_dashboard_figure
+from lorakit.widgets.runtime import STOP, RenderWorker
 
-__all__ = ["LiveDashboard", "describe_summary", "format_duration"]
+__all__ = ["LiveDashboard", "describe_choices", "describe_summary", "format_duration"]
 
 TRAIN_KEYS = ("step", "loss", "learning_rate", "tokens_per_s", "mem_allocated_bytes", "mem_reserved_bytes",
               "mem_peak_bytes", "rss_bytes")
 EVAL_KEYS = ("step", "eval_loss")
+RENDER_THREAD = "lorakit-dashboard"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -66,6 +78,39 @@ def describe_summary(summary: TrainSummary) -> str:
     return text
 
 
+def _choice_value(value: Any) -> str:
+    return "on" if value is True else "off" if value is False else str(value)
+
+
+def describe_choices(choices: dict[str, dict] | None) -> str:
+    """The run's resolved settings: 'gradient checkpointing: on (auto: on for a quantized base ...)'."""
+    return "; ".join(f"{name.replace('_', ' ')}: {_choice_value(c.get('value'))}"
+                     + (f" ({c['reason']})" if c.get("reason") else "")
+                     for name, c in (choices or {}).items())
+
+
+def describe_setup(info: dict) -> str:
+    """One paragraph on the run's set-up: device and numerics, trainable share, choices, warnings."""
+    parts = [", ".join(f"{key} {info[key]}" for key in ("device", "precision", "quantization") if info.get(key))]
+    if info.get("trainable_params") and info.get("total_params"):
+        share = 100 * info["trainable_params"] / info["total_params"]
+        parts.append(f"{info['trainable_params']:,} of {info['total_params']:,} parameters trainable "
+                     f"({share:.2f} %)")
+    text = "; ".join(p for p in parts if p)
+    text = f"Set-up: {text}." if text else ""
+    choices = describe_choices(info.get("choices"))
+    if choices:
+        text += f" Choices: {choices}."
+    for warning in info.get("warnings") or ():
+        text += f" Warning: {warning}"
+    return text.strip()
+
+
+def _phase_text(detail: str) -> str:
+    detail = detail.strip().rstrip(".")
+    return (detail[:1].upper() + detail[1:] + "\u2026") if detail else "Running\u2026"
+
+
 def _columns(records: list[dict], keys: tuple[str, ...]) -> dict[str, list]:
     return {key: [r.get(key) for r in records] for key in keys}
 
@@ -80,134 +125,234 @@ def in_ipython() -> bool:
 
 
 class LiveDashboard(MetricsSink):
-    """Progress bar with ETA, status line and live plots of a run; display it, pass it as a sink to train()."""
+    """Progress bar with ETA, status line and live plots of a run; display it, pass it as a sink to train().
+
+    ``background=False`` draws nothing by itself: call ``tick()`` to do what the render thread would (tests).
+    """
 
     def __init__(self, *, min_interval_s: float = 0.5, max_overhead: float = 0.015,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, cost_clock: Callable[[], float] = time.thread_time,
+                 background: bool = True, final_timeout_s: float = 30.0) -> None:
         if not 0 < max_overhead <= 1:
-            raise ValueError(f"max_overhead={max_overhead!r} must be in (0, 1] (fraction of wall time)")
-        self.min_interval_s = float(min_interval_s)
-        self.max_overhead = float(max_overhead)
-        self._clock = clock
+            raise ValueError(f"max_overhead={max_overhead!r} must be in (0, 1] (fraction of CPU time)")
+        self.min_interval_s, self.max_overhead = float(min_interval_s), float(max_overhead)
+        self.background, self.final_timeout_s = background, final_timeout_s
+        self._clock, self._cost_clock = clock, cost_clock
+        # what the run has told us (written by the training thread, read by the render thread)
         self.info: dict[str, Any] = {}
         self.history: list[dict] = []  # train records, as received
         self.eval_history: list[dict] = []
+        self.phase: tuple[str, str] | None = None  # (phase, detail) of the last on_phase
         self.summary: TrainSummary | None = None
+        self._run = 0  # counts on_train_start calls, so a frame of an old run is never shown for a new one
+        self._state_lock = threading.Lock()  # held for microseconds: never while drawing
+        # what is on screen (render thread)
+        self._shown: dict[str, Any] = {"run": 0, "phase": None, "counts": (0, 0), "data": ([], []), "final": False}
         self.redraw_count = 0
-        self.draw_seconds = 0.0  # total time spent drawing (clock units)
-        self._last_text = self._last_plot = float("-inf")
+        self.draw_seconds = 0.0  # total cost of drawing (cost_clock units: CPU seconds by default)
+        self.draw_threads: set[str] = set()  # names of the threads that drew (tests check the training thread's)
+        self._last_frame = float("-inf")
         self._last_draw_cost = 0.0
-        self._draw_lock = threading.Lock()  # the figure is drawn from the training and the notebook thread
+        self._draw_lock = threading.Lock()  # the render thread and the notebook thread may both draw
         self._figure = None
         self._final_png: bytes | None = None
+        self._final_done = threading.Event()
         self._static_handle = None
+        self._worker = RenderWorker(self.tick, RENDER_THREAD, on_error=self._on_render_error)
+        self._build_widgets()
+
+    def _build_widgets(self) -> None:
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="", bar_style="info",
                                             layout=widgets.Layout(width="60%"))
         self.progress.add_class("lorakit-progress")
         self.progress_label = widgets.Label(value="not started")
         self.status = widgets.HTML(value="Waiting for a run to start.")
         self.status.add_class("lorakit-status")
-        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.setup = widgets.HTML(value="")
+        self.setup.add_class("lorakit-setup")
+        # hidden while it has no picture: an empty <img> shows as a broken-image icon
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", display="none"))
         self.plot.add_class("lorakit-plot")
-        self.widget = widgets.VBox([widgets.HBox([self.progress, self.progress_label]), self.status, self.plot])
+        self.widget = widgets.VBox([widgets.HBox([self.progress, self.progress_label]), self.status, self.setup,
+                                    self.plot])
 
-    # -- MetricsSink --------------------------------------------------------------------------------------
+    # -- MetricsSink: training thread; store and wake, nothing else ------------------------------------------
     def on_train_start(self, info: dict) -> None:
-        """Reset the history for a new run and show its set-up."""
-        self.info = dict(info)
-        self.history, self.eval_history, self.summary = [], [], None
-        self._final_png = None
-        self._last_text = self._last_plot = float("-inf")
-        self.progress.max = max(int(info.get("total_steps") or 1), 1)
-        self.progress.value, self.progress.bar_style = 0, "info"
-        self._refresh(force=True)
+        """A new run: a fresh history; its set-up is shown by the render thread."""
+        with self._state_lock:
+            self.info = dict(info)
+            self.history, self.eval_history, self.summary, self.phase = [], [], None, None
+            self._final_png = None
+            self._final_done.clear()
+            self._run += 1
+        self._wake()
+
+    def on_phase(self, phase: str, detail: str) -> None:
+        self.phase = (phase, detail)
+        self._wake()
 
     def on_log(self, record: dict) -> None:
-        """Keep the record; refresh the text and the plot only when their throttles allow."""
         self.history.append(dict(record))
-        self._refresh()
+        self._wake()
 
     def on_eval(self, record: dict) -> None:
         self.eval_history.append(dict(record))
-        self._refresh()
+        self._wake()
 
     def on_train_end(self, summary: TrainSummary) -> None:
-        """Final redraw (always), final status, and the static PNG for viewers without a kernel."""
+        """Keep the summary, and wait (up to final_timeout_s) for the final frame and the static PNG."""
         self.summary = summary
-        self.progress.bar_style = "success" if summary.status == "completed" else "warning"
-        self._update_text()
-        self._final_png = self.redraw()
-        self.show_static()
+        if self.background:
+            self._wake()
+            self._final_done.wait(self.final_timeout_s)
 
-    # -- drawing ------------------------------------------------------------------------------------------
-    def _refresh(self, force: bool = False) -> None:
-        """Every path that changes what is shown ends here; the throttles decide what is redrawn."""
-        now = self._clock()
-        if force or now - self._last_text >= self.min_interval_s:
-            self._last_text = now
-            self._update_text()
-        plot_interval = max(self.min_interval_s, self._last_draw_cost / self.max_overhead)
-        if force or now - self._last_plot >= plot_interval:
-            self.redraw()
+    def _wake(self) -> None:
+        if self.background:
+            self._worker.wake()
 
-    def redraw(self) -> bytes:
-        """Draw the figure from the history now and push the PNG to the plot widget; returns the PNG."""
-        with self._draw_lock:
-            start = self._clock()
-            if self._figure is None:
-                self._figure = make_dashboard_figure()
-            fig, axes = self._figure
-            for ax in axes:
-                ax.clear()
-            draw_dashboard(axes, _columns(self.history, TRAIN_KEYS), _columns(self.eval_history, EVAL_KEYS),
-                           self.info.get("predicted_peak_bytes"))
-            png = figure_to_png(fig)
-            self.plot.value = png
-            self.redraw_count += 1
-            self._last_plot = self._clock()
-            self._last_draw_cost = self._last_plot - start
-            self.draw_seconds += self._last_draw_cost
-            return png
+    # -- render thread ----------------------------------------------------------------------------------------
+    def tick(self) -> float | str | None:
+        """Bring the screen up to date with what the run has sent; the render thread's only job.
 
-    def _update_text(self) -> None:
-        last = self.history[-1] if self.history else {}
+        Returns the seconds until the next frame is allowed when records wait for it, None when everything
+        received is shown, STOP after the final frame of a run.
+        """
+        with self._state_lock:
+            run, info, summary, phase = self._run, self.info, self.summary, self.phase
+            counts = (len(self.history), len(self.eval_history))
+            history, evals = self.history[: counts[0]], self.eval_history[: counts[1]]
+        if run != self._shown["run"]:
+            self._show_new_run(run, info)
+        if summary is not None:
+            if not self._shown["final"]:
+                self._final_frame(history, evals, summary)
+            return STOP
+        if phase != self._shown["phase"]:
+            self._shown["phase"] = phase
+            self._show_status(*self._shown["data"])
+        if counts != self._shown["counts"]:
+            wait = self._last_frame + self.frame_interval() - self._clock()
+            if wait > 0:
+                return wait
+            self._frame(history, evals, counts)
+        return None
+
+    def frame_interval(self) -> float:
+        """Seconds between frames: min_interval_s, or longer when drawing would exceed max_overhead."""
+        return max(self.min_interval_s, self._last_draw_cost / self.max_overhead)
+
+    def _show_new_run(self, run: int, info: dict) -> None:
+        self._shown.update(run=run, phase=None, counts=(0, 0), data=([], []), final=False)
+        self._last_frame = float("-inf")
+        self.progress.max = max(int(info.get("total_steps") or 1), 1)
+        self.progress.value, self.progress.bar_style = 0, "info"
+        self.progress_label.value = f"0/{self.progress.max}"
+        self.setup.value = html.escape(describe_setup(info))
+        self.status.value = "Running&hellip;"
+        self.plot.layout.display = "none"  # the previous run's picture does not belong to this one
+        self.show_static()  # nor does its static copy
+
+    def _frame(self, history: list[dict], evals: list[dict], counts: tuple[int, int]) -> None:
+        """Plots, progress and status from one snapshot."""
+        self._show_png(self._draw(history, evals))
+        self._shown.update(counts=counts, data=(history, evals))
+        self._last_frame = self._clock()
+        self._show_progress(history)
+        self._show_status(history, evals)
+
+    def _final_frame(self, history: list[dict], evals: list[dict], summary: TrainSummary) -> None:
+        self._shown["final"] = True
+        try:
+            if history or evals:
+                self._final_png = self._draw(history, evals)
+                self._show_png(self._final_png)
+            self.progress.bar_style = "success" if summary.status == "completed" else "warning"
+            self.progress.value = min(summary.steps_done, self.progress.max)
+            self.progress_label.value = f"{summary.steps_done}/{summary.total_steps}"
+            self.status.value = html.escape(describe_summary(summary))
+            self.show_static()
+        finally:
+            self._final_done.set()
+
+    def _show_progress(self, history: list[dict]) -> None:
+        last = history[-1] if history else {}
         total = self.progress.max
         self.progress.value = min(int(last.get("step") or 0), total)
-        if self.summary is not None:
-            self.progress_label.value = f"{self.summary.steps_done}/{self.summary.total_steps}"
-            self.status.value = html.escape(describe_summary(self.summary))
-            return
-        eta = format_duration(last.get("eta_s"))
-        elapsed = format_duration(last.get("elapsed_s"))
+        eta, elapsed = format_duration(last.get("eta_s")), format_duration(last.get("elapsed_s"))
         self.progress_label.value = f"{self.progress.value}/{total} · {elapsed} elapsed · ETA {eta}"
-        self.status.value = html.escape(self._status_line(last))
 
-    def _status_line(self, last: dict) -> str:
-        info = self.info
-        setup = ", ".join(f"{key} {info[key]}" for key in ("device", "precision", "quantization") if info.get(key))
-        if info.get("trainable_params") and info.get("total_params"):
-            share = 100 * info["trainable_params"] / info["total_params"]
-            setup += f", {info['trainable_params']:,} of {info['total_params']:,} parameters trainable ({share:.2f} %)"
-        for warning in info.get("warnings") or ():
-            setup += f". Warning: {warning}"
-        if not last:
-            return f"Running: {setup}." if setup else "Running."
+    def _show_status(self, history: list[dict], evals: list[dict]) -> None:
+        """What the run is busy with (between steps), else where the shown frame is."""
+        phase = self._shown["phase"]
+        if phase is not None and (phase[0] != "training" or not history):
+            self.status.value = html.escape(_phase_text(phase[1]))
+        elif history:
+            self.status.value = html.escape(self._status_line(history, evals))
+
+    @staticmethod
+    def _status_line(history: list[dict], evals: list[dict]) -> str:
+        last = history[-1]
         now = f"step {last.get('step')}"
         if last.get("loss") is not None:
             now += f", loss {last['loss']:.4f}"
         if last.get("tokens_per_s") is not None:
             now += f", {last['tokens_per_s']:,.0f} tokens/s"
-        if self.eval_history and self.eval_history[-1].get("eval_loss") is not None:
-            now += f", eval loss {self.eval_history[-1]['eval_loss']:.4f}"
-        return f"Running ({setup}): {now}." if setup else f"Running: {now}."
+        if evals and evals[-1].get("eval_loss") is not None:
+            now += f", eval loss {evals[-1]['eval_loss']:.4f}"
+        return f"Running: {now}."
+
+    def _show_png(self, png: bytes) -> None:
+        self.plot.value = png
+        self.plot.layout.display = None
+
+    def _on_render_error(self, exc: BaseException) -> None:
+        self._final_done.set()  # never leave on_train_end waiting for a frame that failed
+        self.status.value = html.escape(f"The live view failed ({type(exc).__name__}: {exc}); training goes on.")
+
+    # -- drawing ----------------------------------------------------------------------------------------------
+    def _draw(self, history: list[dict], evals: list[dict]) -> bytes:
+        """The figure for these records as PNG (updated in place: the axes keep their ticks)."""
+        with self._draw_lock:
+            start = self._cost_clock()
+            if self._figure is None:
+                self._figure = make_dashboard_figure()
+            fig, axes = self._figure
+            for ax in axes:
+                clear_data(ax)
+            draw_dashboard(axes, _columns(history, TRAIN_KEYS), _columns(evals, EVAL_KEYS),
+                           self.info.get("predicted_peak_bytes"))
+            png = figure_to_png(fig)
+            self._last_draw_cost = self._cost_clock() - start
+            self.draw_seconds += self._last_draw_cost
+            self.redraw_count += 1
+            self.draw_threads.add(threading.current_thread().name)
+            return png
+
+    def redraw(self) -> bytes:
+        """Draw the figure from the whole history now, on the calling thread, and show it; returns the PNG."""
+        png = self._draw(list(self.history), list(self.eval_history))
+        self._show_png(png)
+        return png
+
+    def reset(self, status: str = "Waiting for a run to start.") -> None:
+        """Forget the last run and show ``status`` (HTML); for a panel about to start another run."""
+        with self._state_lock:
+            self.info, self.history, self.eval_history, self.summary, self.phase = {}, [], [], None, None
+            self._final_png = None
+            self._run += 1
+            self._shown.update(run=self._run, phase=None, counts=(0, 0), data=([], []), final=False)
+        self.plot.layout.display = "none"
+        self.progress.value, self.progress.bar_style, self.progress_label.value = 0, "info", "not started"
+        self.setup.value, self.status.value = "", status
+        self.show_static()
 
     # -- notebook display ---------------------------------------------------------------------------------
     def final_png(self) -> bytes | None:
-        """The PNG of the finished run's figure (drawn once, on demand); None before a run has ended."""
-        if self.summary is None:
+        """The PNG of the finished run's figure; None before a run has ended or when it logged nothing."""
+        if self.summary is None or not (self.history or self.eval_history):
             return None
-        if self._final_png is None:
-            self._final_png = self.redraw()
+        if self._final_png is None:  # the render thread has not drawn it (background=False, or a timeout)
+            self._final_png = self._draw(list(self.history), list(self.eval_history))
         return self._final_png
 
     def display_static_slot(self) -> None:
