@@ -207,6 +207,18 @@ def test_the_plot_is_hidden_until_it_has_a_picture(tmp_path):
     assert dash.plot.layout.display == "none" and dash.final_png() is None
 
 
+def test_a_resumed_run_shows_its_earlier_steps(tmp_path):
+    lines = [{"kind": "train", **record(1)}, {"kind": "train", **record(2)}, {"kind": "eval", "step": 2,
+             "eval_loss": 0.9}, {"kind": "train", **record(3)}]  # step 3 came after the checkpoint
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    dash = LiveDashboard(background=False)
+    dash.on_train_start(info(start_step=2, output_dir=str(tmp_path)))
+    dash.on_log(record(3))
+    frames(dash)
+    assert [r["step"] for r in dash.history] == [1, 2, 3] and dash.eval_history == [{"step": 2, "eval_loss": 0.9}]
+    assert list(dash._figure[1][0].lines[0].get_xdata()) == [1, 2, 3]
+
+
 def test_setup_line_shows_the_choices_the_run_made():
     dash = LiveDashboard(background=False)
     choices = {"gradient_checkpointing": {"value": True, "reason": "auto: on for a quantized base (nf4)"},

@@ -55,7 +55,7 @@ HINTS: dict[str, str] = {
 }
 
 _LAYOUT = {"width": "auto"}
-_STYLE = {"description_width": "11em"}  # wide enough for "gradient_checkpointing"
+_STYLE = {"description_width": "13em"}  # wide enough for "gradient_checkpointing"
 
 
 def make_control(name: str, value: Any) -> widgets.ValueWidget:

@@ -31,8 +31,15 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.training.events import MetricsSink, TrainSummary
+from lorakit.training.events import MetricsSink, TrainSummary, read_metrics
 from lorakit.viz.training import clear_data, draw_dashboard, figure_to_png, make_dashboard_figure
+from lorakit.widgets.run_text import (
+    describe_choices,
+    describe_setup,
+    describe_summary,
+    format_duration,
+    phase_text,
+)
 from lorakit.widgets.runtime import STOP, RenderWorker
 
 __all__ = ["LiveDashboard", "describe_choices", "describe_summary", "format_duration"]
@@ -43,72 +50,17 @@ EVAL_KEYS = ("step", "eval_loss")
 RENDER_THREAD = "lorakit-dashboard"
 
 
-def format_duration(seconds: float | None) -> str:
-    """Seconds as m:ss or h:mm:ss; '?' when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:  # None or NaN or negative
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def _adapter_on_disk(adapter_dir: str | None) -> bool:
-    return bool(adapter_dir) and (Path(adapter_dir) / "adapter_config.json").is_file()
-
-
-def describe_summary(summary: TrainSummary) -> str:
-    """A short text on how a run ended and where its adapter is ('Adapter saved to ...' only when on disk)."""
-    headline = {
-        "completed": "Completed",
-        "stopped": "Stopped",
-        "error": "Failed",
-        "oom": "Out of memory",
-        "interrupted": "Interrupted",
-    }.get(summary.status, summary.status)
-    text = f"{headline} after {summary.steps_done}/{summary.total_steps} steps"
-    if summary.final_loss is not None:
-        text += f", final loss {summary.final_loss:.4f}"
-    if summary.message:  # the loop's own account (advice on out-of-memory, the error, who stopped it)
-        text = summary.message
-    text = text.rstrip(".") + "."
-    if _adapter_on_disk(summary.adapter_dir):
-        text += f" Adapter saved to {summary.adapter_dir}"
-    elif summary.adapter_dir:
-        text += " No adapter on disk."
-    return text
-
-
-def _choice_value(value: Any) -> str:
-    return "on" if value is True else "off" if value is False else str(value)
-
-
-def describe_choices(choices: dict[str, dict] | None) -> str:
-    """The run's resolved settings: 'gradient checkpointing: on (auto: on for a quantized base ...)'."""
-    return "; ".join(f"{name.replace('_', ' ')}: {_choice_value(c.get('value'))}"
-                     + (f" ({c['reason']})" if c.get("reason") else "")
-                     for name, c in (choices or {}).items())
-
-
-def describe_setup(info: dict) -> str:
-    """One paragraph on the run's set-up: device and numerics, trainable share, choices, warnings."""
-    parts = [", ".join(f"{key} {info[key]}" for key in ("device", "precision", "quantization") if info.get(key))]
-    if info.get("trainable_params") and info.get("total_params"):
-        share = 100 * info["trainable_params"] / info["total_params"]
-        parts.append(f"{info['trainable_params']:,} of {info['total_params']:,} parameters trainable "
-                     f"({share:.2f} %)")
-    text = "; ".join(p for p in parts if p)
-    text = f"Set-up: {text}." if text else ""
-    choices = describe_choices(info.get("choices"))
-    if choices:
-        text += f" Choices: {choices}."
-    for warning in info.get("warnings") or ():
-        text += f" Warning: {warning}"
-    return text.strip()
-
-
-def _phase_text(detail: str) -> str:
-    detail = detail.strip().rstrip(".")
-    return (detail[:1].upper() + detail[1:] + "\u2026") if detail else "Running\u2026"
+def _earlier_records(info: dict) -> dict[str, list[dict]]:
+    """The train and eval records a resumed run logged before its checkpoint (by kind), from metrics.jsonl."""
+    start, out = info.get("start_step") or 0, info.get("output_dir")
+    path = Path(out) / "metrics.jsonl" if out else None
+    if not start or path is None or not path.is_file():
+        return {}
+    kept: dict[str, list[dict]] = {}
+    for record in read_metrics(path):
+        if record.get("step", 0) <= start:
+            kept.setdefault(record.pop("kind", "train"), []).append(record)
+    return kept
 
 
 def _columns(records: list[dict], keys: tuple[str, ...]) -> dict[str, list]:
@@ -178,10 +130,13 @@ class LiveDashboard(MetricsSink):
 
     # -- MetricsSink: training thread; store and wake, nothing else ------------------------------------------
     def on_train_start(self, info: dict) -> None:
-        """A new run: a fresh history; its set-up is shown by the render thread."""
+        """A new run: a fresh history (a resumed run's earlier steps read back from its metrics.jsonl); its
+        set-up is shown by the render thread."""
+        earlier = _earlier_records(info)
         with self._state_lock:
             self.info = dict(info)
-            self.history, self.eval_history, self.summary, self.phase = [], [], None, None
+            self.history, self.eval_history = earlier.get("train", []), earlier.get("eval", [])
+            self.summary, self.phase = None, None
             self._final_png = None
             self._final_done.clear()
             self._run += 1
@@ -285,7 +240,7 @@ class LiveDashboard(MetricsSink):
         """What the run is busy with (between steps), else where the shown frame is."""
         phase = self._shown["phase"]
         if phase is not None and (phase[0] != "training" or not history):
-            self.status.value = html.escape(_phase_text(phase[1]))
+            self.status.value = html.escape(phase_text(phase[1]))
         elif history:
             self.status.value = html.escape(self._status_line(history, evals))
 

@@ -123,7 +123,7 @@ class TrainerPanel:
                                         style={"description_width": "initial"},
                                         layout=widgets.Layout(flex="1 1 12em", min_width="12em"))
         self.resume_from.add_class("lorakit-resume-from")
-        help_line = widgets.HTML(f"<small>{HELP}</small>")
+        help_line = widgets.HTML(f"<div style='line-height:1.35;margin:2px 0 6px'><small>{HELP}</small></div>")
         self.message = widgets.HTML(value="")
         self.message.add_class("lorakit-message")
         self.preview = widgets.HTML(value="")
