@@ -57,7 +57,7 @@ def frames(dash: LiveDashboard) -> None:
 
 def test_one_frame_shows_progress_status_and_plots_of_the_same_step():
     """The plots never lag the status line: a frame updates all three from one snapshot."""
-    dash = LiveDashboard(min_interval_s=0.0, background=False)
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0)
     dash.on_train_start(info())
     for step in range(1, 31):
         dash.on_log(record(step))
@@ -77,8 +77,9 @@ def test_one_frame_shows_progress_status_and_plots_of_the_same_step():
 def test_frames_are_throttled_by_the_clock(monkeypatch):
     monkeypatch.setattr(live, "figure_to_png", lambda fig: PNG_SIGNATURE)  # count draws; skip rendering
     clock = FakeClock()
-    # draws take 0 fake seconds: the interval stays at min_interval_s
-    dash = LiveDashboard(min_interval_s=0.5, clock=clock, cost_clock=clock, background=False)
+    # draws take 0 fake seconds: the budget never binds, min_interval_s does
+    dash = LiveDashboard(min_interval_s=0.5, clock=clock, cost_clock=clock, background=False,
+                         first_draw_estimate_s=0.0)
     dash.on_train_start(info())
     frames(dash)
     assert dash.redraw_count == 0  # nothing logged yet: nothing to draw
@@ -96,7 +97,7 @@ def test_frames_are_throttled_by_the_clock(monkeypatch):
     assert dash.summary is summary_obj
 
 
-def test_frame_interval_grows_with_draw_cost(monkeypatch):
+def test_frames_cost_at_most_max_overhead_of_the_run(monkeypatch):
     clock = FakeClock()
     real_png = live.figure_to_png
     draw_times = []
@@ -113,10 +114,13 @@ def test_frame_interval_grows_with_draw_cost(monkeypatch):
         clock.now += 0.02  # 1000 logs over 20 s of training
         dash.on_log(record(step % 99 + 1))
         dash.tick()
-    # 0.1 s per draw at a 2 % budget -> frames at least 5 s apart, drawing stays under 2 % of the time
-    assert len(draw_times) == dash.redraw_count >= 4
-    assert min(np.diff(draw_times)) >= 5.0
-    assert dash.draw_seconds / clock.now <= 0.02
+    # The figure is built and rendered once at the run's start (not a frame; its cost is the estimate).
+    # 0.1 s per draw at a 2 % budget: the first frame after 5 s (not at once: a short run pays nothing), then
+    # one per 5 s; drawing stays under 2 % of the time at every frame
+    frames_at = draw_times[1:]
+    assert draw_times[0] < 0.1 and len(frames_at) == dash.redraw_count == 4
+    assert frames_at[0] >= 5.0 and min(np.diff(frames_at)) >= 4.9
+    assert all(0.1 * (i + 1) <= 0.02 * (t + 0.1) + 1e-9 for i, t in enumerate(frames_at))
 
 
 def _train_in_a_thread(dash: LiveDashboard, steps: int, pause_s: float = 0.0) -> dict:
@@ -155,7 +159,7 @@ def test_the_training_thread_never_draws_and_never_waits_for_a_draw(monkeypatch)
         return real_draw(*args, **kwargs)
 
     monkeypatch.setattr(live, "draw_dashboard", slow_draw)
-    dash = LiveDashboard(min_interval_s=0.0)
+    dash = LiveDashboard(min_interval_s=0.0, max_overhead=1.0)  # draw whenever it can: the worst case
     timings = _train_in_a_thread(dash, steps=40, pause_s=0.005)
     assert drawn_by and set(drawn_by) == {live.RENDER_THREAD} == dash.draw_threads
     assert max(timings["on_log"]) < 0.05  # a sink call stores and wakes; a 0.2 s draw never happens in it
@@ -166,8 +170,23 @@ def test_the_training_thread_never_draws_and_never_waits_for_a_draw(monkeypatch)
     assert dash._worker.join(5)  # the render thread ends with the run
 
 
+def test_records_wake_the_render_thread_only_when_a_frame_is_due():
+    """A thread switch per record can stall the training thread on a busy machine: one per frame at most."""
+    dash = LiveDashboard(min_interval_s=30.0, first_draw_estimate_s=0.0)
+    wakes = []
+    real_wake = dash._worker.wake
+    dash._worker.wake = lambda: (wakes.append(time.monotonic()), real_wake())[1]
+    dash.on_train_start(info(total_steps=200))
+    for step in range(1, 201):
+        dash.on_log(record(step % 99 + 1))
+        time.sleep(0.002)
+    assert len(wakes) <= 3  # the start, the first record (a frame is allowed at once), perhaps one race
+    dash.on_train_end(TrainSummary("completed", "", 200, 200, 0.1, "/x", None, "/x/m"))
+    assert dash.redraw_count == 2 and dash.progress.value == dash.summary.steps_done  # first frame + final
+
+
 def test_phases_say_what_the_run_is_doing():
-    dash = LiveDashboard(min_interval_s=0.0, background=False)
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0)
     dash.on_phase("loading", "loading embedded and tokenizing the data")
     frames(dash)
     assert dash.status.value == "Loading embedded and tokenizing the data\u2026"
@@ -191,7 +210,7 @@ def test_phases_say_what_the_run_is_doing():
 
 def test_the_plot_is_hidden_until_it_has_a_picture(tmp_path):
     """No broken-image icon: before the first run, while a run has logged nothing, and after a reset."""
-    dash = LiveDashboard(min_interval_s=0.0, background=False)
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0)
     assert dash.plot.layout.display == "none" and not dash.plot.value
     dash.on_train_start(info())
     frames(dash)
@@ -211,7 +230,7 @@ def test_a_resumed_run_shows_its_earlier_steps(tmp_path):
     lines = [{"kind": "train", **record(1)}, {"kind": "train", **record(2)}, {"kind": "eval", "step": 2,
              "eval_loss": 0.9}, {"kind": "train", **record(3)}]  # step 3 came after the checkpoint
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    dash = LiveDashboard(background=False)
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
     dash.on_train_start(info(start_step=2, output_dir=str(tmp_path)))
     dash.on_log(record(3))
     frames(dash)
@@ -220,7 +239,7 @@ def test_a_resumed_run_shows_its_earlier_steps(tmp_path):
 
 
 def test_setup_line_shows_the_choices_the_run_made():
-    dash = LiveDashboard(background=False)
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
     choices = {"gradient_checkpointing": {"value": True, "reason": "auto: on for a quantized base (nf4)"},
                "loss_kernel": {"value": "fused", "reason": "auto: fused wherever it is supported"},
                "compile": {"value": False, "reason": "set in the config"}}
@@ -234,7 +253,7 @@ def test_setup_line_shows_the_choices_the_run_made():
 
 
 def test_plot_shows_the_history_in_the_right_units():
-    dash = LiveDashboard(background=False)
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
     dash.on_train_start(info())
     for step in range(1, 11):
         dash.on_log(record(step))
@@ -257,7 +276,7 @@ def test_plot_shows_the_history_in_the_right_units():
 
 
 def test_gpu_memory_series_are_drawn_when_measured():
-    dash = LiveDashboard(background=False)
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
     dash.on_train_start(info(predicted_peak_bytes=None))
     dash.on_log(record(1, mem_allocated_bytes=100 * 2**20, mem_reserved_bytes=200 * 2**20,
                        mem_peak_bytes=150 * 2**20, rss_bytes=None))
@@ -269,7 +288,7 @@ def test_gpu_memory_series_are_drawn_when_measured():
 
 
 def test_a_new_run_starts_a_fresh_history(tmp_path):
-    dash = LiveDashboard(background=False)
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
     dash.on_train_start(info())
     dash.on_log(record(1))
     dash.on_train_end(summary(tmp_path))

@@ -9,10 +9,11 @@ cell (which blocks the kernel's event loop, but not a thread). The one wait is a
 
 Frames: the progress bar, the status line and the plots are updated together, from one snapshot of the
 history, so the plots never lag the numbers beside them. A frame is drawn when new records have arrived, at
-most every ``min_interval_s`` and never more often than keeps drawing under ``max_overhead`` of the CPU
-time (a redraw costs ~0.1 s of CPU on a quiet 2-core machine, so frames come every few seconds there, and
-about as often as records arrive on a GPU). What the run is busy with between steps ("evaluating the loss on
-45 held-out examples") is shown at once.
+most every ``min_interval_s``, and only while all the run's frames have taken at most ``max_overhead`` of its
+time so far (wall seconds of drawing: drawing holds the GIL, which a Python-bound loop needs, and on a busy
+machine a thread holding it may wait for a CPU). A redraw takes ~0.1 s on a quiet 2-core machine, so frames
+come every ~7 s there. The training thread wakes the render thread only when a frame is due. What the run is
+busy with between steps ("evaluating the loss on 45 held-out examples") is shown at once.
 
 The figure is rendered to PNG into an ``ipywidgets.Image`` (hidden until it has a picture): widget traits
 travel over the kernel's comm, so the page updates in place without touching the cell's other output. When a
@@ -83,12 +84,15 @@ class LiveDashboard(MetricsSink):
     """
 
     def __init__(self, *, min_interval_s: float = 0.5, max_overhead: float = 0.015,
-                 clock: Callable[[], float] = time.monotonic, cost_clock: Callable[[], float] = time.thread_time,
-                 background: bool = True, final_timeout_s: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, cost_clock: Callable[[], float] = time.perf_counter,
+                 background: bool = True, final_timeout_s: float = 30.0,
+                 first_draw_estimate_s: float | None = None) -> None:
         if not 0 < max_overhead <= 1:
             raise ValueError(f"max_overhead={max_overhead!r} must be in (0, 1] (fraction of CPU time)")
         self.min_interval_s, self.max_overhead = float(min_interval_s), float(max_overhead)
         self.background, self.final_timeout_s = background, final_timeout_s
+        # the cost budgeted for the first frame; None: what rendering the empty figure once took
+        self.first_draw_estimate_s = first_draw_estimate_s
         self._clock, self._cost_clock = clock, cost_clock
         # what the run has told us (written by the training thread, read by the render thread)
         self.info: dict[str, Any] = {}
@@ -101,10 +105,13 @@ class LiveDashboard(MetricsSink):
         # what is on screen (render thread)
         self._shown: dict[str, Any] = {"run": 0, "phase": None, "counts": (0, 0), "data": ([], []), "final": False}
         self.redraw_count = 0
-        self.draw_seconds = 0.0  # total cost of drawing (cost_clock units: CPU seconds by default)
+        self.draw_seconds = 0.0  # total cost of drawing (cost_clock units: wall seconds by default)
         self.draw_threads: set[str] = set()  # names of the threads that drew (tests check the training thread's)
         self._last_frame = float("-inf")
-        self._last_draw_cost = 0.0
+        self._last_draw_cost: float | None = None  # cost_clock seconds of the last draw (None: none yet)
+        self._run_started = clock()  # the budget of a run is counted from its start
+        self._run_draw_seconds = 0.0  # what this run's frames have cost so far
+        self._next_frame_at = float("-inf")  # a record that arrives after this wakes the render thread
         self._draw_lock = threading.Lock()  # the render thread and the notebook thread may both draw
         self._figure = None
         self._final_png: bytes | None = None
@@ -140,6 +147,7 @@ class LiveDashboard(MetricsSink):
             self._final_png = None
             self._final_done.clear()
             self._run += 1
+            self._run_started = self._clock()
         self._wake()
 
     def on_phase(self, phase: str, detail: str) -> None:
@@ -148,11 +156,11 @@ class LiveDashboard(MetricsSink):
 
     def on_log(self, record: dict) -> None:
         self.history.append(dict(record))
-        self._wake()
+        self._wake_if_due()
 
     def on_eval(self, record: dict) -> None:
         self.eval_history.append(dict(record))
-        self._wake()
+        self._wake_if_due()
 
     def on_train_end(self, summary: TrainSummary) -> None:
         """Keep the summary, and wait (up to final_timeout_s) for the final frame and the static PNG."""
@@ -165,12 +173,19 @@ class LiveDashboard(MetricsSink):
         if self.background:
             self._worker.wake()
 
+    def _wake_if_due(self) -> None:
+        """Wake the render thread only when a frame is allowed: one thread switch per frame, not per record
+        (on a busy machine each switch can stall the training thread for a scheduler time slice)."""
+        if self._clock() >= self._next_frame_at:
+            self._next_frame_at = float("inf")  # until the render thread says when the next one is due
+            self._wake()
+
     # -- render thread ----------------------------------------------------------------------------------------
     def tick(self) -> float | str | None:
         """Bring the screen up to date with what the run has sent; the render thread's only job.
 
-        Returns the seconds until the next frame is allowed when records wait for it, None when everything
-        received is shown, STOP after the final frame of a run.
+        Returns the seconds until the next frame is allowed, None when one is allowed now (the next record
+        wakes the thread), STOP after the final frame of a run.
         """
         with self._state_lock:
             run, info, summary, phase = self._run, self.info, self.summary, self.phase
@@ -185,20 +200,33 @@ class LiveDashboard(MetricsSink):
         if phase != self._shown["phase"]:
             self._shown["phase"] = phase
             self._show_status(*self._shown["data"])
-        if counts != self._shown["counts"]:
-            wait = self._last_frame + self.frame_interval() - self._clock()
-            if wait > 0:
-                return wait
+        if self._figure is None:
+            self._prepare_figure()
+        if counts != self._shown["counts"] and self.frame_wait() <= 0:
             self._frame(history, evals, counts)
-        return None
+        # Until the next frame is allowed, records do not wake this thread; it wakes itself then, and from
+        # then on the next record wakes it.
+        wait = max(self.frame_wait(), 0.0)
+        self._next_frame_at = self._clock() + wait
+        return wait or None
 
-    def frame_interval(self) -> float:
-        """Seconds between frames: min_interval_s, or longer when drawing would exceed max_overhead."""
-        return max(self.min_interval_s, self._last_draw_cost / self.max_overhead)
+    def frame_wait(self) -> float:
+        """Seconds until the next frame may be drawn (<= 0: now).
+
+        Frames are min_interval_s apart, and the run's frames, the next one included (estimated at the last
+        draw's cost), may cost at most max_overhead of the time since the run started: a budget for the whole
+        run, so a short run is not slowed by an early frame. Drawing holds the GIL most of the time, so on a
+        run whose loop is Python-bound (small models, GPU kernel launches) this bounds the slow-down.
+        """
+        now = self._clock()
+        cost = self._last_draw_cost if self._last_draw_cost is not None else self.first_draw_estimate_s or 0.0
+        budget_at = self._run_started + (self._run_draw_seconds + cost) / self.max_overhead
+        return max(self._last_frame + self.min_interval_s, budget_at) - now
 
     def _show_new_run(self, run: int, info: dict) -> None:
         self._shown.update(run=run, phase=None, counts=(0, 0), data=([], []), final=False)
-        self._last_frame = float("-inf")
+        self._last_frame, self._run_draw_seconds = float("-inf"), 0.0
+        self._next_frame_at = float("-inf")
         self.progress.max = max(int(info.get("total_steps") or 1), 1)
         self.progress.value, self.progress.bar_style = 0, "info"
         self.progress_label.value = f"0/{self.progress.max}"
@@ -279,9 +307,24 @@ class LiveDashboard(MetricsSink):
             png = figure_to_png(fig)
             self._last_draw_cost = self._cost_clock() - start
             self.draw_seconds += self._last_draw_cost
+            self._run_draw_seconds += self._last_draw_cost
             self.redraw_count += 1
             self.draw_threads.add(threading.current_thread().name)
             return png
+
+    def _prepare_figure(self) -> None:
+        """Build the figure and render it once, at the first event of a run (the model is still loading).
+
+        The first render loads fonts and costs several times a later one; done here it neither lands in the
+        training steps nor counts as a frame, and its cost is the estimate the first frame is budgeted at.
+        """
+        with self._draw_lock:
+            start = self._cost_clock()
+            self._figure = make_dashboard_figure()
+            figure_to_png(self._figure[0])
+            if self.first_draw_estimate_s is None:
+                self._last_draw_cost = self._cost_clock() - start
+            self.draw_threads.add(threading.current_thread().name)
 
     def redraw(self) -> bytes:
         """Draw the figure from the whole history now, on the calling thread, and show it; returns the PNG."""
