@@ -62,7 +62,9 @@ def test_history_mirrors_the_trainer_logs(tmp_path):
     assert dash.info["total_steps"] == 6 and dash.info["precision"] == "fp32"
     assert dash.info["trainable_params"] == dash.info["total_params"] > 0
     assert dash.summary.status == "completed" and dash.summary.steps_done == 6
-    assert dash.redraw_count >= 2 and bytes(dash.plot.value).startswith(b"\x89PNG")
+    # a run of seconds: the drawing budget allows the final frame (and the figure is drawn off this thread)
+    assert dash.redraw_count >= 1 and bytes(dash.plot.value).startswith(b"\x89PNG")
+    assert dash.draw_threads == {"lorakit-dashboard"}
 
 
 class ClickStopAt(TrainerCallback):
