@@ -123,6 +123,37 @@ def test_frames_cost_at_most_max_overhead_of_the_run(monkeypatch):
     assert all(0.1 * (i + 1) <= 0.02 * (t + 0.1) + 1e-9 for i, t in enumerate(frames_at))
 
 
+def test_when_the_budget_holds_plots_back_the_text_goes_ahead_and_says_so(monkeypatch):
+    """A machine so busy that a draw takes 1 s: frames ~67 s apart at 1.5 %; meanwhile progress and status
+    follow the run every text_interval_s and name the step the plots show."""
+    clock = FakeClock()
+
+    def slow_png(fig):
+        clock.now += 1.0
+        return PNG_SIGNATURE
+
+    monkeypatch.setattr(live, "figure_to_png", slow_png)
+    dash = LiveDashboard(clock=clock, cost_clock=clock, background=False)
+    dash.on_train_start(info(total_steps=200))
+    dash.tick()  # the figure is built and rendered once: 1 s, the estimate for the first frame
+    seen = []
+    for step in range(1, 201):
+        clock.now += 0.5
+        dash.on_log(record(step))
+        dash.tick()
+        seen.append((step, dash.progress.value, dash.redraw_count, dash.status.value))
+    before = [(step, shown, text) for step, shown, frames, text in seen if frames == 0]
+    # at most text_interval_s (2 s = 4 steps) behind while the frame is far, max_plot_lag_s + 2 s near it
+    assert before and all(step - shown <= 4 for step, shown, _ in before if step * 0.5 < 66.7 - 10)
+    assert all(step - shown <= (10 + 2) / 0.5 for step, shown, _ in before)
+    assert all("Plots: none yet" in text for _, shown, text in before if shown)
+    first = next(entry for entry in seen if entry[2] == 1)
+    assert first[0] * 0.5 >= 1.0 / 0.015 - 1  # the first frame waited for the budget (~67 s)
+    plotted = dash._shown["data"][0][-1]["step"]
+    assert dash.redraw_count == 1 and f"Plots: step {plotted}" in dash.status.value
+    assert dash.progress.value >= 200 - 4
+
+
 def _train_in_a_thread(dash: LiveDashboard, steps: int, pause_s: float = 0.0) -> dict:
     """Feed the dashboard as the loop does, from a thread of its own; time each sink call."""
     timings: dict[str, list[float]] = {"on_log": [], "on_train_end": []}

@@ -1,23 +1,22 @@
 """LiveDashboard: a MetricsSink that shows a run live in a notebook -- progress with ETA, what the run is doing,
 its set-up and the choices it made, and one figure (loss, learning rate, tokens/s, memory) redrawn in place.
 
-Threads: the sink methods run on the training thread and only store what they receive and wake a render
-thread (``RenderWorker``); every widget update and every drawing happens there. So the training thread
-never waits for matplotlib, whether ``train()`` runs in the background (TrainerPanel) or synchronously in a
-cell (which blocks the kernel's event loop, but not a thread). The one wait is at the end of a run:
-``on_train_end`` waits until the final picture is drawn, so it is in place when ``train()`` returns.
+Threads: the sink methods run on the training thread; they only store what they receive and, when a frame
+is due, wake a render thread (``RenderWorker``), where every widget update and drawing happens. So training
+never waits for matplotlib, whether ``train()`` runs in the background (TrainerPanel) or in a cell (which
+blocks the kernel's event loop, not a thread). The one wait: ``on_train_end`` returns once the final
+picture is drawn, so it is in place when ``train()`` returns.
 
-Frames: the progress bar, the status line and the plots are updated together, from one snapshot of the
-history, so the plots never lag the numbers beside them. A frame is drawn when new records have arrived, at
-most every ``min_interval_s``, and only while all the run's frames have taken at most ``max_overhead`` of its
-time so far (wall seconds of drawing: drawing holds the GIL, which a Python-bound loop needs, and on a busy
-machine a thread holding it may wait for a CPU). A redraw takes ~0.1 s on a quiet 2-core machine, so frames
-come every ~7 s there. The training thread wakes the render thread only when a frame is due. What the run is
-busy with between steps ("evaluating the loss on 45 held-out examples") is shown at once.
+Frames: progress, status line and plots are updated together from one snapshot, so the plots never lag
+the numbers beside them. A frame comes at most every ``min_interval_s``, and only while the run's frames
+have taken at most ``max_overhead`` of its wall time so far (drawing holds the GIL, which a Python-bound
+loop needs; on a busy machine a thread holding it may wait for a CPU). A redraw takes ~0.1 s on a quiet
+2-core machine: a frame every ~7 s. Where the budget holds the next frame back more than
+``max_plot_lag_s``, progress and status go ahead and say which step the plots show. What the run is busy
+with between steps ("evaluating the loss on 45 held-out examples") is shown at once.
 
-The figure is rendered to PNG into an ``ipywidgets.Image`` (hidden until it has a picture): widget traits
-travel over the kernel's comm, so the page updates in place without touching the cell's other output. When a
-run ends, the final figure is also written as a plain PNG output (through a display handle), so the saved
+The PNG goes into an ``ipywidgets.Image`` (hidden until it has a picture), updated in place over the comm.
+When a run ends, the final figure is also written as a plain PNG output (a display handle), so the saved
 notebook shows it without a kernel.
 """
 
@@ -40,6 +39,7 @@ from lorakit.widgets.run_text import (
     describe_summary,
     format_duration,
     phase_text,
+    step_line,
 )
 from lorakit.widgets.runtime import STOP, RenderWorker
 
@@ -86,13 +86,18 @@ class LiveDashboard(MetricsSink):
     def __init__(self, *, min_interval_s: float = 0.5, max_overhead: float = 0.015,
                  clock: Callable[[], float] = time.monotonic, cost_clock: Callable[[], float] = time.perf_counter,
                  background: bool = True, final_timeout_s: float = 30.0,
-                 first_draw_estimate_s: float | None = None) -> None:
+                 first_draw_estimate_s: float | None = None, max_plot_lag_s: float = 10.0,
+                 text_interval_s: float = 2.0) -> None:
         if not 0 < max_overhead <= 1:
             raise ValueError(f"max_overhead={max_overhead!r} must be in (0, 1] (fraction of CPU time)")
         self.min_interval_s, self.max_overhead = float(min_interval_s), float(max_overhead)
         self.background, self.final_timeout_s = background, final_timeout_s
         # the cost budgeted for the first frame; None: what rendering the empty figure once took
         self.first_draw_estimate_s = first_draw_estimate_s
+        # when the budget holds the next frame back longer than max_plot_lag_s, the progress and the status go
+        # ahead every text_interval_s and say which step the plots show
+        self.max_plot_lag_s, self.text_interval_s = max_plot_lag_s, text_interval_s
+        self._text: dict[str, Any] = {"counts": (0, 0), "at": float("-inf")}
         self._clock, self._cost_clock = clock, cost_clock
         # what the run has told us (written by the training thread, read by the render thread)
         self.info: dict[str, Any] = {}
@@ -204,10 +209,14 @@ class LiveDashboard(MetricsSink):
             self._prepare_figure()
         if counts != self._shown["counts"] and self.frame_wait() <= 0:
             self._frame(history, evals, counts)
-        # Until the next frame is allowed, records do not wake this thread; it wakes itself then, and from
-        # then on the next record wakes it.
-        wait = max(self.frame_wait(), 0.0)
-        self._next_frame_at = self._clock() + wait
+        now, wait = self._clock(), max(self.frame_wait(), 0.0)
+        lagging = wait > self.max_plot_lag_s
+        if lagging and counts not in (self._shown["counts"], self._text["counts"]) \
+                and now - self._text["at"] >= self.text_interval_s:
+            self._text_frame(history, evals, counts)
+        # Records do not wake this thread before the next frame is allowed (or, while the plots lag, the next
+        # text update); it wakes itself when the frame is allowed.
+        self._next_frame_at = now + (min(wait, self.text_interval_s) if lagging else wait)
         return wait or None
 
     def frame_wait(self) -> float:
@@ -225,6 +234,7 @@ class LiveDashboard(MetricsSink):
 
     def _show_new_run(self, run: int, info: dict) -> None:
         self._shown.update(run=run, phase=None, counts=(0, 0), data=([], []), final=False)
+        self._text = {"counts": (0, 0), "at": float("-inf")}
         self._last_frame, self._run_draw_seconds = float("-inf"), 0.0
         self._next_frame_at = float("-inf")
         self.progress.max = max(int(info.get("total_steps") or 1), 1)
@@ -242,6 +252,19 @@ class LiveDashboard(MetricsSink):
         self._last_frame = self._clock()
         self._show_progress(history)
         self._show_status(history, evals)
+
+    def _text_frame(self, history: list[dict], evals: list[dict], counts: tuple[int, int]) -> None:
+        """Progress and status ahead of the plots, saying which step the plots show (drawing is over budget)."""
+        self._text = {"counts": counts, "at": self._clock()}
+        self._show_progress(history)
+        phase = self._shown["phase"]
+        if phase is not None and phase[0] != "training":
+            return  # what the run is busy with stays on the status line
+        plotted = self._shown["data"][0]
+        where = f"step {plotted[-1].get('step')}" if plotted else "none yet"
+        self.status.value = html.escape(
+            f"{step_line(history, evals)} Plots: {where} (redrawn as often as drawing stays under "
+            f"{self.max_overhead:.1%} of the run).")
 
     def _final_frame(self, history: list[dict], evals: list[dict], summary: TrainSummary) -> None:
         self._shown["final"] = True
@@ -270,19 +293,7 @@ class LiveDashboard(MetricsSink):
         if phase is not None and (phase[0] != "training" or not history):
             self.status.value = html.escape(phase_text(phase[1]))
         elif history:
-            self.status.value = html.escape(self._status_line(history, evals))
-
-    @staticmethod
-    def _status_line(history: list[dict], evals: list[dict]) -> str:
-        last = history[-1]
-        now = f"step {last.get('step')}"
-        if last.get("loss") is not None:
-            now += f", loss {last['loss']:.4f}"
-        if last.get("tokens_per_s") is not None:
-            now += f", {last['tokens_per_s']:,.0f} tokens/s"
-        if evals and evals[-1].get("eval_loss") is not None:
-            now += f", eval loss {evals[-1]['eval_loss']:.4f}"
-        return f"Running: {now}."
+            self.status.value = html.escape(step_line(history, evals))
 
     def _show_png(self, png: bytes) -> None:
         self.plot.value = png

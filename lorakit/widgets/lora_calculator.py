@@ -149,9 +149,9 @@ class LoraCalculator(widgets.VBox):
         self.checkpointing_checkbox = widgets.Checkbox(value=False, description="gradient checkpointing",
                                                        indent=False, layout=_wide())
         self.gpu_dropdown = widgets.Dropdown(options=_gpu_options(), value=gpu, description="GPU", style=_STYLE,
-                                             layout=widgets.Layout(width="auto", flex="2 1 auto"))
+                                             layout=widgets.Layout(width="auto", flex="2 1 0%", min_width="0"))
         self.gpu_gb_text = widgets.FloatText(value=12.0, description="my GiB", disabled=gpu != MY_GPU,
-                                             style=_STYLE, layout=widgets.Layout(width="auto", flex="1 1 auto"))
+                                             style=_STYLE, layout=widgets.Layout(width="auto", flex="1 1 0%", min_width="0"))
         self.trainable_label = _html("lorakit-trainable")
         self.error_label = _html("lorakit-error")
         self.advice_label = _html("lorakit-advice")

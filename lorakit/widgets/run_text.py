@@ -10,7 +10,7 @@ from typing import Any
 
 from lorakit.training.events import TrainSummary
 
-__all__ = ["describe_choices", "describe_setup", "describe_summary", "format_duration", "phase_text"]
+__all__ = ["describe_choices", "describe_setup", "describe_summary", "format_duration", "phase_text", "step_line"]
 
 
 def format_duration(seconds: float | None) -> str:
@@ -80,3 +80,16 @@ def phase_text(detail: str) -> str:
     detail = detail.strip().rstrip(".")
     """A phase's detail as a status line: "Evaluating the loss on 45 held-out examples…"."""
     return (detail[:1].upper() + detail[1:] + "\u2026") if detail else "Running\u2026"
+
+
+def step_line(history: list[dict], evals: list[dict]) -> str:
+    """Where a run is, from its last train record (and eval record): 'Running: step 30, loss 0.1000, ...'."""
+    last = history[-1]
+    now = f"step {last.get('step')}"
+    if last.get("loss") is not None:
+        now += f", loss {last['loss']:.4f}"
+    if last.get("tokens_per_s") is not None:
+        now += f", {last['tokens_per_s']:,.0f} tokens/s"
+    if evals and evals[-1].get("eval_loss") is not None:
+        now += f", eval loss {evals[-1]['eval_loss']:.4f}"
+    return f"Running: {now}."
