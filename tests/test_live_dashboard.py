@@ -400,3 +400,38 @@ def test_a_real_run_draws_only_on_the_render_thread(tiny_model_dir, tmp_path):
     assert dash._final_png is not None and dash.plot.value == dash._final_png
     assert dash.status.value.startswith("Completed 12 steps")
     assert dash._figure[1][0].lines[0].get_xdata()[-1] == 12
+
+
+SYNC_CELLS = [
+    "from lorakit.training.events import TrainSummary\n"
+    "from lorakit.widgets.live_dashboard import LiveDashboard\n"
+    "dash = LiveDashboard()\n"
+    "dash",
+    # what a synchronous lorakit.train(config, sinks=[dash]) does in a cell: the kernel's event loop is blocked
+    "import threading\n"
+    "dash.on_train_start({'total_steps': 3})\n"
+    "for step in (1, 2, 3):\n"
+    "    dash.on_log({'step': step, 'loss': 1.0 / step})\n"
+    "dash.on_train_end(TrainSummary('completed', '', 3, 3, 1 / 3, '.', None, 'm'))\n"
+    "print(sorted(dash.draw_threads), threading.current_thread().name in dash.draw_threads)",
+]
+
+
+@pytest.mark.slow
+def test_a_synchronous_run_in_a_cell_leaves_the_static_png(monkeypatch, tmp_path):
+    """train() called in the cell itself (no background thread): the render thread still draws, and the
+    displayed dashboard's static output holds the final PNG when the cell ends (as nbconvert records it)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in SYNC_CELLS])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    first, second = (cell.outputs for cell in nb.cells)
+    assert "application/vnd.jupyter.widget-view+json" in first[0].data
+    assert "image/png" in first[1].data  # the static slot, filled by the final frame
+    assert second[-1].text.strip() == "['lorakit-dashboard'] False"
