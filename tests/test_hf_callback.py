@@ -1,11 +1,18 @@
-"""LiveDashboardCallback on a real transformers.Trainer: a tiny random Llama, a few CPU steps."""
+"""The Trainer callbacks on a real transformers.Trainer (a tiny random Llama, a few CPU steps): the training
+layer's MetricsCallback (sinks + StopHandle, no widgets) and the widgets' LiveDashboardCallback on top of it."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
+import lorakit
+from lorakit.training.events import MetricsSink, StopHandle
+from lorakit.training.hf_callback import MetricsCallback
 from lorakit.widgets.hf_callback import LiveDashboardCallback
 
 
@@ -55,7 +62,9 @@ def test_history_mirrors_the_trainer_logs(tmp_path):
     assert dash.info["total_steps"] == 6 and dash.info["precision"] == "fp32"
     assert dash.info["trainable_params"] == dash.info["total_params"] > 0
     assert dash.summary.status == "completed" and dash.summary.steps_done == 6
-    assert dash.redraw_count >= 2 and bytes(dash.plot.value).startswith(b"\x89PNG")
+    # a run of seconds: the drawing budget allows the final frame (and the figure is drawn off this thread)
+    assert dash.redraw_count >= 1 and bytes(dash.plot.value).startswith(b"\x89PNG")
+    assert dash.draw_threads == {"lorakit-dashboard"}
 
 
 class ClickStopAt(TrainerCallback):
@@ -93,3 +102,74 @@ def test_start_training_runs_in_the_background_and_wait_returns(tmp_path):
     with pytest.raises(RuntimeError, match="trainer.train\\(\\) failed"):
         callback.wait(timeout=60)
     assert callback.dashboard.status.value.startswith("Failed:")
+
+
+class Recorder(MetricsSink):
+    """Keeps every event, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def on_train_start(self, info):
+        self.events.append(("start", info))
+
+    def on_phase(self, phase, detail):
+        self.events.append(("phase", phase))
+
+    def on_log(self, record):
+        self.events.append(("log", record))
+
+    def on_eval(self, record):
+        self.events.append(("eval", record))
+
+    def on_train_end(self, summary):
+        self.events.append(("end", summary))
+
+
+class Broken(MetricsSink):
+    def on_log(self, record):
+        raise RuntimeError("a drawing bug")
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, stop: StopHandle, step: int) -> None:
+        self.stop, self.step = stop, step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            self.stop.request_stop("a test")
+
+
+@pytest.mark.slow
+def test_metrics_callback_forwards_the_trainers_events_and_honours_a_stop_handle(tmp_path):
+    recorder, stop = Recorder(), StopHandle()
+    callback = MetricsCallback(sinks=[Broken(), recorder], stop=stop)
+    trainer = make_trainer(tmp_path, callback, max_steps=50, extra_callbacks=[StopAt(stop, 2)])
+    with pytest.warns(RuntimeWarning, match="Broken failed in on_log and was detached"):
+        trainer.train()
+    kinds = [kind for kind, _ in recorder.events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("log") == 3
+    info = recorder.events[0][1]
+    assert info["total_steps"] == 50 and info["precision"] == "fp32" and info["quantization"] == "none"
+    assert [r["step"] for kind, r in recorder.events if kind == "log"] == [1, 2, 3]
+    assert [r["step"] for kind, r in recorder.events if kind == "eval"] == [3]
+    summary = recorder.events[-1][1]
+    assert summary.status == "stopped" and summary.message == "Stopped by a test after 3/50 steps"
+    assert len(callback.sinks) == 1  # the broken sink was detached, the run went on
+
+
+def test_the_training_layer_imports_no_widgets():
+    code = ("import sys, lorakit.training.hf_callback as m; "
+            "assert m.MetricsCallback; "
+            "bad = [n for n in sys.modules if n.split('.')[0] in ('ipywidgets', 'matplotlib') "
+            "or n.startswith('lorakit.widgets')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_the_public_name_still_works():
+    assert lorakit.LiveDashboardCallback is LiveDashboardCallback
+    assert issubclass(LiveDashboardCallback, MetricsCallback)
+    callback = LiveDashboardCallback(display=False)
+    callback.request_stop()
+    assert callback.stop_requested and callback.stop_button.disabled

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -48,36 +50,54 @@ def summary(tmp_path, status="completed", with_adapter=True, steps=100) -> Train
                         output_dir=str(tmp_path), adapter_dir=str(adapter), metrics_path=str(tmp_path / "m"))
 
 
-def test_history_keeps_every_record_and_text_follows_the_last():
-    dash = LiveDashboard(min_interval_s=0.0)
+def frames(dash: LiveDashboard) -> None:
+    """Do what the render thread does, here (dashboards built with background=False)."""
+    dash.tick()
+
+
+def test_one_frame_shows_progress_status_and_plots_of_the_same_step():
+    """The plots never lag the status line: a frame updates all three from one snapshot."""
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0)
     dash.on_train_start(info())
     for step in range(1, 31):
         dash.on_log(record(step))
     dash.on_eval({"step": 30, "eval_loss": 0.5})
     assert [r["step"] for r in dash.history] == list(range(1, 31))
     assert dash.eval_history == [{"step": 30, "eval_loss": 0.5}]
+    assert dash.progress.value == 0 and dash.redraw_count == 0  # sinks only store: nothing drawn yet
+    frames(dash)
     assert dash.progress.max == 100 and dash.progress.value == 30
     assert "ETA 0:35" in dash.progress_label.value  # eta_s = 0.5 * 70
     assert "step 30, loss 0.1000" in dash.status.value and "eval loss 0.5000" in dash.status.value
-    assert "4,000 of 1,000,000 parameters trainable (0.40 %)" in dash.status.value
+    loss_ax, lr_ax = dash._figure[1][:2]
+    assert loss_ax.lines[0].get_xdata()[-1] == lr_ax.lines[0].get_xdata()[-1] == 30
+    assert "4,000 of 1,000,000 parameters trainable (0.40 %)" in dash.setup.value
 
 
-def test_redraws_are_throttled_by_the_clock(monkeypatch):
+def test_frames_are_throttled_by_the_clock(monkeypatch):
     monkeypatch.setattr(live, "figure_to_png", lambda fig: PNG_SIGNATURE)  # count draws; skip rendering
     clock = FakeClock()
-    dash = LiveDashboard(min_interval_s=0.5, clock=clock)  # draws take 0 fake seconds: interval stays 0.5 s
-    dash.on_train_start(info())  # forced draw at t=0
+    # draws take 0 fake seconds: the budget never binds, min_interval_s does
+    dash = LiveDashboard(min_interval_s=0.5, clock=clock, cost_clock=clock, background=False,
+                         first_draw_estimate_s=0.0)
+    dash.on_train_start(info())
+    frames(dash)
+    assert dash.redraw_count == 0  # nothing logged yet: nothing to draw
+    waits = []
     for step in range(1, 1001):
         clock.now = step * 0.01  # 1000 logs over 10 s
         dash.on_log(record(step % 99 + 1))
-    # one forced draw at start, then one per 0.5 s of the 10 s
-    assert dash.redraw_count == 1 + 20
+        waits.append(dash.tick())
+    # the first record at once (t = 0.01 s), then one frame per 0.5 s; between frames tick() says how long
+    assert dash.redraw_count == 20
+    assert all(0 < w <= 0.5 for w in waits if w is not None)
     dash.on_train_end(summary_obj := TrainSummary("completed", "", 100, 100, 0.1, "/x", None, "/x/m"))
-    assert dash.redraw_count == 22  # the final redraw always happens
+    assert dash.tick() == live.STOP
+    assert dash.redraw_count == 21  # the final frame always happens
     assert dash.summary is summary_obj
 
 
-def test_redraw_interval_grows_with_draw_cost(monkeypatch):
+def test_frames_cost_at_most_max_overhead_of_the_run(monkeypatch):
     clock = FakeClock()
     real_png = live.figure_to_png
     draw_times = []
@@ -88,19 +108,183 @@ def test_redraw_interval_grows_with_draw_cost(monkeypatch):
         return real_png(fig)
 
     monkeypatch.setattr(live, "figure_to_png", slow_png)
-    dash = LiveDashboard(min_interval_s=0.5, max_overhead=0.02, clock=clock)
+    dash = LiveDashboard(min_interval_s=0.5, max_overhead=0.02, clock=clock, cost_clock=clock, background=False)
     dash.on_train_start(info())
     for step in range(1, 1001):
         clock.now += 0.02  # 1000 logs over 20 s of training
         dash.on_log(record(step % 99 + 1))
-    # 0.1 s per draw at a 2 % budget -> draws at least 5 s apart, drawing stays under 2 % of the time
-    assert len(draw_times) == dash.redraw_count >= 4
-    assert min(np.diff(draw_times)) >= 5.0
-    assert dash.draw_seconds / clock.now <= 0.02
+        dash.tick()
+    # The figure is built and rendered once at the run's start (not a frame; its cost is the estimate).
+    # 0.1 s per draw at a 2 % budget: the first frame after 5 s (not at once: a short run pays nothing), then
+    # one per 5 s; drawing stays under 2 % of the time at every frame
+    frames_at = draw_times[1:]
+    assert draw_times[0] < 0.1 and len(frames_at) == dash.redraw_count == 4
+    assert frames_at[0] >= 5.0 and min(np.diff(frames_at)) >= 4.9
+    assert all(0.1 * (i + 1) <= 0.02 * (t + 0.1) + 1e-9 for i, t in enumerate(frames_at))
+
+
+def test_when_the_budget_holds_plots_back_the_text_goes_ahead_and_says_so(monkeypatch):
+    """A machine so busy that a draw takes 1 s: frames ~67 s apart at 1.5 %; meanwhile progress and status
+    follow the run every text_interval_s and name the step the plots show."""
+    clock = FakeClock()
+
+    def slow_png(fig):
+        clock.now += 1.0
+        return PNG_SIGNATURE
+
+    monkeypatch.setattr(live, "figure_to_png", slow_png)
+    dash = LiveDashboard(clock=clock, cost_clock=clock, background=False)
+    dash.on_train_start(info(total_steps=200))
+    dash.tick()  # the figure is built and rendered once: 1 s, the estimate for the first frame
+    seen = []
+    for step in range(1, 201):
+        clock.now += 0.5
+        dash.on_log(record(step))
+        dash.tick()
+        seen.append((step, dash.progress.value, dash.redraw_count, dash.status.value))
+    before = [(step, shown, text) for step, shown, frames, text in seen if frames == 0]
+    # at most text_interval_s (2 s = 4 steps) behind while the frame is far, max_plot_lag_s + 2 s near it
+    assert before and all(step - shown <= 4 for step, shown, _ in before if step * 0.5 < 66.7 - 10)
+    assert all(step - shown <= (10 + 2) / 0.5 for step, shown, _ in before)
+    assert all("Plots: none yet" in text for _, shown, text in before if shown)
+    first = next(entry for entry in seen if entry[2] == 1)
+    assert first[0] * 0.5 >= 1.0 / 0.015 - 1  # the first frame waited for the budget (~67 s)
+    plotted = dash._shown["data"][0][-1]["step"]
+    assert dash.redraw_count == 1 and f"Plots: step {plotted}" in dash.status.value
+    assert dash.progress.value >= 200 - 4
+
+
+def _train_in_a_thread(dash: LiveDashboard, steps: int, pause_s: float = 0.0) -> dict:
+    """Feed the dashboard as the loop does, from a thread of its own; time each sink call."""
+    timings: dict[str, list[float]] = {"on_log": [], "on_train_end": []}
+
+    def body():
+        dash.on_phase("loading", "loading the model")
+        dash.on_train_start(info(total_steps=steps))
+        dash.on_phase("evaluating", "evaluating the loss on 45 held-out examples")
+        dash.on_eval({"step": 0, "eval_loss": 3.0})
+        dash.on_phase("training", f"training: step 1 of {steps}")
+        for step in range(1, steps + 1):
+            time.sleep(pause_s)
+            start = time.perf_counter()
+            dash.on_log(record(step))
+            timings["on_log"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        dash.on_train_end(TrainSummary("completed", "", steps, steps, 0.1, "/x", None, "/x/m"))
+        timings["on_train_end"].append(time.perf_counter() - start)
+
+    thread = threading.Thread(target=body, name="fake-training")
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive()
+    return timings
+
+
+def test_the_training_thread_never_draws_and_never_waits_for_a_draw(monkeypatch):
+    drawn_by = []
+    real_draw = live.draw_dashboard
+
+    def slow_draw(*args, **kwargs):  # record who draws, and make drawing slow
+        drawn_by.append(threading.current_thread().name)
+        time.sleep(0.2)
+        return real_draw(*args, **kwargs)
+
+    monkeypatch.setattr(live, "draw_dashboard", slow_draw)
+    dash = LiveDashboard(min_interval_s=0.0, max_overhead=1.0)  # draw whenever it can: the worst case
+    timings = _train_in_a_thread(dash, steps=40, pause_s=0.005)
+    assert drawn_by and set(drawn_by) == {live.RENDER_THREAD} == dash.draw_threads
+    assert max(timings["on_log"]) < 0.05  # a sink call stores and wakes; a 0.2 s draw never happens in it
+    # on_train_end returns once the final frame is drawn: the picture is in place when train() returns
+    assert dash.final_png() is not None and dash.plot.value == dash.final_png()
+    assert dash.status.value.startswith("Completed after 40/40 steps") and dash.progress.value == 40
+    assert dash._figure[1][0].lines[0].get_xdata()[-1] == 40
+    assert dash._worker.join(5)  # the render thread ends with the run
+
+
+def test_records_wake_the_render_thread_only_when_a_frame_is_due():
+    """A thread switch per record can stall the training thread on a busy machine: one per frame at most."""
+    dash = LiveDashboard(min_interval_s=30.0, first_draw_estimate_s=0.0)
+    wakes = []
+    real_wake = dash._worker.wake
+    dash._worker.wake = lambda: (wakes.append(time.monotonic()), real_wake())[1]
+    dash.on_train_start(info(total_steps=200))
+    for step in range(1, 201):
+        dash.on_log(record(step % 99 + 1))
+        time.sleep(0.002)
+    assert len(wakes) <= 3  # the start, the first record (a frame is allowed at once), perhaps one race
+    dash.on_train_end(TrainSummary("completed", "", 200, 200, 0.1, "/x", None, "/x/m"))
+    assert dash.redraw_count == 2 and dash.progress.value == dash.summary.steps_done  # first frame + final
+
+
+def test_phases_say_what_the_run_is_doing():
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0)
+    dash.on_phase("loading", "loading embedded and tokenizing the data")
+    frames(dash)
+    assert dash.status.value == "Loading embedded and tokenizing the data\u2026"
+    dash.on_train_start(info())
+    dash.on_phase("evaluating", "evaluating the loss on 45 held-out examples")
+    frames(dash)
+    assert dash.status.value == "Evaluating the loss on 45 held-out examples\u2026"
+    dash.on_phase("training", "training: step 1 of 100")
+    frames(dash)
+    assert dash.status.value == "Training: step 1 of 100\u2026"
+    dash.on_log(record(1))
+    frames(dash)
+    assert dash.status.value.startswith("Running: step 1, loss 3.0000")
+    dash.on_phase("evaluating", "evaluating the loss on 45 held-out examples")
+    frames(dash)
+    assert dash.status.value.startswith("Evaluating")  # between steps, what it is busy with
+    dash.on_phase("training", "training: step 2 of 100")
+    frames(dash)
+    assert dash.status.value.startswith("Running: step 1, loss")  # back to the shown frame's numbers
+
+
+def test_the_plot_is_hidden_until_it_has_a_picture(tmp_path):
+    """No broken-image icon: before the first run, while a run has logged nothing, and after a reset."""
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0)
+    assert dash.plot.layout.display == "none" and not dash.plot.value
+    dash.on_train_start(info())
+    frames(dash)
+    assert dash.plot.layout.display == "none"
+    dash.on_log(record(1))
+    frames(dash)
+    assert dash.plot.layout.display is None and bytes(dash.plot.value).startswith(PNG_SIGNATURE)
+    dash.reset("Starting&hellip;")
+    assert dash.plot.layout.display == "none" and dash.status.value == "Starting&hellip;"
+    dash.on_train_start(info())
+    dash.on_train_end(summary(tmp_path, status="error", steps=0))  # failed before logging anything
+    frames(dash)
+    assert dash.plot.layout.display == "none" and dash.final_png() is None
+
+
+def test_a_resumed_run_shows_its_earlier_steps(tmp_path):
+    lines = [{"kind": "train", **record(1)}, {"kind": "train", **record(2)}, {"kind": "eval", "step": 2,
+             "eval_loss": 0.9}, {"kind": "train", **record(3)}]  # step 3 came after the checkpoint
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
+    dash.on_train_start(info(start_step=2, output_dir=str(tmp_path)))
+    dash.on_log(record(3))
+    frames(dash)
+    assert [r["step"] for r in dash.history] == [1, 2, 3] and dash.eval_history == [{"step": 2, "eval_loss": 0.9}]
+    assert list(dash._figure[1][0].lines[0].get_xdata()) == [1, 2, 3]
+
+
+def test_setup_line_shows_the_choices_the_run_made():
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
+    choices = {"gradient_checkpointing": {"value": True, "reason": "auto: on for a quantized base (nf4)"},
+               "loss_kernel": {"value": "fused", "reason": "auto: fused wherever it is supported"},
+               "compile": {"value": False, "reason": "set in the config"}}
+    dash.on_train_start(info(quantization="nf4", choices=choices, warnings=["bf16 is slow here"]))
+    frames(dash)
+    text = dash.setup.value
+    assert "gradient checkpointing: on (auto: on for a quantized base (nf4))" in text
+    assert "loss kernel: fused (auto: fused wherever it is supported)" in text
+    assert "compile: off (set in the config)" in text
+    assert "quantization nf4" in text and "Warning: bf16 is slow here" in text
 
 
 def test_plot_shows_the_history_in_the_right_units():
-    dash = LiveDashboard()
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
     dash.on_train_start(info())
     for step in range(1, 11):
         dash.on_log(record(step))
@@ -123,7 +307,7 @@ def test_plot_shows_the_history_in_the_right_units():
 
 
 def test_gpu_memory_series_are_drawn_when_measured():
-    dash = LiveDashboard()
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
     dash.on_train_start(info(predicted_peak_bytes=None))
     dash.on_log(record(1, mem_allocated_bytes=100 * 2**20, mem_reserved_bytes=200 * 2**20,
                        mem_peak_bytes=150 * 2**20, rss_bytes=None))
@@ -135,14 +319,16 @@ def test_gpu_memory_series_are_drawn_when_measured():
 
 
 def test_a_new_run_starts_a_fresh_history(tmp_path):
-    dash = LiveDashboard()
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
     dash.on_train_start(info())
     dash.on_log(record(1))
     dash.on_train_end(summary(tmp_path))
+    frames(dash)
     assert dash.final_png() is not None
     dash.on_train_start(info(total_steps=7))
+    frames(dash)
     assert dash.history == [] and dash.summary is None and dash.final_png() is None
-    assert dash.progress.max == 7
+    assert dash.progress.max == 7 and dash.plot.layout.display == "none"
 
 
 def test_describe_summary_mentions_the_adapter_only_when_it_is_on_disk(tmp_path):
@@ -158,7 +344,7 @@ def test_end_of_run_status_and_static_content(tmp_path):
     dash.on_train_start(info())
     dash.on_log(record(1))
     assert dash._static_content() == ({"text/plain": ""}, True)  # placeholder while running
-    dash.on_train_end(summary(tmp_path))
+    dash.on_train_end(summary(tmp_path))  # waits for the render thread's final frame
     assert "Adapter saved to" in dash.status.value
     assert dash.progress.bar_style == "success"
     image, raw = dash._static_content()
@@ -196,3 +382,56 @@ def test_learning_rate_axis_has_no_offset_label():
     draw_learning_rate(ax, [1, 2, 3], [1.9999e-4, 1.99995e-4, 2e-4])
     fig.canvas.draw()
     assert "+" not in ax.yaxis.get_offset_text().get_text()
+
+
+@pytest.mark.slow
+def test_a_real_run_draws_only_on_the_render_thread(tiny_model_dir, tmp_path):
+    """lorakit.train() in this (the notebook's) thread, logging every step: it never draws here, and the
+    final picture is in place when train() returns."""
+    from lorakit.training import TrainConfig, train
+
+    data = [{"prompt": f"What is {a} plus {a}?", "completion": f"{2 * a}"} for a in range(40)]
+    dash = LiveDashboard(min_interval_s=0.0)
+    config = TrainConfig(model=str(tiny_model_dir), dataset=data, max_steps=12, batch_size=2, max_seq_length=64,
+                         logging_steps=1, eval_steps=6, output_dir=str(tmp_path / "run"), device="cpu")
+    summary = train(config, sinks=[dash])
+    assert summary.status == "completed" and len(dash.history) == 12
+    assert dash.draw_threads == {live.RENDER_THREAD} and threading.current_thread().name not in dash.draw_threads
+    assert dash._final_png is not None and dash.plot.value == dash._final_png
+    assert dash.status.value.startswith("Completed 12 steps")
+    assert dash._figure[1][0].lines[0].get_xdata()[-1] == 12
+
+
+SYNC_CELLS = [
+    "from lorakit.training.events import TrainSummary\n"
+    "from lorakit.widgets.live_dashboard import LiveDashboard\n"
+    "dash = LiveDashboard()\n"
+    "dash",
+    # what a synchronous lorakit.train(config, sinks=[dash]) does in a cell: the kernel's event loop is blocked
+    "import threading\n"
+    "dash.on_train_start({'total_steps': 3})\n"
+    "for step in (1, 2, 3):\n"
+    "    dash.on_log({'step': step, 'loss': 1.0 / step})\n"
+    "dash.on_train_end(TrainSummary('completed', '', 3, 3, 1 / 3, '.', None, 'm'))\n"
+    "print(sorted(dash.draw_threads), threading.current_thread().name in dash.draw_threads)",
+]
+
+
+@pytest.mark.slow
+def test_a_synchronous_run_in_a_cell_leaves_the_static_png(monkeypatch, tmp_path):
+    """train() called in the cell itself (no background thread): the render thread still draws, and the
+    displayed dashboard's static output holds the final PNG when the cell ends (as nbconvert records it)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in SYNC_CELLS])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    first, second = (cell.outputs for cell in nb.cells)
+    assert "application/vnd.jupyter.widget-view+json" in first[0].data
+    assert "image/png" in first[1].data  # the static slot, filled by the final frame
+    assert second[-1].text.strip() == "['lorakit-dashboard'] False"

@@ -44,12 +44,28 @@ def test_controls_update_the_numbers(calc):
     calc.target_checkboxes["o_proj"].value = True
     want = count_lora_params("SmolLM2-135M", r=16, target_modules=["q_proj", "v_proj", "o_proj"])
     assert calc.count.trainable_params == want.trainable_params
-    calc.quantization_dropdown.value = "nf4"
     calc.checkpointing_checkbox.value = True
     calc.batch_text.value = 4
-    want = estimate_memory("SmolLM2-135M", r=16, target_modules=["q_proj", "v_proj", "o_proj"], quantization="nf4",
+    want = estimate_memory("SmolLM2-135M", r=16, target_modules=["q_proj", "v_proj", "o_proj"],
                            gradient_checkpointing=True, batch_size=4)
-    assert calc.estimates["QLoRA (nf4+dq)"].total_bytes == want.total_bytes
+    assert calc.estimates["LoRA"].total_bytes == want.total_bytes
+
+
+@pytest.mark.parametrize(("quantization", "double_quant"), [("int8", True), ("nf4", False), ("bnb_fp4", True)])
+def test_the_quantization_dropdown_changes_the_numbers_as_set(calc, quantization, double_quant):
+    """What the dropdown changes: the 'as set' verdict and a column of its own (the fixed QLoRA column does
+    not depend on it, so it cannot show whether the dropdown works)."""
+    import html
+
+    calc.preset_dropdown.value = "Llama-3.1-8B"  # big enough that every choice changes the verdict's numbers
+    before = calc.advice_label.value
+    calc.double_quant_checkbox.value = double_quant
+    calc.quantization_dropdown.value = quantization
+    want = estimate_memory("Llama-3.1-8B", r=8, quantization=quantization, double_quant=double_quant)
+    assert f"yours ({quantization})" in calc.estimates
+    assert calc.estimates[f"yours ({quantization})"].total_bytes == want.total_bytes
+    verdict = GPUS["T4 16 GB"].verdict(want.total_bytes, "bf16")
+    assert f"As set: {html.escape(verdict)}" in calc.advice_label.value and calc.advice_label.value != before
 
 
 def test_model_change_rebuilds_target_checkboxes(calc):
@@ -78,7 +94,6 @@ def test_config_path(calc, tmp_path):
     [
         ("batch_text", 0, "batch_size"),
         ("seq_text", -1, "seq_len"),
-        ("r_slider", 200, "r"),  # SmolLM2-135M's k/v projections are 192 wide
         ("alpha_text", 0.0, "lora_alpha"),
         ("gpu_gb_text", -2.0, "memory_gb"),
     ],
@@ -89,20 +104,60 @@ def test_bad_input_shows_the_message_and_keeps_working(calc, control, value, fie
         calc.gpu_dropdown.value = "my GPU"
     getattr(calc, control).value = value
     assert f"{field}:" in calc.error_label.value
-    assert calc.count == good  # the last good numbers stay
-    calc.r_slider.value = 4 if control == "r_slider" else calc.r_slider.value
-    getattr(calc, control).value = {"r_slider": 4, "alpha_text": 16.0, "gpu_gb_text": 12.0}.get(control, 2)
+    assert calc.count == good  # the last good numbers stay in the object ...
+    # ... but not on screen as if they answered these settings: no verdict, no count, greyed tables
+    assert "trainable" not in calc.trainable_label.value and calc.advice_label.value == ""
+    assert "lorakit-stale" in calc.comparison_table.value and calc.chart.layout.visibility == "hidden"
+    getattr(calc, control).value = {"alpha_text": 16.0, "gpu_gb_text": 12.0}.get(control, 2)
     assert calc.error_label.value == ""
     assert calc.count.r == calc.r_slider.value
+    assert "trainable" in calc.trainable_label.value and "As set:" in calc.advice_label.value
+    assert "lorakit-stale" not in calc.comparison_table.value and calc.chart.layout.visibility == "visible"
 
 
 def test_no_target_ticked_is_an_error_not_a_crash(calc):
     calc.all_linear_checkbox.value = False
     for box in calc.target_checkboxes.values():
         box.value = False
-    assert "target_modules:" in calc.error_label.value
+    assert "tick at least one layer, or all-linear" in calc.error_label.value  # the widget's words, not the API's
+    assert "give a list of names" not in calc.error_label.value
+    assert "trainable" not in calc.trainable_label.value and calc.advice_label.value == ""
     calc.target_checkboxes["down_proj"].value = True
     assert calc.error_label.value == ""
+    assert "trainable" in calc.trainable_label.value
+
+
+def test_r_goes_as_high_as_the_model_and_targets_allow(calc):
+    # SmolLM2-135M: hidden 576, k/v projections 576 -> 192; every linear layer is adapted by default
+    assert calc.r_slider.max == 192 and "r &le; 192" in calc.r_note.value
+    calc.all_linear_checkbox.value = False
+    calc.target_checkboxes["v_proj"].value = False  # q_proj only: 576 x 576
+    assert calc.r_slider.max == 576
+    calc.r_slider.value = 300
+    assert calc.count.r == 300 and calc.error_label.value == ""
+    calc.all_linear_checkbox.value = True  # k/v are adapted again: r above 192 is no longer possible
+    assert calc.r_slider.max == 192 and calc.r_slider.value == 192 and calc.count.r == 192
+    assert "r lowered from 300" in calc.r_note.value and calc.error_label.value == ""
+    calc.preset_dropdown.value = "Llama-3.1-8B"  # k/v: 4096 -> 1024
+    assert calc.r_slider.max == 1024 and calc.r_slider.value == 192
+
+
+def test_numbers_in_tables_are_right_aligned(calc):
+    import re
+
+    for table in (calc.comparison_table.value, calc.module_table.value):
+        cells = re.findall(r"<td style='([^']*)'>([^<]*(?:<b>[^<]*</b>)?)</td>", table)
+        numeric = [(style, text) for style, text in cells if re.fullmatch(r"(<b>)?[\d,.% x]+(</b>)?", text)]
+        assert numeric and all("text-align:right" in style for style, _ in numeric)
+        names = [(style, text) for style, text in cells if text in ("weights", "q_proj")]
+        assert names and all("text-align:left" in style for style, _ in names)
+
+
+def test_gpu_labels_use_the_charts_convention(calc):
+    labels = dict((value, label) for label, value in calc.gpu_dropdown.options)
+    for name, gpu in GPUS.items():
+        assert labels[name].endswith(f"{gpu.memory_gib:.1f} GiB")  # 'T4 16 GB · 15.0 GiB'
+    assert "GiB" in calc.chart_note.value and "T4 16 GB reports 15.0 GiB" in calc.chart_note.value
 
 
 def test_advice_matches_the_search(calc):
@@ -139,3 +194,36 @@ def test_update_on_70b_is_fast():
         calc.r_slider.value = r
         times.append(time.perf_counter() - start)
     assert sorted(times)[len(times) // 2] < 0.1  # 50 ms target, measured in benchmarks/; slack for CI load
+
+
+def _scenarios(model: str) -> dict[str, dict[str, float]]:
+    return {"full fine-tune": estimate_memory(model, r=16, finetune="full").components(),
+            "LoRA": estimate_memory(model, r=16).components(),
+            "QLoRA (nf4+dq)": estimate_memory(model, r=16, quantization="nf4", double_quant=True).components()}
+
+
+@pytest.mark.parametrize("model", ["SmolLM2-135M", "Llama-3.1-8B", "Llama-3.1-70B"])
+def test_chart_draws_the_chosen_gpu_and_no_label_collides(model):
+    """For every GPU as the choice: its line is drawn; no two labels overlap; no line runs through a label
+    but its own; labels give the GiB the dropdown gives."""
+    from lorakit.viz.sizing import draw_memory_bars, make_figure
+
+    bars = _scenarios(model)
+    lines = [(g.name, g.memory_bytes) for g in GPUS.values()]
+    for chosen in GPUS:
+        fig, ax = make_figure()
+        drawn = draw_memory_bars(ax, bars, lines, highlight=chosen)
+        assert chosen in drawn
+        renderer = fig.canvas.get_renderer()
+        labels = [(t, t.get_window_extent(renderer)) for t in ax.texts]
+        assert len(labels) == len(ax.lines)  # one label per line
+        for i, (_, a) in enumerate(labels):
+            assert all(a.x1 <= b.x0 or b.x1 <= a.x0 or a.y1 <= b.y0 or b.y1 <= a.y0 for _, b in labels[i + 1:])
+        for line in ax.lines:
+            x = ax.transData.transform((line.get_xdata()[0], 0))[0]
+            top = ax.transAxes.transform((0, line.get_data()[1][1]))[1]  # axvline's y is in axes fractions
+            crossed = [t for t, box in labels if box.x0 < x < box.x1 and box.y0 < top]
+            assert all(t.get_position()[0] == line.get_xdata()[0] for t in crossed), (chosen, model)
+        chosen_label = next(t.get_text() for t in ax.texts if t.get_fontweight() == "bold")
+        assert f"{GPUS[chosen].memory_gib:.1f} GiB" in chosen_label
+        assert all(ax.get_window_extent(renderer).contains(box.x0, box.y0) for _, box in labels)

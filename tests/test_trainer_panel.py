@@ -13,25 +13,40 @@ import pytest
 import lorakit.training
 from lorakit.training.config import TrainConfig
 from lorakit.training.events import TrainSummary
-from lorakit.widgets.trainer_panel import TrainerPanel, preview_html
+from lorakit.widgets.config_form import ConfigForm
+from lorakit.widgets.trainer_panel import FIELDS, TrainerPanel, preview_html
 
 
 class FakeTrain:
-    """Stands in for lorakit.training.train: logs `steps` steps, honours the stop handle, saves an adapter."""
+    """Stands in for lorakit.training.train: logs `steps` steps, honours the stop handle, saves an adapter and a
+    checkpoint (state.json) as the loop does; `hold` (an Event) keeps it in its evaluation phase until set."""
 
-    def __init__(self, steps: int = 5, step_s: float = 0.0, fail_at: int | None = None) -> None:
-        self.steps, self.step_s, self.fail_at = steps, step_s, fail_at
+    def __init__(self, steps: int = 5, step_s: float = 0.0, fail_at: int | None = None,
+                 choices: dict | None = None, hold: threading.Event | None = None) -> None:
+        self.steps, self.step_s, self.fail_at, self.choices, self.hold = steps, step_s, fail_at, choices, hold
         self.started = threading.Event()
+        self.evaluating = threading.Event()
         self.configs: list[TrainConfig] = []
+        self.resumed_from: list[str | None] = []
 
     def __call__(self, config, *, sinks=(), stop=None, resume_from=None):
         self.configs.append(config)
+        self.resumed_from.append(resume_from)
         out = Path(config.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text("{}")
+        first = json.loads((out / "checkpoint" / "state.json").read_text())["step"] if resume_from else 0
         for sink in sinks:
             sink.on_train_start({"total_steps": self.steps, "device": "cpu", "precision": config.precision,
-                                 "quantization": config.quantization, "predicted_peak_bytes": None})
+                                 "quantization": config.quantization, "predicted_peak_bytes": None,
+                                 "choices": self.choices or {}})
         self.started.set()
-        done = 0
+        if self.hold is not None:
+            for sink in sinks:
+                sink.on_phase("evaluating", "evaluating the loss on 45 held-out examples")
+            self.evaluating.set()
+            self.hold.wait(30)
+        done = first
         while done < self.steps and not (stop and stop.stop_requested):
             if done == self.fail_at:
                 raise RuntimeError(f"boom at step {done}")
@@ -42,13 +57,15 @@ class FakeTrain:
                              "rss_bytes": 2**30})
         (out / "adapter").mkdir(parents=True, exist_ok=True)
         (out / "adapter" / "adapter_config.json").write_text(json.dumps({"r": config.r}))
+        (out / "checkpoint").mkdir(exist_ok=True)
+        (out / "checkpoint" / "state.json").write_text(json.dumps({"step": done}))
         stopped = done < self.steps
         summary = TrainSummary(
             status="stopped" if stopped else "completed", message=f"Stopped by user at step {done}" if stopped else "",
             steps_done=done, total_steps=self.steps, final_loss=1.0 / max(done, 1), output_dir=str(out),
             adapter_dir=str(out / "adapter"), metrics_path=str(out / "metrics.jsonl"),
             preview=[{"prompt": "What is <bf16>?", "before": "no idea", "after": "1/8/7"}],
-            exact_match_before=0.25, exact_match_after=0.75)
+            exact_match_before=0.25, exact_match_after=None if stopped else 0.75)
         for sink in sinks:
             sink.on_train_end(summary)
         return summary
@@ -62,7 +79,7 @@ def fake_train(monkeypatch):
 
 
 def test_start_runs_to_completion_and_reports(fake_train, tmp_path):
-    panel = TrainerPanel(output_dir=str(tmp_path), r=4)
+    panel = TrainerPanel(output_dir=str(tmp_path), r=4)  # an existing empty folder: the first run goes there
     panel.max_steps.value = 12
     assert panel.start()
     summary = panel.wait(timeout=30)
@@ -89,6 +106,10 @@ def test_stop_mid_run_saves_and_says_so(monkeypatch, tmp_path):
     assert summary.status == "stopped" and 0 < summary.steps_done < 10_000
     status = panel.dashboard.status.value
     assert status.startswith(f"Stopped by user at step {summary.steps_done}.") and "adapter saved" in status.lower()
+    assert panel.message.value == ""  # "Stop requested" is stale once the run has stopped
+    # a stopped run is not scored after training: the panel says so instead of "n/a after"
+    assert "n/a" not in panel.preview.value and "not scored after it: the run was stopped" in panel.preview.value
+    assert f"after {summary.steps_done} of 10000 steps" in panel.preview.value  # the answers' column
 
 
 def test_second_start_while_running_is_refused(monkeypatch, tmp_path):
@@ -124,6 +145,7 @@ def test_bad_control_value_is_reported_not_raised(fake_train, tmp_path):
     panel.max_steps.value = 0
     assert panel.start() is False
     assert "Cannot start: max_steps=0" in panel.message.value and not panel.running
+    assert "or -1 to train for num_train_epochs" in panel.message.value  # the rule the field's hint gives
     assert fake_train.configs == []
     panel.max_steps.value = 3
     assert panel.start() and panel.wait(timeout=30).status == "completed"
@@ -146,6 +168,122 @@ def test_preview_html_without_scores_or_preview_is_empty():
     assert preview_html(summary) == ""
 
 
+def _wait_for(predicate, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_every_start_writes_to_a_new_folder_and_resume_continues_a_stopped_run(monkeypatch, tmp_path):
+    fake = FakeTrain(steps=10_000, step_s=0.005)
+    monkeypatch.setattr(lorakit.training, "train", fake, raising=False)
+    base = tmp_path / "run"
+    panel = TrainerPanel(output_dir=str(base))
+    assert panel.start() and fake.started.wait(10)
+    panel.stop()
+    first = panel.wait(timeout=30)
+    assert first.status == "stopped" and panel.run_dir == base
+    assert panel.resume_from.value == str(base)  # Resume continues the last run unless told otherwise
+    fake.started.clear()
+    assert panel.start() and fake.started.wait(10)  # Start: a new folder, the stopped run stays as it was
+    panel.stop()
+    panel.wait(timeout=30)
+    assert panel.run_dir == tmp_path / "run-2" and fake.configs[1].output_dir == str(tmp_path / "run-2")
+    assert json.loads((base / "checkpoint" / "state.json").read_text())["step"] == first.steps_done
+    fake.steps = first.steps_done + 3
+    panel.resume_from.value = str(base)
+    assert panel.resume()  # any run folder: here the first one
+    resumed = panel.wait(timeout=30)
+    assert fake.resumed_from[-1] == str(base) and fake.configs[-1].output_dir == str(base)
+    assert resumed.status == "completed" and resumed.steps_done == first.steps_done + 3
+    assert [r["step"] for r in panel.dashboard.history][0] == first.steps_done + 1
+
+
+def test_resume_says_why_it_cannot(fake_train, tmp_path):
+    panel = TrainerPanel(output_dir=str(tmp_path / "run"))
+    assert panel.resume() is False and "Nothing to resume yet" in panel.message.value
+    panel.resume_from.value = str(tmp_path / "nowhere")
+    assert panel.resume() is False and "Cannot resume from" in panel.message.value
+    assert panel.start() and panel.wait(timeout=30).status == "completed"  # 5 of 5 steps
+    panel.max_steps.value = 5
+    assert panel.resume() is False and "raise max_steps above 5" in panel.message.value
+    assert fake_train.resumed_from == [None]
+
+
+def test_fields_are_the_configs_own(fake_train, tmp_path):
+    """Names, choices and bounds come from TrainConfig and lorakit.choices; new settings reach the run."""
+    from lorakit.choices import CHECKPOINTING_CHOICES, COMPILE_CHOICES, LOSS_KERNELS, PRECISIONS
+    from lorakit.training.config import BOUNDS
+
+    panel = TrainerPanel(output_dir=str(tmp_path / "run"))
+    assert list(panel.fields) == list(FIELDS)
+    assert all(control.description == name for name, control in panel.fields.items())
+    assert [v for _, v in panel.precision.options] == list(PRECISIONS)  # tf32 included
+    assert [v for _, v in panel.gradient_checkpointing.options] == list(CHECKPOINTING_CHOICES)
+    assert [label for label, _ in panel.gradient_checkpointing.options] == ["off", "on", "auto"]
+    assert [v for _, v in panel.compile.options] == list(COMPILE_CHOICES)
+    assert [v for _, v in panel.loss_kernel.options] == list(LOSS_KERNELS)
+    assert (panel.r.min, panel.r.max) == BOUNDS["r"][:2]
+    assert (panel.batch_size.min, panel.batch_size.max) == BOUNDS["batch_size"][:2]
+    assert panel.gradient_checkpointing.value == "auto"  # the config's default, shown as it is
+    panel.gradient_checkpointing.value = True
+    panel.loss_kernel.value = "plain"
+    panel.compile.value = "auto"
+    panel.precision.value = "tf32"
+    assert panel.start() and panel.wait(timeout=30)
+    config = fake_train.configs[0]
+    assert (config.gradient_checkpointing, config.loss_kernel, config.compile, config.precision) == (
+        True, "plain", "auto", "tf32")
+
+
+def test_showing_one_more_field_is_one_more_name():
+    from lorakit.training.config import BOUNDS
+
+    form = ConfigForm(TrainConfig(), (*FIELDS, "warmup_steps", "lr_scheduler_type", "num_train_epochs"))
+    form.controls["warmup_steps"].value = 3
+    form.controls["lr_scheduler_type"].value = "cosine"
+    config = form.apply(TrainConfig())
+    assert (config.warmup_steps, config.lr_scheduler_type) == (3, "cosine")
+    assert isinstance(form.controls["num_train_epochs"].value, float) and "num_train_epochs" not in FIELDS
+    assert BOUNDS["warmup_steps"][1] is None  # one bound: a plain box, and TrainConfig names the range
+    form.controls["warmup_steps"].value = -1
+    with pytest.raises(ValueError, match="warmup_steps=-1 is out of range"):
+        form.apply(TrainConfig())
+    with pytest.raises(ValueError, match="not TrainConfig fields: colour"):
+        ConfigForm(TrainConfig(), ("model", "colour"))
+
+
+def test_the_run_says_what_it_is_doing_and_which_choices_it_made(monkeypatch, tmp_path):
+    hold = threading.Event()
+    choices = {"gradient_checkpointing": {"value": True, "reason": "auto: on for a quantized base (nf4)"}}
+    fake = FakeTrain(steps=3, choices=choices, hold=hold)
+    monkeypatch.setattr(lorakit.training, "train", fake, raising=False)
+    panel = TrainerPanel(output_dir=str(tmp_path / "run"))
+    assert panel.start() and fake.evaluating.wait(10)
+    status = panel.dashboard.status
+    assert _wait_for(lambda: "Evaluating the loss on 45 held-out examples" in status.value), status.value
+    assert "gradient checkpointing: on (auto: on for a quantized base (nf4))" in panel.dashboard.setup.value
+    hold.set()
+    assert panel.wait(timeout=30).status == "completed"
+
+
+def test_a_run_that_fails_before_its_first_picture_leaves_no_broken_image(monkeypatch, tmp_path):
+    def refuse(config, **kwargs):
+        raise ValueError("precision: tf32 needs a GPU")
+
+    monkeypatch.setattr(lorakit.training, "train", refuse, raising=False)
+    panel = TrainerPanel(output_dir=str(tmp_path / "run"))
+    assert panel.dashboard.plot.layout.display == "none"  # before the first run
+    panel.start()
+    with pytest.raises(RuntimeError, match="tf32 needs a GPU"):
+        panel.wait(timeout=30)
+    assert panel.dashboard.plot.layout.display == "none"  # and after a failed one
+    assert "Failed: ValueError: precision: tf32 needs a GPU" in panel.dashboard.status.value
+
+
 def test_dom_classes_for_browser_tests():
     panel = TrainerPanel()
     assert "lorakit-trainer-panel" in panel.widget._dom_classes
@@ -154,6 +292,9 @@ def test_dom_classes_for_browser_tests():
     assert "lorakit-status" in panel.dashboard.status._dom_classes
     assert "lorakit-plot" in panel.dashboard.plot._dom_classes
     assert "lorakit-progress" in panel.dashboard.progress._dom_classes
+    assert "lorakit-resume" in panel.resume_button._dom_classes
+    assert "lorakit-setup" in panel.dashboard.setup._dom_classes
+    assert all(f"lorakit-field-{name}" in c._dom_classes for name, c in panel.fields.items())
 
 
 KERNEL_CELLS = [

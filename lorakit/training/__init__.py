@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "export_merged": "lorakit.training.export",
     "ensure_embedded": "lorakit.training.embedded",
     "compare_runs": "lorakit.training.compare",
+    "MetricsCallback": "lorakit.training.hf_callback",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -54,6 +54,7 @@ BOUNDS: dict[str, tuple[float, float | None, type | tuple]] = {
     "max_new_tokens": (1, 4096, int),
 }
 OPTIONAL = {"max_grad_norm", "eval_steps", "save_steps"}  # None switches these off
+SPECIAL_VALUES = {"max_steps": ", or -1 to train for num_train_epochs"}  # allowed outside BOUNDS
 
 
 def _check_range(name: str, value: Any) -> None:
@@ -63,7 +64,8 @@ def _check_range(name: str, value: Any) -> None:
     if not ok:
         upper = f" and <= {high}" if high is not None else ""
         noun = "an integer" if kind is int else "a number"
-        raise ValueError(f"{name}={value!r} is out of range; it must be {noun} >= {low}{upper}")
+        special = SPECIAL_VALUES.get(name, "")
+        raise ValueError(f"{name}={value!r} is out of range; it must be {noun} >= {low}{upper}{special}")
 
 
 @dataclass

@@ -1,12 +1,12 @@
-"""Pieces of the FloatExplorer that are not controls: the compare table, the pictures, the redraw throttle."""
+"""Pieces of the FloatExplorer that are not controls: the compare table and the pictures.
+
+``Throttle`` lives in ``lorakit.widgets.runtime``; it is imported here for the explorer's existing imports.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import math
-import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from lorakit.viz.formats import (
     figure_png,
     make_panel,
 )
+from lorakit.widgets.runtime import Throttle  # noqa: F401 -- re-exported for float_explorer
 
 FIELD_COLOURS = {
     "sign": "#f4b6b6", "exponent": "#a9cce3", "mantissa": "#b7e1a1", "index": "#f9d29d", "integer": "#d7bde2",
@@ -106,49 +107,3 @@ class FormatPicture:
             draw_range_chart(self.range_ax, self._rows, highlight=fmt.name, value=e.stored)
             self._range = key, figure_png(self.range_fig)
         return figure_png(self.line_fig), self._range[1]
-
-
-class Throttle:
-    """Run ``fn`` at most once per ``interval_s`` of idle time, never inside the request that asked for it.
-
-    In a Jupyter kernel a request schedules one run on the running asyncio loop (immediately after the current
-    handler returns, or when the interval since the last run has passed); more requests before it runs add
-    nothing. So a bit click returns after its cheap text updates, and a burst of clicks costs one redraw.
-    Without a loop (plain Python, tests) requests stay pending until ``flush()``. ``paused`` keeps requests
-    pending without scheduling anything (the benchmark uses it to time the handler alone).
-    """
-
-    def __init__(self, fn: Callable[[], None], interval_s: float = 0.25) -> None:
-        self.fn, self.interval_s = fn, interval_s
-        self.pending, self.paused = False, False
-        self._last = -math.inf  # when the last run finished (monotonic seconds)
-        self._timer: asyncio.TimerHandle | None = None
-
-    def request(self) -> None:
-        """Ask for a run: scheduled on the event loop if there is one, else left for flush()."""
-        self.pending = True
-        if self.paused or self._timer is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no event loop: nobody sees the picture until flush() asks for it
-        wait = self.interval_s - (time.monotonic() - self._last)
-        self._timer = loop.call_later(max(wait, 0.0), self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        if not self.paused:
-            self.flush()
-
-    def flush(self) -> None:
-        """Run now if a request is pending."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.pending:
-            self.pending = False
-            try:
-                self.fn()
-            finally:
-                self._last = time.monotonic()

@@ -1,13 +1,23 @@
-"""LiveDashboard: a MetricsSink that shows a run live in a notebook -- progress with ETA, a status line and
-one figure (loss, learning rate, tokens/s, memory) redrawn in place.
+"""LiveDashboard: a MetricsSink that shows a run live in a notebook -- progress with ETA, what the run is doing,
+its set-up and the choices it made, and one figure (loss, learning rate, tokens/s, memory) redrawn in place.
 
-Cost model: ``on_log`` appends the record and returns unless a refresh is due. Text (progress bar, status)
-refreshes at most every ``min_interval_s``; the figure at most every ``min_interval_s`` and never more often
-than keeps drawing under ``max_overhead`` of wall time (a draw costs 0.1-0.3 s on a 2-core CPU, so with the
-default 1.5 % budget the plot updates every 7-20 s there; the text stays live). The figure is rendered to PNG into an
-``ipywidgets.Image``: widget traits travel over the kernel's comm, so setting them from the training thread
-updates the page in place without touching the cell's other output. When a run ends, the final figure is
-also written as a plain PNG output (through a display handle) so the saved notebook shows it without a kernel.
+Threads: the sink methods run on the training thread; they only store what they receive and, when a frame
+is due, wake a render thread (``RenderWorker``), where every widget update and drawing happens. So training
+never waits for matplotlib, whether ``train()`` runs in the background (TrainerPanel) or in a cell (which
+blocks the kernel's event loop, not a thread). The one wait: ``on_train_end`` returns once the final
+picture is drawn, so it is in place when ``train()`` returns.
+
+Frames: progress, status line and plots are updated together from one snapshot, so the plots never lag
+the numbers beside them. A frame comes at most every ``min_interval_s``, and only while the run's frames
+have taken at most ``max_overhead`` of its wall time so far (drawing holds the GIL, which a Python-bound
+loop needs; on a busy machine a thread holding it may wait for a CPU). A redraw takes ~0.1 s on a quiet
+2-core machine: a frame every ~7 s. Where the budget holds the next frame back more than
+``max_plot_lag_s``, progress and status go ahead and say which step the plots show. What the run is busy
+with between steps ("evaluating the loss on 45 held-out examples") is shown at once.
+
+The PNG goes into an ``ipywidgets.Image`` (hidden until it has a picture), updated in place over the comm.
+When a run ends, the final figure is also written as a plain PNG output (a display handle), so the saved
+notebook shows it without a kernel.
 """
 
 from __future__ import annotations
@@ -21,49 +31,37 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.training.events import MetricsSink, TrainSummary
-from lorakit.viz.training import draw_dashboard, figure_to_png, make_dashboard_figure
+from lorakit.training.events import MetricsSink, TrainSummary, read_metrics
+from lorakit.viz.training import clear_data, draw_dashboard, figure_to_png, make_dashboard_figure
+from lorakit.widgets.run_text import (
+    describe_choices,
+    describe_setup,
+    describe_summary,
+    format_duration,
+    phase_text,
+    step_line,
+)
+from lorakit.widgets.runtime import STOP, RenderWorker
 
-__all__ = ["LiveDashboard", "describe_summary", "format_duration"]
+__all__ = ["LiveDashboard", "describe_choices", "describe_summary", "format_duration"]
 
 TRAIN_KEYS = ("step", "loss", "learning_rate", "tokens_per_s", "mem_allocated_bytes", "mem_reserved_bytes",
               "mem_peak_bytes", "rss_bytes")
 EVAL_KEYS = ("step", "eval_loss")
+RENDER_THREAD = "lorakit-dashboard"
 
 
-def format_duration(seconds: float | None) -> str:
-    """Seconds as m:ss or h:mm:ss; '?' when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:  # None or NaN or negative
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def _adapter_on_disk(adapter_dir: str | None) -> bool:
-    return bool(adapter_dir) and (Path(adapter_dir) / "adapter_config.json").is_file()
-
-
-def describe_summary(summary: TrainSummary) -> str:
-    """A short text on how a run ended and where its adapter is ('Adapter saved to ...' only when on disk)."""
-    headline = {
-        "completed": "Completed",
-        "stopped": "Stopped",
-        "error": "Failed",
-        "oom": "Out of memory",
-        "interrupted": "Interrupted",
-    }.get(summary.status, summary.status)
-    text = f"{headline} after {summary.steps_done}/{summary.total_steps} steps"
-    if summary.final_loss is not None:
-        text += f", final loss {summary.final_loss:.4f}"
-    if summary.message:  # the loop's own account (advice on out-of-memory, the error, who stopped it)
-        text = summary.message
-    text = text.rstrip(".") + "."
-    if _adapter_on_disk(summary.adapter_dir):
-        text += f" Adapter saved to {summary.adapter_dir}"
-    elif summary.adapter_dir:
-        text += " No adapter on disk."
-    return text
+def _earlier_records(info: dict) -> dict[str, list[dict]]:
+    """The train and eval records a resumed run logged before its checkpoint (by kind), from metrics.jsonl."""
+    start, out = info.get("start_step") or 0, info.get("output_dir")
+    path = Path(out) / "metrics.jsonl" if out else None
+    if not start or path is None or not path.is_file():
+        return {}
+    kept: dict[str, list[dict]] = {}
+    for record in read_metrics(path):
+        if record.get("step", 0) <= start:
+            kept.setdefault(record.pop("kind", "train"), []).append(record)
+    return kept
 
 
 def _columns(records: list[dict], keys: tuple[str, ...]) -> dict[str, list]:
@@ -80,134 +78,290 @@ def in_ipython() -> bool:
 
 
 class LiveDashboard(MetricsSink):
-    """Progress bar with ETA, status line and live plots of a run; display it, pass it as a sink to train()."""
+    """Progress bar with ETA, status line and live plots of a run; display it, pass it as a sink to train().
+
+    ``background=False`` draws nothing by itself: call ``tick()`` to do what the render thread would (tests).
+    """
 
     def __init__(self, *, min_interval_s: float = 0.5, max_overhead: float = 0.015,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, cost_clock: Callable[[], float] = time.perf_counter,
+                 background: bool = True, final_timeout_s: float = 30.0,
+                 first_draw_estimate_s: float | None = None, max_plot_lag_s: float = 10.0,
+                 text_interval_s: float = 2.0) -> None:
         if not 0 < max_overhead <= 1:
-            raise ValueError(f"max_overhead={max_overhead!r} must be in (0, 1] (fraction of wall time)")
-        self.min_interval_s = float(min_interval_s)
-        self.max_overhead = float(max_overhead)
-        self._clock = clock
+            raise ValueError(f"max_overhead={max_overhead!r} must be in (0, 1] (fraction of CPU time)")
+        self.min_interval_s, self.max_overhead = float(min_interval_s), float(max_overhead)
+        self.background, self.final_timeout_s = background, final_timeout_s
+        # the cost budgeted for the first frame; None: what rendering the empty figure once took
+        self.first_draw_estimate_s = first_draw_estimate_s
+        # when the budget holds the next frame back longer than max_plot_lag_s, the progress and the status go
+        # ahead every text_interval_s and say which step the plots show
+        self.max_plot_lag_s, self.text_interval_s = max_plot_lag_s, text_interval_s
+        self._text: dict[str, Any] = {"counts": (0, 0), "at": float("-inf")}
+        self._clock, self._cost_clock = clock, cost_clock
+        # what the run has told us (written by the training thread, read by the render thread)
         self.info: dict[str, Any] = {}
         self.history: list[dict] = []  # train records, as received
         self.eval_history: list[dict] = []
+        self.phase: tuple[str, str] | None = None  # (phase, detail) of the last on_phase
         self.summary: TrainSummary | None = None
+        self._run = 0  # counts on_train_start calls, so a frame of an old run is never shown for a new one
+        self._state_lock = threading.Lock()  # held for microseconds: never while drawing
+        # what is on screen (render thread)
+        self._shown: dict[str, Any] = {"run": 0, "phase": None, "counts": (0, 0), "data": ([], []), "final": False}
         self.redraw_count = 0
-        self.draw_seconds = 0.0  # total time spent drawing (clock units)
-        self._last_text = self._last_plot = float("-inf")
-        self._last_draw_cost = 0.0
-        self._draw_lock = threading.Lock()  # the figure is drawn from the training and the notebook thread
+        self.draw_seconds = 0.0  # total cost of drawing (cost_clock units: wall seconds by default)
+        self.draw_threads: set[str] = set()  # names of the threads that drew (tests check the training thread's)
+        self._last_frame = float("-inf")
+        self._last_draw_cost: float | None = None  # cost_clock seconds of the last draw (None: none yet)
+        self._run_started = clock()  # the budget of a run is counted from its start
+        self._run_draw_seconds = 0.0  # what this run's frames have cost so far
+        self._next_frame_at = float("-inf")  # a record that arrives after this wakes the render thread
+        self._draw_lock = threading.Lock()  # the render thread and the notebook thread may both draw
         self._figure = None
         self._final_png: bytes | None = None
+        self._final_done = threading.Event()
         self._static_handle = None
+        self._worker = RenderWorker(self.tick, RENDER_THREAD, on_error=self._on_render_error)
+        self._build_widgets()
+
+    def _build_widgets(self) -> None:
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="", bar_style="info",
                                             layout=widgets.Layout(width="60%"))
         self.progress.add_class("lorakit-progress")
         self.progress_label = widgets.Label(value="not started")
         self.status = widgets.HTML(value="Waiting for a run to start.")
         self.status.add_class("lorakit-status")
-        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.setup = widgets.HTML(value="")
+        self.setup.add_class("lorakit-setup")
+        # hidden while it has no picture: an empty <img> shows as a broken-image icon
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", display="none"))
         self.plot.add_class("lorakit-plot")
-        self.widget = widgets.VBox([widgets.HBox([self.progress, self.progress_label]), self.status, self.plot])
+        self.widget = widgets.VBox([widgets.HBox([self.progress, self.progress_label]), self.status, self.setup,
+                                    self.plot])
 
-    # -- MetricsSink --------------------------------------------------------------------------------------
+    # -- MetricsSink: training thread; store and wake, nothing else ------------------------------------------
     def on_train_start(self, info: dict) -> None:
-        """Reset the history for a new run and show its set-up."""
-        self.info = dict(info)
-        self.history, self.eval_history, self.summary = [], [], None
-        self._final_png = None
-        self._last_text = self._last_plot = float("-inf")
-        self.progress.max = max(int(info.get("total_steps") or 1), 1)
-        self.progress.value, self.progress.bar_style = 0, "info"
-        self._refresh(force=True)
+        """A new run: a fresh history (a resumed run's earlier steps read back from its metrics.jsonl); its
+        set-up is shown by the render thread."""
+        earlier = _earlier_records(info)
+        with self._state_lock:
+            self.info = dict(info)
+            self.history, self.eval_history = earlier.get("train", []), earlier.get("eval", [])
+            self.summary, self.phase = None, None
+            self._final_png = None
+            self._final_done.clear()
+            self._run += 1
+            self._run_started = self._clock()
+        self._wake()
+
+    def on_phase(self, phase: str, detail: str) -> None:
+        self.phase = (phase, detail)
+        self._wake()
 
     def on_log(self, record: dict) -> None:
-        """Keep the record; refresh the text and the plot only when their throttles allow."""
         self.history.append(dict(record))
-        self._refresh()
+        self._wake_if_due()
 
     def on_eval(self, record: dict) -> None:
         self.eval_history.append(dict(record))
-        self._refresh()
+        self._wake_if_due()
 
     def on_train_end(self, summary: TrainSummary) -> None:
-        """Final redraw (always), final status, and the static PNG for viewers without a kernel."""
+        """Keep the summary, and wait (up to final_timeout_s) for the final frame and the static PNG."""
         self.summary = summary
-        self.progress.bar_style = "success" if summary.status == "completed" else "warning"
-        self._update_text()
-        self._final_png = self.redraw()
-        self.show_static()
+        if self.background:
+            self._wake()
+            self._final_done.wait(self.final_timeout_s)
 
-    # -- drawing ------------------------------------------------------------------------------------------
-    def _refresh(self, force: bool = False) -> None:
-        """Every path that changes what is shown ends here; the throttles decide what is redrawn."""
+    def _wake(self) -> None:
+        if self.background:
+            self._worker.wake()
+
+    def _wake_if_due(self) -> None:
+        """Wake the render thread only when a frame is allowed: one thread switch per frame, not per record
+        (on a busy machine each switch can stall the training thread for a scheduler time slice)."""
+        if self._clock() >= self._next_frame_at:
+            self._next_frame_at = float("inf")  # until the render thread says when the next one is due
+            self._wake()
+
+    # -- render thread ----------------------------------------------------------------------------------------
+    def tick(self) -> float | str | None:
+        """Bring the screen up to date with what the run has sent; the render thread's only job.
+
+        Returns the seconds until the next frame is allowed, None when one is allowed now (the next record
+        wakes the thread), STOP after the final frame of a run.
+        """
+        with self._state_lock:
+            run, info, summary, phase = self._run, self.info, self.summary, self.phase
+            counts = (len(self.history), len(self.eval_history))
+            history, evals = self.history[: counts[0]], self.eval_history[: counts[1]]
+        if run != self._shown["run"]:
+            self._show_new_run(run, info)
+        if summary is not None:
+            if not self._shown["final"]:
+                self._final_frame(history, evals, summary)
+            return STOP
+        if phase != self._shown["phase"]:
+            self._shown["phase"] = phase
+            self._show_status(*self._shown["data"])
+        if self._figure is None:
+            self._prepare_figure()
+        if counts != self._shown["counts"] and self.frame_wait() <= 0:
+            self._frame(history, evals, counts)
+        now, wait = self._clock(), max(self.frame_wait(), 0.0)
+        lagging = wait > self.max_plot_lag_s
+        if lagging and counts not in (self._shown["counts"], self._text["counts"]) \
+                and now - self._text["at"] >= self.text_interval_s:
+            self._text_frame(history, evals, counts)
+        # Records do not wake this thread before the next frame is allowed (or, while the plots lag, the next
+        # text update); it wakes itself when the frame is allowed.
+        self._next_frame_at = now + (min(wait, self.text_interval_s) if lagging else wait)
+        return wait or None
+
+    def frame_wait(self) -> float:
+        """Seconds until the next frame may be drawn (<= 0: now).
+
+        Frames are min_interval_s apart, and the run's frames, the next one included (estimated at the last
+        draw's cost), may cost at most max_overhead of the time since the run started: a budget for the whole
+        run, so a short run is not slowed by an early frame. Drawing holds the GIL most of the time, so on a
+        run whose loop is Python-bound (small models, GPU kernel launches) this bounds the slow-down.
+        """
         now = self._clock()
-        if force or now - self._last_text >= self.min_interval_s:
-            self._last_text = now
-            self._update_text()
-        plot_interval = max(self.min_interval_s, self._last_draw_cost / self.max_overhead)
-        if force or now - self._last_plot >= plot_interval:
-            self.redraw()
+        cost = self._last_draw_cost if self._last_draw_cost is not None else self.first_draw_estimate_s or 0.0
+        budget_at = self._run_started + (self._run_draw_seconds + cost) / self.max_overhead
+        return max(self._last_frame + self.min_interval_s, budget_at) - now
 
-    def redraw(self) -> bytes:
-        """Draw the figure from the history now and push the PNG to the plot widget; returns the PNG."""
+    def _show_new_run(self, run: int, info: dict) -> None:
+        self._shown.update(run=run, phase=None, counts=(0, 0), data=([], []), final=False)
+        self._text = {"counts": (0, 0), "at": float("-inf")}
+        self._last_frame, self._run_draw_seconds = float("-inf"), 0.0
+        self._next_frame_at = float("-inf")
+        self.progress.max = max(int(info.get("total_steps") or 1), 1)
+        self.progress.value, self.progress.bar_style = 0, "info"
+        self.progress_label.value = f"0/{self.progress.max}"
+        self.setup.value = html.escape(describe_setup(info))
+        self.status.value = "Running&hellip;"
+        self.plot.layout.display = "none"  # the previous run's picture does not belong to this one
+        self.show_static()  # nor does its static copy
+
+    def _frame(self, history: list[dict], evals: list[dict], counts: tuple[int, int]) -> None:
+        """Plots, progress and status from one snapshot."""
+        self._show_png(self._draw(history, evals))
+        self._shown.update(counts=counts, data=(history, evals))
+        self._last_frame = self._clock()
+        self._show_progress(history)
+        self._show_status(history, evals)
+
+    def _text_frame(self, history: list[dict], evals: list[dict], counts: tuple[int, int]) -> None:
+        """Progress and status ahead of the plots, saying which step the plots show (drawing is over budget)."""
+        self._text = {"counts": counts, "at": self._clock()}
+        self._show_progress(history)
+        phase = self._shown["phase"]
+        if phase is not None and phase[0] != "training":
+            return  # what the run is busy with stays on the status line
+        plotted = self._shown["data"][0]
+        where = f"step {plotted[-1].get('step')}" if plotted else "none yet"
+        self.status.value = html.escape(
+            f"{step_line(history, evals)} Plots: {where} (redrawn as often as drawing stays under "
+            f"{self.max_overhead:.1%} of the run).")
+
+    def _final_frame(self, history: list[dict], evals: list[dict], summary: TrainSummary) -> None:
+        self._shown["final"] = True
+        try:
+            if history or evals:
+                self._final_png = self._draw(history, evals)
+                self._show_png(self._final_png)
+            self.progress.bar_style = "success" if summary.status == "completed" else "warning"
+            self.progress.value = min(summary.steps_done, self.progress.max)
+            self.progress_label.value = f"{summary.steps_done}/{summary.total_steps}"
+            self.status.value = html.escape(describe_summary(summary))
+            self.show_static()
+        finally:
+            self._final_done.set()
+
+    def _show_progress(self, history: list[dict]) -> None:
+        last = history[-1] if history else {}
+        total = self.progress.max
+        self.progress.value = min(int(last.get("step") or 0), total)
+        eta, elapsed = format_duration(last.get("eta_s")), format_duration(last.get("elapsed_s"))
+        self.progress_label.value = f"{self.progress.value}/{total} · {elapsed} elapsed · ETA {eta}"
+
+    def _show_status(self, history: list[dict], evals: list[dict]) -> None:
+        """What the run is busy with (between steps), else where the shown frame is."""
+        phase = self._shown["phase"]
+        if phase is not None and (phase[0] != "training" or not history):
+            self.status.value = html.escape(phase_text(phase[1]))
+        elif history:
+            self.status.value = html.escape(step_line(history, evals))
+
+    def _show_png(self, png: bytes) -> None:
+        self.plot.value = png
+        self.plot.layout.display = None
+
+    def _on_render_error(self, exc: BaseException) -> None:
+        self._final_done.set()  # never leave on_train_end waiting for a frame that failed
+        self.status.value = html.escape(f"The live view failed ({type(exc).__name__}: {exc}); training goes on.")
+
+    # -- drawing ----------------------------------------------------------------------------------------------
+    def _draw(self, history: list[dict], evals: list[dict]) -> bytes:
+        """The figure for these records as PNG (updated in place: the axes keep their ticks)."""
         with self._draw_lock:
-            start = self._clock()
+            start = self._cost_clock()
             if self._figure is None:
                 self._figure = make_dashboard_figure()
             fig, axes = self._figure
             for ax in axes:
-                ax.clear()
-            draw_dashboard(axes, _columns(self.history, TRAIN_KEYS), _columns(self.eval_history, EVAL_KEYS),
+                clear_data(ax)
+            draw_dashboard(axes, _columns(history, TRAIN_KEYS), _columns(evals, EVAL_KEYS),
                            self.info.get("predicted_peak_bytes"))
             png = figure_to_png(fig)
-            self.plot.value = png
-            self.redraw_count += 1
-            self._last_plot = self._clock()
-            self._last_draw_cost = self._last_plot - start
+            self._last_draw_cost = self._cost_clock() - start
             self.draw_seconds += self._last_draw_cost
+            self._run_draw_seconds += self._last_draw_cost
+            self.redraw_count += 1
+            self.draw_threads.add(threading.current_thread().name)
             return png
 
-    def _update_text(self) -> None:
-        last = self.history[-1] if self.history else {}
-        total = self.progress.max
-        self.progress.value = min(int(last.get("step") or 0), total)
-        if self.summary is not None:
-            self.progress_label.value = f"{self.summary.steps_done}/{self.summary.total_steps}"
-            self.status.value = html.escape(describe_summary(self.summary))
-            return
-        eta = format_duration(last.get("eta_s"))
-        elapsed = format_duration(last.get("elapsed_s"))
-        self.progress_label.value = f"{self.progress.value}/{total} · {elapsed} elapsed · ETA {eta}"
-        self.status.value = html.escape(self._status_line(last))
+    def _prepare_figure(self) -> None:
+        """Build the figure and render it once, at the first event of a run (the model is still loading).
 
-    def _status_line(self, last: dict) -> str:
-        info = self.info
-        setup = ", ".join(f"{key} {info[key]}" for key in ("device", "precision", "quantization") if info.get(key))
-        if info.get("trainable_params") and info.get("total_params"):
-            share = 100 * info["trainable_params"] / info["total_params"]
-            setup += f", {info['trainable_params']:,} of {info['total_params']:,} parameters trainable ({share:.2f} %)"
-        for warning in info.get("warnings") or ():
-            setup += f". Warning: {warning}"
-        if not last:
-            return f"Running: {setup}." if setup else "Running."
-        now = f"step {last.get('step')}"
-        if last.get("loss") is not None:
-            now += f", loss {last['loss']:.4f}"
-        if last.get("tokens_per_s") is not None:
-            now += f", {last['tokens_per_s']:,.0f} tokens/s"
-        if self.eval_history and self.eval_history[-1].get("eval_loss") is not None:
-            now += f", eval loss {self.eval_history[-1]['eval_loss']:.4f}"
-        return f"Running ({setup}): {now}." if setup else f"Running: {now}."
+        The first render loads fonts and costs several times a later one; done here it neither lands in the
+        training steps nor counts as a frame, and its cost is the estimate the first frame is budgeted at.
+        """
+        with self._draw_lock:
+            start = self._cost_clock()
+            self._figure = make_dashboard_figure()
+            figure_to_png(self._figure[0])
+            if self.first_draw_estimate_s is None:
+                self._last_draw_cost = self._cost_clock() - start
+            self.draw_threads.add(threading.current_thread().name)
+
+    def redraw(self) -> bytes:
+        """Draw the figure from the whole history now, on the calling thread, and show it; returns the PNG."""
+        png = self._draw(list(self.history), list(self.eval_history))
+        self._show_png(png)
+        return png
+
+    def reset(self, status: str = "Waiting for a run to start.") -> None:
+        """Forget the last run and show ``status`` (HTML); for a panel about to start another run."""
+        with self._state_lock:
+            self.info, self.history, self.eval_history, self.summary, self.phase = {}, [], [], None, None
+            self._final_png = None
+            self._run += 1
+            self._shown.update(run=self._run, phase=None, counts=(0, 0), data=([], []), final=False)
+        self.plot.layout.display = "none"
+        self.progress.value, self.progress.bar_style, self.progress_label.value = 0, "info", "not started"
+        self.setup.value, self.status.value = "", status
+        self.show_static()
 
     # -- notebook display ---------------------------------------------------------------------------------
     def final_png(self) -> bytes | None:
-        """The PNG of the finished run's figure (drawn once, on demand); None before a run has ended."""
-        if self.summary is None:
+        """The PNG of the finished run's figure; None before a run has ended or when it logged nothing."""
+        if self.summary is None or not (self.history or self.eval_history):
             return None
-        if self._final_png is None:
-            self._final_png = self.redraw()
+        if self._final_png is None:  # the render thread has not drawn it (background=False, or a timeout)
+            self._final_png = self._draw(list(self.history), list(self.eval_history))
         return self._final_png
 
     def display_static_slot(self) -> None:

@@ -4,7 +4,12 @@ Every control funnels into ``_refresh()``, which recomputes the parameter count,
 (full fine-tune, LoRA, QLoRA side by side) and the advice sentence -- pure arithmetic on a cached
 architecture, a few milliseconds even for a 70B model. The bar chart (matplotlib -> PNG in an
 ``ipywidgets.Image``, updated in place) costs ~0.1 s, so its redraw is throttled and deferred. Bad input
-shows the API's ValueError in a message line; the previous results stay and the widget keeps working.
+shows the API's ValueError in a message line and withdraws the results (they would describe other
+settings); the widget keeps working. The r slider goes as high as the chosen model and targets allow.
+
+Layout: the controls and the results (trainable count, advice, chart) side by side where the notebook is wide
+enough, one above the other where it is not; the tables follow. Memory is in GiB everywhere, GPUs by the
+memory their driver reports (see ``lorakit.viz.sizing``).
 """
 
 from __future__ import annotations
@@ -25,14 +30,21 @@ from lorakit.sizing import (
 )
 from lorakit.sizing.advice import suggest_fit
 from lorakit.sizing.gpus import GIB
-from lorakit.sizing.lora_count import ALL_LINEAR
+from lorakit.sizing.lora_count import ALL_LINEAR, smallest_adapted_dimension
 from lorakit.sizing.memory import MemoryEstimate
+from lorakit.training.config import BOUNDS
 from lorakit.viz.sizing import memory_chart_png
-from lorakit.widgets.format_views import Throttle
+from lorakit.widgets.runtime import Throttle
 
 __all__ = ["LoraCalculator"]
 
 MY_GPU = "my GPU"
+_STYLE = {"description_width": "5.5em"}
+
+
+def _wide() -> widgets.Layout:
+    """Fill the grid cell: a fixed-width control would spill into its neighbour on a narrow page."""
+    return widgets.Layout(width="auto")
 
 
 def _html(css: str) -> widgets.HTML:
@@ -45,35 +57,62 @@ def _gib(nbytes: float) -> str:
     return f"{nbytes / GIB:.2f}"
 
 
+# Notebook CSS pads table cells generously and lets them wrap: keep rows compact and numbers whole.
+_CELL = "padding:1px 8px;line-height:1.35;white-space:nowrap"
+_NUM = f"{_CELL};text-align:right;font-variant-numeric:tabular-nums"  # numbers line up on their last digit
+_TEXT = f"{_CELL};text-align:left"
+CHART_NOTE = ("GiB = 2<sup>30</sup> bytes. A line is the memory a GPU's driver reports, a little less than the "
+              "GB on its box (a T4 16 GB reports 15.0 GiB); solid: the GPU chosen above.")
+NO_TARGETS = "target modules: tick at least one layer, or all-linear; LoRA needs a layer to adapt"
+
+
+def _row(cells: list[str], numeric_from: int = 1, tag: str = "td") -> str:
+    """A table row whose cells from ``numeric_from`` on are right-aligned numbers."""
+    return "<tr>" + "".join(
+        f"<{tag} style='{_NUM if i >= numeric_from else _TEXT}'>{c}</{tag}>" for i, c in enumerate(cells)
+    ) + "</tr>"
+
+
 def module_table_html(count: Any) -> str:
     """Per-module-type table: shape, how many, LoRA r*(d_in+d_out) vs the full d_out*d_in update."""
-    rows = "".join(
-        f"<tr><td>{html.escape(m.name)}</td><td>{m.out_features:,} x {m.in_features:,}</td><td>{m.count}</td>"
-        f"<td>{m.lora_params_each:,}</td><td>{m.full_update_params_each:,}</td>"
-        f"<td>{m.lora_params:,}</td><td>{100 * m.lora_params_each / m.full_update_params_each:.2f}%</td></tr>"
-        for m in count.modules
-    )
-    head = ("<tr><th>module</th><th>d_out x d_in</th><th>matrices</th><th>LoRA each</th>"
-            "<th>full update each</th><th>LoRA total</th><th>LoRA / full</th></tr>")
-    return f"<table class='lorakit-table'>{head}{rows}</table>"
+    head = _row(["module", "d_out x d_in", "matrices", "LoRA each", "full update each", "LoRA total",
+                 "LoRA / full"], tag="th")
+    rows = "".join(_row([
+        html.escape(m.name), f"{m.out_features:,} x {m.in_features:,}", str(m.count), f"{m.lora_params_each:,}",
+        f"{m.full_update_params_each:,}", f"{m.lora_params:,}",
+        f"{100 * m.lora_params_each / m.full_update_params_each:.2f}%"]) for m in count.modules)
+    return _table(head + rows)
+
+
+def _table(rows: str) -> str:
+    """A compact table that scrolls sideways on a narrow page instead of breaking its numbers."""
+    return (f"<div style='overflow-x:auto'><table class='lorakit-table' style='border-collapse:collapse'>{rows}"
+            "</table></div>")
 
 
 def comparison_html(scenarios: dict[str, MemoryEstimate], gpu: Any) -> str:
     """Components (GiB) for each scenario side by side, with trainable parameters and the GPU verdict."""
     names = list(scenarios)
-    head = "<tr><th></th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
+    head = _row(["GiB", *(html.escape(n) for n in names)], tag="th")
     comps = next(iter(scenarios.values())).components()
-    rows = "".join(
-        f"<tr><td>{c}</td>" + "".join(f"<td>{_gib(scenarios[n].components()[c])}</td>" for n in names) + "</tr>"
-        for c in comps
-    )
-    rows += "<tr><td><b>peak (GiB)</b></td>" + "".join(
-        f"<td><b>{_gib(scenarios[n].total_bytes)}</b></td>" for n in names) + "</tr>"
-    rows += "<tr><td>trainable</td>" + "".join(
-        f"<td>{scenarios[n].trainable_params:,}</td>" for n in names) + "</tr>"
-    rows += f"<tr><td>{html.escape(gpu.name)}</td>" + "".join(
-        f"<td>{'fits' if gpu.fits(scenarios[n].total_bytes) else 'too big'}</td>" for n in names) + "</tr>"
-    return f"<table class='lorakit-table'>{head}{rows}</table>"
+    rows = "".join(_row([c, *(_gib(scenarios[n].components()[c]) for n in names)]) for c in comps)
+    rows += _row(["<b>peak</b>", *(f"<b>{_gib(scenarios[n].total_bytes)}</b>" for n in names)])
+    rows += _row(["trainable", *(f"{scenarios[n].trainable_params:,}" for n in names)])
+    rows += _row([html.escape(gpu.name), *("fits" if gpu.fits(scenarios[n].total_bytes) else "too big"
+                                           for n in names)])
+    return _table(head + rows)
+
+
+def _stale(table: str) -> str:
+    """A table greyed out: it shows the last valid settings, not the current ones."""
+    if not table or "lorakit-stale" in table:
+        return table
+    return f"<div class='lorakit-stale' style='opacity:0.35' title='last valid settings'>{table}</div>"
+
+
+def _gpu_options() -> list[tuple[str, str]]:
+    """Catalogue GPUs labelled with the memory the chart uses (GiB the driver reports)."""
+    return [(f"{name} \u00b7 {gpu.memory_gib:.1f} GiB", name) for name, gpu in GPUS.items()] + [(MY_GPU, MY_GPU)]
 
 
 class LoraCalculator(widgets.VBox):
@@ -82,39 +121,50 @@ class LoraCalculator(widgets.VBox):
     def __init__(self, model: str = "SmolLM2-135M", r: int = 8, gpu: str = "T4 16 GB",
                  redraw_interval_s: float = 0.25) -> None:
         self.preset_dropdown = widgets.Dropdown(options=list(PRESETS), value=model if model in PRESETS else None,
-                                                description="model")
+                                                description="model", style=_STYLE, layout=_wide())
         self.config_path_text = widgets.Text(value="" if model in PRESETS else str(model), description="or config",
-                                             placeholder="path to a config.json", continuous_update=False)
-        self.r_slider = widgets.IntSlider(value=r, min=1, max=256, description="r", continuous_update=False)
+                                             placeholder="path to a config.json", continuous_update=False,
+                                             style=_STYLE, layout=_wide())
+        # max: the config's own bound for now; _sync_r_bound() lowers it to what the model and targets allow
+        self.r_slider = widgets.IntSlider(value=r, min=1, max=BOUNDS["r"][1], description="r",
+                                          continuous_update=False, style=_STYLE, layout=_wide())
         self.r_slider.add_class("lorakit-r")
-        self.alpha_text = widgets.FloatText(value=16.0, description="lora_alpha")
+        self.r_note = _html("lorakit-r-note")
+        self.alpha_text = widgets.FloatText(value=16.0, description="lora_alpha", style=_STYLE, layout=_wide())
         self.all_linear_checkbox = widgets.Checkbox(value=True, description=ALL_LINEAR, indent=False)
         self.target_checkboxes: dict[str, widgets.Checkbox] = {}
         self.targets_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.precision_dropdown = widgets.Dropdown(options=[(p.label, n) for n, p in PRECISIONS.items()],
-                                                   value="bf16", description="precision")
+                                                   value="bf16", description="precision", style=_STYLE, layout=_wide())
         self.quantization_dropdown = widgets.Dropdown(options=[(q.label, n) for n, q in QUANTIZATIONS.items()],
-                                                      value="none", description="base")
-        self.double_quant_checkbox = widgets.Checkbox(value=True, description="double quant", indent=False)
+                                                      value="none", description="base", style=_STYLE,
+                                                      layout=_wide())
+        self.double_quant_checkbox = widgets.Checkbox(value=True, description="double quant", indent=False,
+                                                      layout=_wide())
         self.optimizer_dropdown = widgets.Dropdown(options=[(o.label, n) for n, o in OPTIMIZERS.items()],
-                                                   value="adamw", description="optimizer")
-        self.batch_text = widgets.IntText(value=1, description="batch")
-        self.seq_text = widgets.IntText(value=512, description="seq len")
+                                                   value="adamw", description="optimizer", style=_STYLE,
+                                                   layout=_wide())
+        self.batch_text = widgets.IntText(value=1, description="batch", style=_STYLE, layout=_wide())
+        self.seq_text = widgets.IntText(value=512, description="seq len", style=_STYLE, layout=_wide())
         self.checkpointing_checkbox = widgets.Checkbox(value=False, description="gradient checkpointing",
-                                                       indent=False)
-        self.gpu_dropdown = widgets.Dropdown(options=[*GPUS, MY_GPU], value=gpu, description="GPU")
-        self.gpu_gb_text = widgets.FloatText(value=12.0, description="my GB", disabled=gpu != MY_GPU)
+                                                       indent=False, layout=_wide())
+        self.gpu_dropdown = widgets.Dropdown(options=_gpu_options(), value=gpu, description="GPU", style=_STYLE,
+                                             layout=widgets.Layout(width="auto", flex="2 1 0%", min_width="0"))
+        self.gpu_gb_text = widgets.FloatText(value=12.0, description="my GiB", disabled=gpu != MY_GPU,
+                                             style=_STYLE, layout=widgets.Layout(width="auto", flex="1 1 0%", min_width="0"))
         self.trainable_label = _html("lorakit-trainable")
         self.error_label = _html("lorakit-error")
         self.advice_label = _html("lorakit-advice")
         self.module_table = _html("lorakit-modules")
         self.comparison_table = _html("lorakit-comparison")
-        self.chart = widgets.Image(format="png", layout=widgets.Layout(max_width="640px"))
+        self.chart = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="600px"))
         self.chart.add_class("lorakit-chart")
+        self.chart_note = widgets.HTML(f"<div style='line-height:1.35'><small>{CHART_NOTE}</small></div>")
         self.count = None  # the last good LoraCount
         self.estimates: dict[str, MemoryEstimate] = {}  # the last good scenarios
         self.advice = None  # the last good FitAdvice
         self._chart_throttle = Throttle(self._draw_chart, redraw_interval_s)
+        self._quiet = False  # True while the widget adjusts a control itself
         super().__init__(self._layout())
         self.add_class("lorakit-lora-calculator")
         self._wire()
@@ -122,15 +172,25 @@ class LoraCalculator(widgets.VBox):
         self._refresh()
 
     def _layout(self) -> list[widgets.Widget]:
-        model_row = widgets.HBox([self.preset_dropdown, self.config_path_text])
-        lora_row = widgets.HBox([self.r_slider, self.alpha_text])
-        targets = widgets.VBox([widgets.HTML("target modules:"), widgets.HBox([self.all_linear_checkbox,
-                                                                              self.targets_box])])
-        train_rows = [widgets.HBox([self.precision_dropdown, self.quantization_dropdown, self.double_quant_checkbox]),
-                      widgets.HBox([self.optimizer_dropdown, self.batch_text, self.seq_text]),
-                      widgets.HBox([self.checkpointing_checkbox, self.gpu_dropdown, self.gpu_gb_text])]
-        return [model_row, lora_row, targets, *train_rows, self.error_label, self.trainable_label,
-                self.advice_label, self.comparison_table, self.chart, self.module_table]
+        grid = widgets.Layout(grid_template_columns="repeat(auto-fill, minmax(15em, 1fr))", grid_gap="2px 12px")
+        targets = widgets.VBox([widgets.HTML("target modules:"), widgets.HBox(
+            [self.all_linear_checkbox, self.targets_box], layout=widgets.Layout(flex_flow="row wrap"))])
+        settings = widgets.GridBox([
+            self.precision_dropdown, self.quantization_dropdown, self.optimizer_dropdown,
+            self.double_quant_checkbox, self.batch_text, self.seq_text, self.checkpointing_checkbox], layout=grid)
+        gpu_row = widgets.HBox([self.gpu_dropdown, self.gpu_gb_text])  # GPU names are long: a row of their own
+        controls = widgets.VBox([
+            widgets.GridBox([self.preset_dropdown, self.config_path_text], layout=grid),
+            widgets.GridBox([widgets.VBox([self.r_slider, self.r_note]), self.alpha_text], layout=grid),
+            targets, settings, gpu_row, self.error_label,
+        ], layout=widgets.Layout(flex="1 1 28em", min_width="0", max_width="40em", margin="0 16px 0 0"))
+        controls.add_class("lorakit-controls")
+        results = widgets.VBox([self.trainable_label, self.advice_label, self.chart, self.chart_note],
+                               layout=widgets.Layout(flex="1 1 28em", min_width="0"))
+        results.add_class("lorakit-results")
+        # side by side where the notebook is wide enough, one above the other where it is not
+        top = widgets.HBox([controls, results], layout=widgets.Layout(flex_flow="row wrap"))
+        return [top, self.comparison_table, self.module_table]
 
     def _wire(self) -> None:
         self.preset_dropdown.observe(self._on_preset_change, names="value")
@@ -215,17 +275,50 @@ class LoraCalculator(widgets.VBox):
         self.targets_box.children = tuple(self.target_checkboxes.values())
 
     def _refresh(self) -> None:
-        """Recompute everything from the controls; on bad input show the message and keep the last results."""
+        """Recompute everything from the controls; on bad input show the message and withdraw the results."""
+        if self._quiet:
+            return
         try:
+            self._sync_r_bound()
+            if not self.target_modules:
+                raise ValueError(NO_TARGETS)
             self._update(self.model_source, self.settings(), self.gpu)
         except ValueError as err:
-            self.error_label.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+            self._show_error(html.escape(str(err)))
             return
         except Exception as err:  # a callback's error is otherwise lost; show it and keep the widget alive
-            self.error_label.value = (f"<span style='color:#b00'>unexpected {type(err).__name__}: "
-                                      f"{html.escape(str(err))}</span>")
+            self._show_error(f"unexpected {type(err).__name__}: {html.escape(str(err))}")
             return
         self.error_label.value = ""
+        self.chart.layout.visibility = "visible"
+
+    def _show_error(self, message: str) -> None:
+        """The message, and no numbers that belong to other settings: verdict cleared, tables greyed."""
+        self.error_label.value = f"<span style='color:#b00'>{message}</span>"
+        self.trainable_label.value = "<span style='color:#777'>No results for these settings: see the message.</span>"
+        self.advice_label.value = ""
+        self.comparison_table.value = _stale(self.comparison_table.value)
+        self.module_table.value = _stale(self.module_table.value)
+        self.chart.layout.visibility = "hidden"  # keeps its place: the page does not jump
+
+    def _sync_r_bound(self) -> None:
+        """The slider's max: the largest rank the chosen model and targets allow (the smallest adapted width)."""
+        targets = self.target_modules
+        if not targets:
+            return
+        bound = smallest_adapted_dimension(describe_architecture(self.model_source), targets)
+        if self.r_slider.max == bound:
+            return
+        wanted = self.r_slider.value
+        self._quiet = True  # lowering max may lower the value: one refresh (this one) covers both
+        try:
+            self.r_slider.max = bound
+        finally:
+            self._quiet = False
+        note = f"r &le; {bound}: the narrowest adapted layer is {bound} wide"
+        if wanted > bound:
+            note += f"; r lowered from {wanted}"
+        self.r_note.value = f"<div style='line-height:1.35'><small>{note}</small></div>"
 
     def _update(self, source: Any, settings: dict[str, Any], gpu: Any) -> None:
         lora_keys = ("r", "target_modules")

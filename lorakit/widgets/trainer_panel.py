@@ -1,103 +1,145 @@
-"""TrainerPanel: start, watch and stop a LoRA fine-tune from a notebook.
+"""TrainerPanel: start, watch, stop and resume a LoRA fine-tune from a notebook.
 
-Start runs ``lorakit.training.train`` in a background thread with a :class:`LiveDashboard` sink and a
-``StopHandle``; the notebook stays responsive. Stop asks the loop to end after the current step; the loop
-then saves the adapter and the panel says what happened and where the adapter is. An exception that escapes
-the run is shown in the panel (and re-raised by :meth:`TrainerPanel.wait`), never lost.
+Start runs ``lorakit.training.train`` in a background thread (``BackgroundRun``) with a :class:`LiveDashboard`
+sink and a ``StopHandle``; the notebook stays responsive. Every Start writes to a new run folder, so a stopped
+run's adapter and checkpoint are never overwritten; Resume continues a run from its checkpoint (the last run,
+or any run folder typed in), in that run's folder. Stop asks the loop to end after the current step; the loop
+then saves the adapter and a resumable checkpoint, and the panel says what happened and where they are. An
+exception that escapes the run is shown in the panel (and re-raised by :meth:`TrainerPanel.wait`).
+
+The settings are TrainConfig's own fields, with its names, choices and bounds (``ConfigForm``); showing one
+more field is one more name in ``FIELDS``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
-import threading
-import traceback
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.choices import PRECISIONS, QUANTIZATIONS
-from lorakit.training.config import BOUNDS, TrainConfig
+from lorakit.training.config import TrainConfig
 from lorakit.training.events import StopHandle, TrainSummary
+from lorakit.widgets.config_form import ConfigForm
 from lorakit.widgets.live_dashboard import LiveDashboard, describe_summary
+from lorakit.widgets.runtime import BackgroundRun
 
-__all__ = ["TrainerPanel", "preview_html"]
+__all__ = ["FIELDS", "TrainerPanel", "new_run_dir", "preview_html"]
 
-_STYLE = {"description_width": "initial"}
+# The TrainConfig fields the panel shows, in this order.
+FIELDS = ("model", "precision", "quantization", "r", "max_steps", "learning_rate", "batch_size", "max_seq_length",
+          "gradient_checkpointing", "loss_kernel", "compile")
+
+HELP = ("Hover over a field for what its special values mean (max_steps -1 trains for num_train_epochs). "
+        "<i>auto</i> settings are decided when the run starts; the choice and its reason appear under the "
+        "status line. Start always writes to a new run folder; Resume continues the run folder below from its "
+        "checkpoint.")
+
+
+def new_run_dir(output_dir: str | Path | None) -> Path:
+    """A folder no run has written to: ``output_dir`` while it is missing or empty, else ``output_dir-2``,
+    ``-3``, ...; with no output_dir, ``runs/<timestamp>`` (made unique the same way)."""
+    base = Path(output_dir) if output_dir else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate, n = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f} %"
+
+
+def exact_match_line(summary: TrainSummary) -> str:
+    """The exact-match scores in words, saying why one of them is missing."""
+    before, after = summary.exact_match_before, summary.exact_match_after
+    if before is None and after is None:
+        return ""
+    if before is not None and after is not None:
+        return f"{_percent(before)} before &rarr; {_percent(after)} after training"
+    if after is None:
+        ended = "was stopped" if summary.status == "stopped" else f"ended with status {html.escape(summary.status)}"
+        return (f"{_percent(before)} before training; not scored after it: the run {ended} after "
+                f"{summary.steps_done} of {summary.total_steps} steps, and exact match is scored only when a run "
+                "completes")
+    return f"{_percent(after)} after training (resumed run: the score before training was taken in its first part)"
 
 
 def preview_html(summary: TrainSummary) -> str:
     """The generation preview (prompt | before | after) and the exact-match scores as an HTML fragment."""
     parts = []
-    if summary.exact_match_before is not None or summary.exact_match_after is not None:
-        parts.append(f"<p><b>Exact match on held-out questions:</b> {_percent(summary.exact_match_before)} before "
-                     f"&rarr; {_percent(summary.exact_match_after)} after training</p>")
+    line = exact_match_line(summary)
+    if line:
+        parts.append(f"<p><b>Exact match on held-out questions:</b> {line}</p>")
     if summary.preview:
+        after = ("after training" if summary.status == "completed"
+                 else f"after {summary.steps_done} of {summary.total_steps} steps")
         rows = "".join(
             "<tr>" + "".join(f"<td style='text-align:left;vertical-align:top'>{html.escape(str(item.get(k, '')))}"
                              "</td>" for k in ("prompt", "before", "after")) + "</tr>"
             for item in summary.preview
         )
         parts.append("<table><thead><tr><th style='text-align:left'>prompt</th><th style='text-align:left'>"
-                     "before training</th><th style='text-align:left'>after training</th></tr></thead>"
+                     f"before training</th><th style='text-align:left'>{after}</th></tr></thead>"
                      f"<tbody>{rows}</tbody></table>")
     return "".join(parts)
 
 
-def _percent(fraction: float | None) -> str:
-    return "n/a" if fraction is None else f"{100 * fraction:.1f} %"
+def _button(description: str, style: str, icon: str, css: str) -> widgets.Button:
+    button = widgets.Button(description=description, button_style=style, icon=icon)
+    button.add_class(css)
+    return button
 
 
 class TrainerPanel:
-    """Start / Stop buttons, the main TrainConfig fields, a live dashboard and the before/after preview."""
+    """Start / Resume / Stop, TrainConfig's main fields, a live dashboard and the before/after preview."""
 
     def __init__(self, config: TrainConfig | None = None, **overrides: Any) -> None:
         base = config if config is not None else TrainConfig()
         self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self._output_base = self.config.output_dir  # Start makes a new folder from this each time
+        self.run_dir: Path | None = None  # the folder of the last run started from this panel
         self.dashboard = LiveDashboard()
-        self.error: str | None = None  # traceback of an exception that escaped the last run
-        self._exception: BaseException | None = None
-        self._summary: TrainSummary | None = None
-        self._thread: threading.Thread | None = None
-        self._running = False  # True from start() until the thread has recorded the outcome
+        self._runner = BackgroundRun("lorakit-train")
         self._stop: StopHandle | None = None
         self._build_controls()
         self._refresh()
 
     # -- widgets ------------------------------------------------------------------------------------------
     def _build_controls(self) -> None:
-        c = self.config
-        self.model = widgets.Text(value=str(c.model), description="model", style=_STYLE)
-        self.precision = widgets.Dropdown(options=[(p.label, n) for n, p in PRECISIONS.items()],
-                                          value=c.precision, description="precision", style=_STYLE)
-        self.quantization = widgets.Dropdown(options=[(q.label, n) for n, q in QUANTIZATIONS.items()],
-                                             value=c.quantization, description="quantization", style=_STYLE)
-        self.r = widgets.BoundedIntText(value=c.r, min=BOUNDS["r"][0], max=BOUNDS["r"][1], description="r",
-                                        style=_STYLE)
-        self.max_steps = widgets.IntText(value=c.max_steps, description="max_steps (-1: epochs)", style=_STYLE)
-        self.learning_rate = widgets.FloatText(value=c.learning_rate, description="learning_rate", style=_STYLE)
-        self.batch_size = widgets.BoundedIntText(value=c.batch_size, min=BOUNDS["batch_size"][0],
-                                                 max=BOUNDS["batch_size"][1], description="batch_size", style=_STYLE)
-        self.max_seq_length = widgets.BoundedIntText(value=c.max_seq_length, min=BOUNDS["max_seq_length"][0],
-                                                     max=BOUNDS["max_seq_length"][1], description="max_seq_length",
-                                                     style=_STYLE)
-        self.start_button = widgets.Button(description="Start", button_style="success", icon="play")
-        self.start_button.add_class("lorakit-start")
-        self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop")
-        self.stop_button.add_class("lorakit-stop")
+        self.form = ConfigForm(self.config, FIELDS)
+        self.fields = self.form.controls  # field name -> control
+        self.start_button = _button("Start", "success", "play", "lorakit-start")
+        self.resume_button = _button("Resume", "info", "forward", "lorakit-resume")
+        self.stop_button = _button("Stop", "danger", "stop", "lorakit-stop")
         self.start_button.on_click(self._on_start_click)
+        self.resume_button.on_click(self._on_resume_click)
         self.stop_button.on_click(self._on_stop_click)
+        self.resume_from = widgets.Text(description="resume from", placeholder="a run folder with a checkpoint",
+                                        style={"description_width": "initial"},
+                                        layout=widgets.Layout(flex="1 1 12em", min_width="12em"))
+        self.resume_from.add_class("lorakit-resume-from")
+        help_line = widgets.HTML(f"<div style='line-height:1.35;margin:2px 0 6px'><small>{HELP}</small></div>")
         self.message = widgets.HTML(value="")
         self.message.add_class("lorakit-message")
         self.preview = widgets.HTML(value="")
         self.preview.add_class("lorakit-preview")
-        fields = [self.model, self.precision, self.quantization, self.r, self.max_steps, self.learning_rate,
-                  self.batch_size, self.max_seq_length]
-        grid = widgets.GridBox(fields, layout=widgets.Layout(grid_template_columns="repeat(3, minmax(0, 1fr))"))
-        self._fields = fields
-        self.widget = widgets.VBox([grid, widgets.HBox([self.start_button, self.stop_button]), self.message,
-                                    self.dashboard.widget, self.preview])
+        buttons = widgets.HBox([self.start_button, self.resume_button, self.stop_button, self.resume_from],
+                               layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        self.widget = widgets.VBox([self.form.widget, help_line, buttons, self.message, self.dashboard.widget,
+                                    self.preview])
         self.widget.add_class("lorakit-trainer-panel")
+
+    def __getattr__(self, name: str) -> Any:
+        """A field's control by its name (panel.max_steps, panel.r, ...)."""
+        fields = self.__dict__.get("fields", {})
+        if name in fields:
+            return fields[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -108,41 +150,80 @@ class TrainerPanel:
     # -- control ------------------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._running
+        return self._runner.running
 
     @property
     def summary(self) -> TrainSummary | None:
         """How the last run ended; None while it runs or if it raised before producing a summary."""
-        return self._summary
+        return None if self._runner.running else self._runner.result
+
+    @property
+    def error(self) -> str | None:
+        """The traceback of an exception that escaped the last run."""
+        return self._runner.traceback
 
     def config_from_controls(self) -> TrainConfig:
         """The panel's config with the values in the controls; ValueError (naming the field) if one is bad."""
-        return dataclasses.replace(
-            self.config, model=self.model.value.strip(), precision=self.precision.value,
-            quantization=self.quantization.value, r=self.r.value, max_steps=self.max_steps.value,
-            learning_rate=self.learning_rate.value, batch_size=self.batch_size.value,
-            max_seq_length=self.max_seq_length.value)
+        return self.form.apply(self.config)
 
     def start(self) -> bool:
-        """Launch a run in a background thread; False (with a message) if one runs or the settings are bad."""
+        """Launch a new run, in a new folder, in a background thread; False (with a message) if it cannot."""
+        config = self._checked_config()
+        if config is None:
+            return False
+        folder = new_run_dir(self._output_base)
+        config = dataclasses.replace(config, output_dir=str(folder))
+        return self._launch(config, None, f"Starting a new run in {folder}: loading the model and the data")
+
+    def resume(self, run_dir: str | Path | None = None) -> bool:
+        """Continue a run from its checkpoint (``run_dir``, else the folder in 'resume from', else the last run).
+
+        The run goes on in its own folder with the settings in the controls; settings that shape the
+        adapter (r, target modules, quantization) must be those it started with.
+        """
+        config = self._checked_config()
+        if config is None:
+            return False
+        folder = run_dir or self.resume_from.value.strip() or self.run_dir
+        if not folder:
+            self._set_message("Nothing to resume yet: start a run, or type a run folder in 'resume from'.",
+                              error=True)
+            return False
+        from lorakit.training.checkpoint import checkpoint_step  # imports torch: only when resuming
+
+        try:
+            step = checkpoint_step(folder)
+        except (OSError, ValueError, KeyError) as exc:
+            self._set_message(f"Cannot resume from {folder}: {exc}", error=True)
+            return False
+        if 0 < config.max_steps <= step:
+            self._set_message(f"The run in {folder} has already done {step} steps; raise max_steps above {step} "
+                              "to train it further.", error=True)
+            return False
+        run_folder = Path(folder).parent if Path(folder).name == "checkpoint" else Path(folder)
+        config = dataclasses.replace(config, output_dir=str(run_folder))
+        return self._launch(config, str(folder), f"Resuming {run_folder} from step {step}: loading the model, "
+                                                 "the data and the checkpoint")
+
+    def _checked_config(self) -> TrainConfig | None:
         if self.running:
             self._set_message("A run is already in progress: press Stop and wait for it to end before starting "
                               "another.", error=True)
-            return False
+            return None
         try:
-            config = self.config_from_controls()
+            return self.config_from_controls()
         except Exception as exc:  # noqa: BLE001 -- a button callback must show every failure, not drop it
             kind = "" if isinstance(exc, ValueError) else f"{type(exc).__name__}: "
             self._set_message(f"Cannot start: {kind}{exc}", error=True)
-            return False
-        self.config, self._summary, self._exception, self.error = config, None, None, None
+            return None
+
+    def _launch(self, config: TrainConfig, resume_from: str | None, status: str) -> bool:
+        self.config, self.run_dir = config, Path(config.output_dir)
         self._stop = StopHandle()
-        self._thread = threading.Thread(target=self._run, args=(config, self._stop), name="lorakit-train",
-                                        daemon=True)
         self._set_message("")
-        self.dashboard.status.value = "Starting: loading the model and the data&hellip;"
-        self._running = True
-        self._thread.start()
+        self.preview.value = ""
+        self.dashboard.reset(html.escape(status) + "&hellip;")
+        self._runner.start(self._train, config, self._stop, resume_from, on_done=self._refresh)
         self._refresh()
         return True
 
@@ -156,33 +237,28 @@ class TrainerPanel:
 
     def wait(self, timeout: float | None = None) -> TrainSummary | None:
         """Block until the run ends (or timeout seconds pass); re-raise an exception that escaped the run."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._thread is not None and self._thread.is_alive():
+        if not self._runner.wait(timeout):
             return None
         # Update the static figure again from the notebook's own thread: its output then belongs to the
         # running cell, which is what nbconvert/nbval record.
         self.dashboard.show_static()
-        if self._exception is not None:
-            raise RuntimeError(f"the training run failed: {self._exception}") from self._exception
-        return self._summary
+        exc = self._runner.exception
+        if exc is not None:
+            raise RuntimeError(f"the training run failed: {exc}") from exc
+        return self.summary
 
-    def _run(self, config: TrainConfig, stop: StopHandle) -> None:
-        """Thread body: run, then record the outcome; any exception is kept for the panel and wait()."""
+    def _train(self, config: TrainConfig, stop: StopHandle, resume_from: str | None) -> TrainSummary:
+        """Thread body (``BackgroundRun`` keeps the outcome)."""
         import lorakit.training as train_module  # looked up at call time so tests can substitute train()
 
-        try:
-            self._summary = train_module.train(config, sinks=(self.dashboard,), stop=stop)
-        except BaseException as exc:  # noqa: BLE001 -- everything must reach the panel, nothing may be lost
-            self._exception = exc
-            self.error = traceback.format_exc()
-        finally:
-            self._running = False
-            self._refresh()
+        return train_module.train(config, sinks=(self.dashboard,), stop=stop, resume_from=resume_from)
 
     # -- handlers -----------------------------------------------------------------------------------------
     def _on_start_click(self, _button: widgets.Button) -> None:
         self.start()
+
+    def _on_resume_click(self, _button: widgets.Button) -> None:
+        self.resume()
 
     def _on_stop_click(self, _button: widgets.Button) -> None:
         self.stop()
@@ -192,22 +268,21 @@ class TrainerPanel:
         self.message.value = f"<span style='color:#b00020'>{escaped}</span>" if error and text else escaped
 
     def _refresh(self) -> None:
-        """Bring every control in line with the state: buttons, editable fields, status and preview."""
+        """Bring every control in line with the state: buttons, editable fields, messages and preview."""
         running = self.running
-        self.start_button.disabled = running
+        self.start_button.disabled = self.resume_button.disabled = running
         self.stop_button.disabled = not running
-        for field in self._fields:
-            field.disabled = running
-        if running:
-            self.preview.value = ""
+        self.form.disabled = self.resume_from.disabled = running
+        if running or self._stop is None:  # running, or no run yet
             return
-        if self._exception is not None:
-            self.dashboard.status.value = html.escape(
-                f"Failed: {type(self._exception).__name__}: {self._exception}")
+        if self.run_dir is not None:
+            self.resume_from.value = str(self.run_dir)
+        exc, summary = self._runner.exception, self._runner.result
+        if exc is not None:
+            self.dashboard.status.value = html.escape(f"Failed: {type(exc).__name__}: {exc}")
             self.message.value = ("<details><summary>Traceback</summary><pre>"
                                   f"{html.escape(self.error or '')}</pre></details>")
-        elif self._summary is not None:
-            self.dashboard.status.value = html.escape(describe_summary(self._summary))
-            self.preview.value = preview_html(self._summary)
-            if self._summary.warnings:
-                self._set_message("Warnings: " + " ".join(self._summary.warnings))
+        elif summary is not None:
+            self.dashboard.status.value = html.escape(describe_summary(summary))
+            self.preview.value = preview_html(summary)
+            self._set_message("Warnings: " + " ".join(summary.warnings) if summary.warnings else "")

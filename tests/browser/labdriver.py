@@ -286,7 +286,7 @@ def saved_errors(page: Any, server: LabServer, nb_path: str, timeout_s: float = 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{nb_path}: the page did not save within {timeout_s} s")
         time.sleep(0.2)
-    nb = nbformat.reads(json.dumps(server.api("GET", f"/api/contents/{nb_path}")["content"]), as_version=4)
+    nb = nbformat.reads(json.dumps(saved_notebook(server, nb_path)), as_version=4)
     problems = []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -297,6 +297,19 @@ def saved_errors(page: Any, server: LabServer, nb_path: str, timeout_s: float = 
             if out.output_type == "error":
                 problems.append(f"cell {index} raised {out.ename}: {out.evalue}")
     return problems
+
+
+def saved_notebook(server: LabServer, nb_path: str, tries: int = 10) -> dict[str, Any]:
+    """The notebook file as the server reads it; retried while the file is still being written (the server
+    answers 400 for a half-written notebook)."""
+    for attempt in range(tries):
+        try:
+            return server.api("GET", f"/api/contents/{nb_path}")["content"]
+        except urllib.error.HTTPError as exc:
+            if exc.code != 400 or attempt == tries - 1:
+                raise
+            time.sleep(0.3)
+    raise AssertionError("unreachable")
 
 
 def wait_all_cells_done(page: Any, server: LabServer, nb_path: str, timeout_s: float) -> list[str]:
@@ -389,3 +402,45 @@ def wait_src_settled(page: Any, selector: str, old: str, timeout_s: float, quiet
             return src
         src = latest
     raise TimeoutError(f"{selector} kept changing for {timeout_s} s")
+
+
+# Layout checks run in the page: every labelled ipywidgets control under a root element.
+_LAYOUT_JS = """(root) => {
+  const problems = [];
+  const name = (c) => (c.querySelector(':scope > .widget-label')?.textContent || c.className).trim();
+  const controls = [...root.querySelectorAll('.widget-inline-hbox')].filter(c => c.offsetParent !== null);
+  const rootBox = root.getBoundingClientRect();
+  for (const c of controls) {
+    const box = c.getBoundingClientRect();
+    if (box.right > rootBox.right + 1 || box.left < rootBox.left - 1) problems.push(`sticks out: ${name(c)}`);
+    const label = c.querySelector(':scope > .widget-label');
+    if (label && label.offsetParent !== null && label.textContent.trim()) {
+      if (label.scrollWidth > label.clientWidth + 1) problems.push(`label cut: ${name(c)}`);
+      for (const part of c.querySelectorAll(':scope > :not(.widget-label)')) {
+        const p = part.getBoundingClientRect();
+        if (p.width > 0 && label.getBoundingClientRect().right > p.left + 1) problems.push(`label over its control: ${name(c)}`);
+      }
+    }
+  }
+  for (let i = 0; i < controls.length; i++) {
+    for (let j = i + 1; j < controls.length; j++) {
+      const a = controls[i].getBoundingClientRect(), b = controls[j].getBoundingClientRect();
+      const inside = controls[i].contains(controls[j]) || controls[j].contains(controls[i]);
+      const overlap = a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+      if (overlap && !inside) problems.push(`overlap: ${name(controls[i])} / ${name(controls[j])}`);
+    }
+  }
+  return problems;
+}"""
+
+
+def layout_problems(locator: Any) -> list[str]:
+    """Labelled controls under ``locator`` that stick out of it, overlap each other, or have a cut or covering
+    label (what a person sees as text running into the next field)."""
+    return locator.evaluate(_LAYOUT_JS)
+
+
+def set_width(page: Any, width: int, height: int = 900) -> None:
+    """Resize the window (JupyterLab re-lays out its panels)."""
+    page.set_viewport_size({"width": width, "height": height})
+    page.wait_for_timeout(500)

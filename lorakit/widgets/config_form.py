@@ -1,0 +1,120 @@
+"""ConfigForm: controls for TrainConfig fields, built from the config's own facts.
+
+A field's control follows from what TrainConfig knows about it: a choice (``CHOICES``, read from
+``lorakit.choices``) becomes a dropdown labelled as there, a number becomes an int or float box with the
+bounds of ``lorakit.training.config.BOUNDS``, anything else a text box. Labels are the field names, as in
+TrainConfig, peft and transformers. So a panel shows one more setting by naming one more field, and a new
+setting with a new list of choices adds one line to ``CHOICES``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+
+from lorakit.choices import (
+    CHECKPOINTING_CHOICES,
+    COMPILE_CHOICES,
+    LOSS_KERNELS,
+    OPTIMIZERS,
+    PRECISIONS,
+    QUANTIZATIONS,
+    TRAIN_OPTIMIZERS,
+)
+from lorakit.training.config import BOUNDS, SCHEDULERS, TrainConfig
+
+__all__ = ["CHOICES", "HINTS", "ConfigForm", "make_control"]
+
+
+def _switch(values: Iterable[Any]) -> list[tuple[str, Any]]:
+    """False / True / "auto" as the words a person reads: off / on / auto."""
+    return [("on" if v is True else "off" if v is False else str(v), v) for v in values]
+
+
+# field -> dropdown options (label, value); the values are exactly TrainConfig's allowed values
+CHOICES: dict[str, list[tuple[str, Any]]] = {
+    "precision": [(p.label, name) for name, p in PRECISIONS.items()],
+    "quantization": [(q.label, name) for name, q in QUANTIZATIONS.items()],
+    "optimizer": [(OPTIMIZERS[name].label, name) for name in TRAIN_OPTIMIZERS],
+    "lr_scheduler_type": [(name, name) for name in SCHEDULERS],
+    "gradient_checkpointing": _switch(CHECKPOINTING_CHOICES),
+    "loss_kernel": [(name, name) for name in LOSS_KERNELS],
+    "compile": _switch(COMPILE_CHOICES),
+}
+
+# field -> what a hover over the control says (the meaning of special values)
+HINTS: dict[str, str] = {
+    "model": "'embedded' (SmolLM2-135M-Instruct), a local Hugging Face folder or a hub id",
+    "max_steps": "optimizer steps; -1 trains for num_train_epochs instead",
+    "gradient_checkpointing": "auto: on for a quantized base, or when the run would not fit without it",
+    "loss_kernel": "fused: the output head and loss never hold the full logits; auto: fused where supported",
+    "compile": "torch.compile each decoder block; auto: on CUDA when the run is long enough to pay it back",
+}
+
+_LAYOUT = {"width": "auto"}
+_STYLE = {"description_width": "13em"}  # wide enough for "gradient_checkpointing"
+
+
+def make_control(name: str, value: Any) -> widgets.ValueWidget:
+    """The control for one TrainConfig field, showing ``value``."""
+    common = {"description": name, "style": _STYLE, "layout": widgets.Layout(**_LAYOUT),
+              "tooltip": HINTS.get(name, name)}
+    if name in CHOICES:
+        return widgets.Dropdown(options=CHOICES[name], value=value, **common)
+    if name in BOUNDS:
+        low, high, kind = BOUNDS[name]
+        if kind is int and high is not None:  # both bounds: the box itself keeps the value inside them
+            return widgets.BoundedIntText(value=value, min=low, max=high, **common)
+        # One bound (or a special value such as max_steps=-1): TrainConfig checks and names the range.
+        box = widgets.IntText if kind is int else widgets.FloatText
+        return box(value=value, **common)
+    return widgets.Text(value="" if value is None else str(value), **common)
+
+
+def _text_value(text: str, optional: bool) -> str | None:
+    return text.strip() or (None if optional else "")
+
+
+class ConfigForm:
+    """One control per named TrainConfig field in a grid that wraps to the width available."""
+
+    def __init__(self, config: TrainConfig, names: Sequence[str], *, min_column_px: int = 300) -> None:
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"not TrainConfig fields: {', '.join(unknown)}")
+        self.controls: dict[str, widgets.ValueWidget] = {n: make_control(n, getattr(config, n)) for n in names}
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        self._optional = {n: defaults[n] is None for n in names}  # an empty text box means None there
+        for name, control in self.controls.items():
+            control.add_class(f"lorakit-field-{name}")
+        columns = f"repeat(auto-fill, minmax({min_column_px}px, 1fr))"
+        self.widget = widgets.GridBox(list(self.controls.values()),
+                                      layout=widgets.Layout(grid_template_columns=columns, grid_gap="2px 16px"))
+        self.widget.add_class("lorakit-config-form")
+
+    def values(self) -> dict[str, Any]:
+        """The controls' values by field name (text stripped; an empty text box is None)."""
+        return {name: _text_value(c.value, self._optional[name]) if isinstance(c, widgets.Text) else c.value
+                for name, c in self.controls.items()}
+
+    def apply(self, config: TrainConfig) -> TrainConfig:
+        """``config`` with the controls' values; ValueError (naming the field) if one is not allowed."""
+        return dataclasses.replace(config, **self.values())
+
+    def show(self, config: TrainConfig) -> None:
+        """Set every control to the config's value."""
+        for name, control in self.controls.items():
+            control.value = getattr(config, name)
+
+    @property
+    def disabled(self) -> bool:
+        return all(c.disabled for c in self.controls.values())
+
+    @disabled.setter
+    def disabled(self, value: bool) -> None:
+        for control in self.controls.values():
+            control.disabled = value

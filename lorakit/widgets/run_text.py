@@ -1,0 +1,95 @@
+"""What a run says in words: durations, how it ended, its set-up and the choices it made, what it is doing.
+
+Pure text from lorakit's event payloads (StartInfo, TrainSummary), shared by the dashboard and the panel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lorakit.training.events import TrainSummary
+
+__all__ = ["describe_choices", "describe_setup", "describe_summary", "format_duration", "phase_text", "step_line"]
+
+
+def format_duration(seconds: float | None) -> str:
+    """Seconds as m:ss or h:mm:ss; '?' when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:  # None or NaN or negative
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _adapter_on_disk(adapter_dir: str | None) -> bool:
+    return bool(adapter_dir) and (Path(adapter_dir) / "adapter_config.json").is_file()
+
+
+def describe_summary(summary: TrainSummary) -> str:
+    """A short text on how a run ended and where its adapter is ('Adapter saved to ...' only when on disk)."""
+    headline = {
+        "completed": "Completed",
+        "stopped": "Stopped",
+        "error": "Failed",
+        "oom": "Out of memory",
+        "interrupted": "Interrupted",
+    }.get(summary.status, summary.status)
+    text = f"{headline} after {summary.steps_done}/{summary.total_steps} steps"
+    if summary.final_loss is not None:
+        text += f", final loss {summary.final_loss:.4f}"
+    if summary.message:  # the loop's own account (advice on out-of-memory, the error, who stopped it)
+        text = summary.message
+    text = text.rstrip(".") + "."
+    if _adapter_on_disk(summary.adapter_dir):
+        text += f" Adapter saved to {summary.adapter_dir}"
+    elif summary.adapter_dir:
+        text += " No adapter on disk."
+    return text
+
+
+def _choice_value(value: Any) -> str:
+    return "on" if value is True else "off" if value is False else str(value)
+
+
+def describe_choices(choices: dict[str, dict] | None) -> str:
+    """The run's resolved settings: 'gradient checkpointing: on (auto: on for a quantized base ...)'."""
+    return "; ".join(f"{name.replace('_', ' ')}: {_choice_value(c.get('value'))}"
+                     + (f" ({c['reason']})" if c.get("reason") else "")
+                     for name, c in (choices or {}).items())
+
+
+def describe_setup(info: dict) -> str:
+    """One paragraph on the run's set-up: device and numerics, trainable share, choices, warnings."""
+    parts = [", ".join(f"{key} {info[key]}" for key in ("device", "precision", "quantization") if info.get(key))]
+    if info.get("trainable_params") and info.get("total_params"):
+        share = 100 * info["trainable_params"] / info["total_params"]
+        parts.append(f"{info['trainable_params']:,} of {info['total_params']:,} parameters trainable "
+                     f"({share:.2f} %)")
+    text = "; ".join(p for p in parts if p)
+    text = f"Set-up: {text}." if text else ""
+    choices = describe_choices(info.get("choices"))
+    if choices:
+        text += f" Choices: {choices}."
+    for warning in info.get("warnings") or ():
+        text += f" Warning: {warning}"
+    return text.strip()
+
+
+def phase_text(detail: str) -> str:
+    detail = detail.strip().rstrip(".")
+    """A phase's detail as a status line: "Evaluating the loss on 45 held-out examples…"."""
+    return (detail[:1].upper() + detail[1:] + "\u2026") if detail else "Running\u2026"
+
+
+def step_line(history: list[dict], evals: list[dict]) -> str:
+    """Where a run is, from its last train record (and eval record): 'Running: step 30, loss 0.1000, ...'."""
+    last = history[-1]
+    now = f"step {last.get('step')}"
+    if last.get("loss") is not None:
+        now += f", loss {last['loss']:.4f}"
+    if last.get("tokens_per_s") is not None:
+        now += f", {last['tokens_per_s']:,.0f} tokens/s"
+    if evals and evals[-1].get("eval_loss") is not None:
+        now += f", eval loss {evals[-1]['eval_loss']:.4f}"
+    return f"Running: {now}."
