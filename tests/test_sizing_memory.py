@@ -36,7 +36,7 @@ def _run(*, r=8, targets="all-linear", batch=2, seq=64, checkpointing=False, att
     predicted = estimate_memory(shrink_config(PRESET, **TINY), r=r, target_modules=targets, precision=precision,
                                 quantization=quantization, optimizer=optimizer, batch_size=batch, seq_len=seq,
                                 gradient_checkpointing=checkpointing, attention=attention,
-                                autocast=autocast).as_dict()
+                                autocast=autocast, device="cpu").saved
     return measured, predicted
 
 
@@ -191,7 +191,7 @@ def test_other_families_within_ten_percent(preset, checkpointing):
     opt = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad])
     measured = measure_training_step(lora, torch.randint(0, 256, (2, 64)), opt)
     predicted = estimate_memory(shrink_config(preset), r=8, precision="fp32", batch_size=2, seq_len=64,
-                                gradient_checkpointing=checkpointing, attention=attention, device="cpu").as_dict()
+                                gradient_checkpointing=checkpointing, attention=attention, device="cpu").saved
     for key in EXACT:
         assert predicted[key] == measured[key], key
     assert _saved(predicted) == pytest.approx(_saved(measured), rel=0.10)
