@@ -24,9 +24,9 @@ def test_shows_the_api_numbers(calc):
     assert calc.count == expected
     assert f"{expected.trainable_params:,}" in calc.trainable_label.value
     assert "q_proj" in calc.module_table.value and "576 x 576" in calc.module_table.value
-    lora = estimate_memory("SmolLM2-135M", r=8)
+    lora = estimate_memory("SmolLM2-135M", **calc.settings())
     assert calc.estimates["LoRA"] == lora
-    assert set(calc.estimates) >= {"full fine-tune", "LoRA", "QLoRA (nf4+dq)"}
+    assert set(calc.estimates) >= {"full fine-tune, fp32 master weights (16 B/param)", "LoRA", "QLoRA (nf4+dq)"}
     assert f"{lora.total_bytes / 1024**3:.2f}" in calc.comparison_table.value
 
 
@@ -48,7 +48,7 @@ def test_controls_update_the_numbers(calc):
     calc.checkpointing_checkbox.value = True
     calc.batch_text.value = 4
     want = estimate_memory("SmolLM2-135M", r=16, target_modules=["q_proj", "v_proj", "o_proj"], quantization="nf4",
-                           gradient_checkpointing=True, batch_size=4)
+                           gradient_checkpointing=True, batch_size=4, compute_capability=(7, 5))  # the T4's
     assert calc.estimates["QLoRA (nf4+dq)"].total_bytes == want.total_bytes
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lorakit.sizing.architecture import Architecture, LinearLayer, per_architecture
-from lorakit.sizing.attention import AttentionCall, KernelChoice, choose_kernel, saved_bytes
+from lorakit.sizing.attention import AttentionCall, KernelChoice, backward_bytes, choose_kernel, saved_bytes
 
 FP32 = 4
 INT64 = 8
@@ -150,6 +150,7 @@ def _mlp_bytes(arch: Architecture, s: ActivationSetup, inner: int) -> int:
     return per_element * s.tokens * inner * s.dtype_bytes
 
 
+@per_architecture
 def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]]:
     """Kept bytes of one decoder layer, stage by stage in forward order ("op", "lora" or "held" stages)."""
     roles = layer_roles(arch)
@@ -177,6 +178,7 @@ def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]
 
 
 MLP_STAGES = 7  # layer_stages()[7:] are the MLP's: saved after the second norm, released before its backward
+AFTER_ATTENTION = 4  # layer_stages()[4:]: saved after the attention core, released before its backward
 
 
 def layer_bytes(arch: Architecture, s: ActivationSetup, input_needs_grad: bool = True, held: bool = True) -> int:
@@ -200,6 +202,7 @@ class StackBytes:
     kept: int  # held from the end of forward into backward (with checkpointing: each layer's input)
     tail: int  # the final norm's and the head's saves, freed before the decoder's backward starts
     head_input: int  # the head's saved input (a trainable or adapted head), freed once the head's backward ran
+    bottom: int  # still kept when backward reaches the first decoder layer (its saves or its input, the rope)
     recomputed_layer: int  # one layer's activations rebuilt in backward under checkpointing (0 without)
     hook_visible: int  # kept + recomputed_layer as saved_tensors_hooks count them (no bitsandbytes-held input)
 
@@ -218,13 +221,15 @@ def stack_bytes(arch: Architecture, s: ActivationSetup) -> StackBytes:
         # each layer keeps only its input; backward recomputes one layer at a time
         kept = n_layers * t * h * dt + rope + tail + casts // n_layers
         layer, visible = layer_bytes(arch, s), layer_bytes(arch, s, held=False)
-        return StackBytes(kept, tail, head_input, layer - _input_kept_twice(arch, s), kept + visible)
+        bottom = t * h * dt + rope + casts // n_layers
+        return StackBytes(kept, tail, head_input, bottom, layer - _input_kept_twice(arch, s), kept + visible)
     # the embedding is frozen, so the first layer's input carries no gradient
     first = layer_bytes(arch, s, input_needs_grad=s.full_finetune)
     first_visible = layer_bytes(arch, s, input_needs_grad=s.full_finetune, held=False)
     rest, rest_visible = layer_bytes(arch, s), layer_bytes(arch, s, held=False)
     kept = first + (n_layers - 1) * rest + rope + tail + casts
-    return StackBytes(kept, tail, head_input, 0, first_visible + (n_layers - 1) * rest_visible + rope + tail + casts)
+    visible = first_visible + (n_layers - 1) * rest_visible + rope + tail + casts
+    return StackBytes(kept, tail, head_input, first + rope + casts // n_layers, 0, visible)
 
 
 def _input_kept_twice(arch: Architecture, s: ActivationSetup) -> int:
@@ -257,7 +262,7 @@ def layer_backward_bytes(arch: Architecture, s: ActivationSetup) -> int:
     three [T, intermediate] tensors, next to the gradient of the layer's output and its copy scaled by
     alpha / r for the adapter; the adapter has released the input it kept by then, and a quantized base
     dequantizes its weight meanwhile. At the norm between attention and MLP, the MLP's saves are gone and
-    the norm's backward transients are there.
+    the norm's backward transients are there; at the attention, the attention's backward transients.
     """
     t, dt, h = s.tokens, s.dtype_bytes, arch.hidden_size
     stages = layer_stages(arch, s)
@@ -270,7 +275,26 @@ def layer_backward_bytes(arch: Architecture, s: ActivationSetup) -> int:
     mlp = grads + 2 * t * h * dt - released
     after_norm = sum(nbytes for _, nbytes in stages[MLP_STAGES:])
     norm = norm_backward_bytes(arch, s) + t * h * dt - after_norm
-    return max(mlp, norm)
+    after_attention = sum(nbytes for _, nbytes in stages[AFTER_ATTENTION:])
+    attention = backward_bytes(attention_call(arch, s), attention_kernel(arch, s)) + 2 * t * h * dt - after_attention
+    return max(mlp, norm, attention)
+
+
+def recompute_forward_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """Beyond its saves, what a layer recomputed in backward holds when its last projection runs forward.
+
+    The gradient of the layer's output waits; the residual and the MLP's input are still referenced; the down
+    projection returns its base output, the adapter's output and that scaled by alpha / r. An adapter that
+    casts its input keeps the argument alive next to the cast (and autocast's copy, which it saves).
+    """
+    t, dt, h = s.tokens, s.dtype_bytes, arch.hidden_size
+    down = layer_roles(arch)["mlp_out"]
+    adapted = any(lin.suffix in s.adapted for lin in down)
+    outputs = (3 if adapted else 1) * t * h * dt
+    cast = 0
+    if adapted and s.adapters_cast_input and s.lora_dropout == 0:
+        cast = t * down[0].in_features * (dt + (s.adapter_bytes if s.autocast else 0))
+    return 3 * t * h * dt + outputs + cast
 
 
 def logits_bytes(arch: Architecture, s: ActivationSetup) -> int:

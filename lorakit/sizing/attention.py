@@ -207,3 +207,20 @@ def _eager_bytes(call: AttentionCall, rope: bool, softcap: bool) -> int:
         return qkv + softmax + scores * (call.mask_bytes(dt) + dt)
     cast = scores * dt if (rope and dt != FP32) else 0  # the fp32 softmax cast back, kept by the matmul
     return qkv + softmax + cast
+
+
+def backward_bytes(call: AttentionCall, kernel: KernelChoice) -> int:
+    """Transients of the attention core's backward.
+
+    Eager and SDPA math: the second matmul's backward returns the gradients of the probabilities and of v;
+    softmax's backward adds the gradient of the scores (eager in half precision also the probabilities'
+    fp32 gradient, through the cast back); fused kernels: dq, dk, dv and an fp32 dq accumulator.
+    """
+    b, n, t, nh, d, dt = call.batch, call.seq, call.batch * call.seq, call.heads, call.head_dim, call.dtype_bytes
+    scores = b * nh * n * n
+    if kernel.name == "eager":
+        cast = scores * FP32 if dt != FP32 else 0
+        return 2 * scores * dt + cast + t * nh * d * dt + (scores * dt if call.dropout > 0 else 0)
+    if kernel.name == "math":
+        return scores * FP32 * (3 if call.dropout > 0 else 2) + t * nh * d * FP32
+    return t * (nh + 2 * call.kv_width) * d * dt + t * nh * d * FP32

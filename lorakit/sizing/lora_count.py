@@ -98,17 +98,14 @@ def count_lora_params(
 @per_architecture
 def _count(arch: Architecture, r: int, target_modules: Any, lora_bias: bool, saved: tuple[str, ...],
            use_dora: bool, quantization: str) -> LoraCount:
-    adapted = select_targets(arch, target_modules, saved)
-    groups: dict[tuple[str, int, int], list[LinearLayer]] = {}
-    for lin in adapted:
-        groups.setdefault((lin.suffix, lin.in_features, lin.out_features), []).append(lin)
+    groups = adapted_groups(arch, target_modules, saved)
     extra = (1 if lora_bias else 0) + (1 if use_dora else 0)  # each adds a d_out vector
     modules = tuple(
         ModuleTypeCount(
-            name=suffix, kind=layers[0].kind, in_features=d_in, out_features=d_out, count=len(layers),
+            name=suffix, kind=kind, in_features=d_in, out_features=d_out, count=count,
             lora_params_each=r * (d_in + d_out) + extra * d_out, full_update_params_each=d_in * d_out,
         )
-        for (suffix, d_in, d_out), layers in groups.items()
+        for (suffix, kind, d_in, d_out), count in groups.items()
     )
     base = _base_params_as_peft_counts(arch, quantization)
     copies = _modules_to_save_params(arch, saved)
@@ -117,8 +114,18 @@ def _count(arch: Architecture, r: int, target_modules: Any, lora_bias: bool, sav
     return LoraCount(
         model=arch.name, r=r, trainable_params=trainable, frozen_params=total - trainable, total_params=total,
         base_params=base, modules=modules, saved_module_params=copies,
-        adapted_layer_names=tuple(lin.name for lin in adapted),
+        adapted_layer_names=tuple(lin.name for lin in select_targets(arch, target_modules, saved)),
     )
+
+
+@per_architecture
+def adapted_groups(arch: Architecture, target_modules: Any, saved: tuple[str, ...]) -> dict[tuple, int]:
+    """(suffix, kind, d_in, d_out) -> how many adapted layers have it: what a count needs besides r."""
+    groups: dict[tuple, int] = {}
+    for lin in select_targets(arch, target_modules, saved):
+        key = (lin.suffix, lin.kind, lin.in_features, lin.out_features)
+        groups[key] = groups.get(key, 0) + 1
+    return groups
 
 
 def smallest_adapted_dimension(arch: Architecture, target_modules: Any, modules_to_save: Sequence[str] = ()) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 from lorakit.choices import OPTIMIZERS, PRECISIONS, QUANTIZATIONS, choose, dtype_bytes
 from lorakit.sizing import parallel
 from lorakit.sizing.activations import ActivationSetup, attention_kernel, logits_bytes, stack_bytes
-from lorakit.sizing.architecture import Architecture, describe_architecture
+from lorakit.sizing.architecture import Architecture, describe_architecture, per_architecture
 from lorakit.sizing.lora_count import (
     check_rank,
     count_lora_params,
@@ -24,7 +24,7 @@ from lorakit.sizing.lora_count import (
     smallest_adapted_dimension,
 )
 from lorakit.sizing.peak import (
-    backward_phase,
+    backward_phases,
     final_norm_phase,
     fused_head_phase,
     loss_phase,
@@ -123,16 +123,22 @@ def _sized_tensors(arch: Architecture, s: Settings) -> list[tuple[int, int, int]
 
 def activation_setup(arch: Architecture, s: Settings, tensors: list[tuple[int, int, int]]) -> ActivationSetup:
     """What decides the activations of this step."""
-    adapted = arch.linears if s.full else select_targets(arch, s.target_modules, s.modules_to_save)
     # autocast casts every trainable weight stored wider than the compute dtype, once per step
     cast_elements = sum(n * k for n, b, k in tensors if b != s.dtype_bytes)
     return ActivationSetup(
         batch_size=s.batch_size, seq_len=s.seq_len, dtype=s.dtype, adapter_bytes=s.trainable_bytes,
-        adapted=frozenset(lin.suffix for lin in adapted), lora_ranks=s.r, attention=s.attention,
+        adapted=adapted_suffixes(arch, s.full, s.target_modules, s.modules_to_save), lora_ranks=s.r, attention=s.attention,
         gradient_checkpointing=s.gradient_checkpointing, full_finetune=s.full, lora_dropout=s.lora_dropout,
         device=s.device, autocast=s.autocast, adapter_weight_elements=cast_elements, quantization=s.quantization,
         mask=s.mask, compute_capability=s.compute_capability, fused_head=s.fused_head,
     )
+
+
+@per_architecture
+def adapted_suffixes(arch: Architecture, full: bool, target_modules: Any, modules_to_save: tuple) -> frozenset[str]:
+    """Names (last component) of the layers that train: every linear layer in a full fine-tune."""
+    adapted = arch.linears if full else select_targets(arch, target_modules, modules_to_save)
+    return frozenset(lin.suffix for lin in adapted)
 
 
 def _estimate(arch: Architecture, s: Settings, setup: ActivationSetup,
@@ -146,7 +152,7 @@ def _estimate(arch: Architecture, s: Settings, setup: ActivationSetup,
     phases = [
         fused_head_phase(arch, setup, stack, head_grads) if s.fused_head else loss_phase(arch, setup, stack),
         final_norm_phase(arch, setup, stack, head_grads * s.trainable_bytes),
-        backward_phase(arch, setup, stack, head_grads * s.trainable_bytes),
+        *backward_phases(arch, setup, stack, head_grads * s.trainable_bytes, _layer_gradient_bytes(arch, s, trainable)),
         optimizer_phase(trainable, optimizer_transient(OPTIMIZERS[s.optimizer].state, s.device, tensors)),
     ]
     device = parallel.per_device(arch, s, weights, trainable, state)
@@ -158,13 +164,34 @@ def _estimate(arch: Architecture, s: Settings, setup: ActivationSetup,
     return MemoryEstimate(
         weights_bytes=device.weights, adapter_bytes=device.trainable, gradients_bytes=top.gradients,
         optimizer_bytes=device.optimizer, activations_bytes=top.activations, logits_bytes=top.logits,
-        overhead_bytes=top.transient + s.runtime_overhead_bytes,
+        overhead_bytes=top.transient + cublas_workspace_bytes(s) + s.runtime_overhead_bytes,
         trainable_params=count.trainable_params if count else arch.total_params,
         total_params=count.total_params if count else arch.total_params,
         setup=dict(s.as_dict(), model=arch.name), peak_phase=top.name,
         attention_kernel=kernel.name, attention_reason=kernel.reason,
         saved=_saved(arch, setup, stack, weights, trainable, state),
     )
+
+
+def _layer_gradient_bytes(arch: Architecture, s: Settings, trainable: int) -> int:
+    """Gradients of the decoder layers' trainable tensors (LoRA lives in the layers; a full fine-tune's root,
+    the embeddings, head and final norm, gets its gradients elsewhere)."""
+    if not s.full:
+        return trainable
+    return trainable - parallel.root_elements(arch) * s.trainable_bytes
+
+
+def cublas_workspace_bytes(s: Settings) -> int:
+    """cuBLAS workspaces a CUDA step allocates through torch's caching allocator (so max_memory_allocated sees them).
+
+    torch gives each (cuBLAS handle, stream) one workspace: 32 MiB from compute capability 9.0 on, else
+    2 x 4 MiB + 8 x 16 KiB (``CUBLAS_WORKSPACE_CONFIG``'s default). Handles are per thread, and autograd runs
+    CUDA backward on its own device thread: forward and backward hold one each.
+    """
+    if s.device != "cuda":
+        return 0
+    hopper = s.compute_capability is not None and s.compute_capability >= (9, 0)
+    return 2 * (32 * 1024**2 if hopper else 2 * 4096 * 1024 + 8 * 16 * 1024)
 
 
 def _saved(arch: Architecture, setup: ActivationSetup, stack: Any, weights: int, trainable: int,

@@ -44,7 +44,7 @@ def per_device(arch: Architecture, s: Settings, weights: int, trainable: int, op
     layers = arch.num_layers or 1
     frozen_layers = 0 if s.full else base_weight_bytes(arch, s.quantization, s.double_quant, s.dtype_bytes, "layers")
     frozen_root = 0 if s.full else weights - frozen_layers
-    trainable_root = _root_elements(arch) * s.trainable_bytes if s.full else 0
+    trainable_root = root_elements(arch) * s.trainable_bytes if s.full else 0
     trainable_layers = trainable - trainable_root
     gathered = 2  # the running layer and the prefetched one are whole
     return DeviceShare(
@@ -56,7 +56,7 @@ def per_device(arch: Architecture, s: Settings, weights: int, trainable: int, op
     )
 
 
-def _root_elements(arch: Architecture) -> int:
+def root_elements(arch: Architecture) -> int:
     """Parameters outside the decoder layers (embeddings, untied head, final norm)."""
     linears = sum(lin.params for lin in arch.linears if not in_decoder_layer(lin.name))
     return linears + sum(n for name, n in arch.other_params if not in_decoder_layer(name))

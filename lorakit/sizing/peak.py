@@ -30,6 +30,7 @@ from lorakit.sizing.activations import (
     StackBytes,
     layer_backward_bytes,
     norm_backward_bytes,
+    recompute_forward_bytes,
 )
 from lorakit.sizing.architecture import Architecture
 
@@ -67,11 +68,22 @@ def fused_head_phase(arch: Architecture, s: ActivationSetup, stack: StackBytes, 
                  gradients=head_grad_elements * FP32, transient=2 * t * h * dt)
 
 
-def backward_phase(arch: Architecture, s: ActivationSetup, stack: StackBytes, head_grad_bytes: int) -> Phase:
-    """The first decoder layer's backward (with checkpointing: the recomputed layer's)."""
+def backward_phases(arch: Architecture, s: ActivationSetup, stack: StackBytes, head_grad_bytes: int,
+                    layer_grad_bytes: int) -> list[Phase]:
+    """The decoder's backward at its two ends (with checkpointing: a recomputed layer at each).
+
+    At the last layer every activation is still kept and only the head has gradients; at the first layer the
+    activations are nearly gone and every layer's gradients exist (a full fine-tune's peak can be there).
+    """
     name = "layer recompute" if s.gradient_checkpointing else "decoder backward"
-    return Phase(name, activations=stack.kept - stack.tail + stack.recomputed_layer, gradients=head_grad_bytes,
-                 transient=layer_backward_bytes(arch, s))
+    transient = layer_backward_bytes(arch, s)
+    if s.gradient_checkpointing:  # the recomputed forward's own moment can be larger
+        transient = max(transient, recompute_forward_bytes(arch, s))
+    top = stack.kept - stack.tail + stack.recomputed_layer
+    layers = max(arch.num_layers, 1)  # the layers above the first have their gradients
+    return [Phase(name, activations=top, gradients=head_grad_bytes, transient=transient),
+            Phase(f"{name} (first layer)", activations=stack.bottom + stack.recomputed_layer,
+                  gradients=head_grad_bytes + layer_grad_bytes * (layers - 1) // layers, transient=transient)]
 
 
 def final_norm_phase(arch: Architecture, s: ActivationSetup, stack: StackBytes, head_grad_bytes: int) -> Phase:

@@ -8,7 +8,7 @@ The names are those of ``lorakit.training.TrainConfig`` and peft where they exis
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from lorakit.choices import (
@@ -29,7 +29,8 @@ from lorakit.choices import (
 from lorakit.sizing.lora_count import ALL_LINEAR, targets_key
 
 GIB = 1024**3
-DEFAULT_RUNTIME_OVERHEAD = GIB // 2  # CUDA context, cuBLAS workspace, allocator slack (not in max_memory_allocated)
+# the CUDA context, kernels and the caching allocator's slack: real, but outside torch.cuda.max_memory_allocated
+DEFAULT_RUNTIME_OVERHEAD = GIB // 2
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Settings:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (tuples as lists), for MemoryEstimate.setup."""
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         for key in ("target_modules", "modules_to_save", "compute_capability"):
             if isinstance(out[key], tuple):
                 out[key] = list(out[key])

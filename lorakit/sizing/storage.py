@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from lorakit.choices import OPTIMIZERS, QUANTIZATIONS
 from lorakit.sizing.architecture import Architecture, LinearLayer, per_architecture
-from lorakit.sizing.lora_count import select_targets
+from lorakit.sizing.lora_count import adapted_groups
 
 BLOCK = 64  # bitsandbytes 4-bit block size
 DQ_BLOCKS = 256  # blocks per second-level absmax with double quantization
@@ -34,11 +34,12 @@ def trainable_tensors(arch: Architecture, finetune: str, target_modules: object,
         weights = [(lin.weight_params, True) for lin in arch.linears if not lin.tied]
         biases = [(lin.out_features, True) for lin in arch.linears if lin.bias]
         return Counter(weights + biases + [(n, True) for _, n in arch.other_params])
-    tensors: list[tuple[int, bool]] = []
-    for lin in select_targets(arch, target_modules, modules_to_save):
-        tensors += [(r * lin.in_features, False), (r * lin.out_features, False)]
-        tensors += [(lin.out_features, False)] * (int(lora_bias) + int(use_dora))
-    return Counter(tensors + _saved_copies(arch, modules_to_save))
+    tensors: Counter[tuple[int, bool]] = Counter()
+    for (_, _, d_in, d_out), count in adapted_groups(arch, target_modules, modules_to_save).items():
+        tensors[(r * d_in, False)] += count  # A: r x d_in
+        tensors[(r * d_out, False)] += count  # B: d_out x r
+        tensors[(d_out, False)] += count * (int(lora_bias) + int(use_dora))
+    return +(tensors + Counter(_saved_copies(arch, modules_to_save)))
 
 
 def _saved_copies(arch: Architecture, modules_to_save: Sequence[str]) -> list[tuple[int, bool]]:

@@ -1,8 +1,9 @@
 """LoraCalculator: pick a model, rank, targets and training settings; see what LoRA trains and what fits.
 
 Every control funnels into ``_refresh()``, which recomputes the parameter count, the memory estimates
-(full fine-tune, LoRA, QLoRA side by side) and the advice sentence -- pure arithmetic on a cached
-architecture, a few milliseconds even for a 70B model. The bar chart (matplotlib -> PNG in an
+(``lorakit.sizing.scenarios``: full fine-tune in each optimizer-state convention, LoRA, QLoRA side by side;
+memory per GPU for 1, 2, 4 and 8 GPUs; the fused head's saving) and the advice sentence -- pure arithmetic
+on a cached architecture, a few milliseconds even for a 70B model. The bar chart (matplotlib -> PNG in an
 ``ipywidgets.Image``, updated in place) costs ~0.1 s, so its redraw is throttled and deferred. Bad input
 shows the API's ValueError in a message line; the previous results stay and the widget keeps working.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.choices import OPTIMIZERS, PRECISIONS, QUANTIZATIONS
+from lorakit.choices import DISTRIBUTED, LOSS_KERNELS, OPTIMIZERS, PRECISIONS, QUANTIZATIONS
 from lorakit.sizing import (
     GPUS,
     PRESETS,
@@ -27,6 +28,7 @@ from lorakit.sizing.advice import suggest_fit
 from lorakit.sizing.gpus import GIB
 from lorakit.sizing.lora_count import ALL_LINEAR
 from lorakit.sizing.memory import MemoryEstimate
+from lorakit.sizing.scenarios import COMPONENT_LABELS, fused_head_saving, per_gpu, scenarios
 from lorakit.viz.sizing import memory_chart_png
 from lorakit.widgets.format_views import Throttle
 
@@ -59,20 +61,35 @@ def module_table_html(count: Any) -> str:
 
 
 def comparison_html(scenarios: dict[str, MemoryEstimate], gpu: Any) -> str:
-    """Components (GiB) for each scenario side by side, with trainable parameters and the GPU verdict."""
+    """Components (GiB) held at each scenario's peak side by side, with trainable parameters and the GPU verdict."""
     names = list(scenarios)
     head = "<tr><th></th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
     comps = next(iter(scenarios.values())).components()
     rows = "".join(
-        f"<tr><td>{c}</td>" + "".join(f"<td>{_gib(scenarios[n].components()[c])}</td>" for n in names) + "</tr>"
+        f"<tr><td>{COMPONENT_LABELS.get(c, c)}</td>"
+        + "".join(f"<td>{_gib(scenarios[n].components()[c])}</td>" for n in names) + "</tr>"
         for c in comps
     )
     rows += "<tr><td><b>peak (GiB)</b></td>" + "".join(
         f"<td><b>{_gib(scenarios[n].total_bytes)}</b></td>" for n in names) + "</tr>"
+    rows += "<tr><td>peak at</td>" + "".join(
+        f"<td>{html.escape(scenarios[n].peak_phase)}</td>" for n in names) + "</tr>"
+    rows += "<tr><td>attention kernel</td>" + "".join(
+        f"<td>{html.escape(scenarios[n].attention_kernel)}</td>" for n in names) + "</tr>"
     rows += "<tr><td>trainable</td>" + "".join(
         f"<td>{scenarios[n].trainable_params:,}</td>" for n in names) + "</tr>"
     rows += f"<tr><td>{html.escape(gpu.name)}</td>" + "".join(
         f"<td>{'fits' if gpu.fits(scenarios[n].total_bytes) else 'too big'}</td>" for n in names) + "</tr>"
+    return f"<table class='lorakit-table'>{head}{rows}</table>"
+
+
+def per_gpu_html(per_device: dict[int, MemoryEstimate], strategy: str, gpu: Any) -> str:
+    """Peak per GPU (GiB) for 1, 2, 4 and 8 GPUs with one strategy, and whether each fits the chosen GPU."""
+    head = f"<tr><th>GPUs ({html.escape(strategy)})</th><th>per GPU (GiB)</th><th>{html.escape(gpu.name)}</th></tr>"
+    rows = "".join(
+        f"<tr><td>{n}</td><td>{_gib(e.total_bytes)}</td><td>{'fits' if gpu.fits(e.total_bytes) else 'too big'}</td></tr>"
+        for n, e in per_device.items()
+    )
     return f"<table class='lorakit-table'>{head}{rows}</table>"
 
 
@@ -102,6 +119,10 @@ class LoraCalculator(widgets.VBox):
         self.seq_text = widgets.IntText(value=512, description="seq len")
         self.checkpointing_checkbox = widgets.Checkbox(value=False, description="gradient checkpointing",
                                                        indent=False)
+        self.loss_kernel_dropdown = widgets.Dropdown(options=list(LOSS_KERNELS), value="plain",
+                                                     description="loss kernel")
+        self.distributed_dropdown = widgets.Dropdown(options=list(DISTRIBUTED), value="ddp",
+                                                     description="multi-GPU")
         self.gpu_dropdown = widgets.Dropdown(options=[*GPUS, MY_GPU], value=gpu, description="GPU")
         self.gpu_gb_text = widgets.FloatText(value=12.0, description="my GB", disabled=gpu != MY_GPU)
         self.trainable_label = _html("lorakit-trainable")
@@ -109,10 +130,14 @@ class LoraCalculator(widgets.VBox):
         self.advice_label = _html("lorakit-advice")
         self.module_table = _html("lorakit-modules")
         self.comparison_table = _html("lorakit-comparison")
+        self.kernel_label = _html("lorakit-kernel")
+        self.fused_label = _html("lorakit-fused")
+        self.per_gpu_table = _html("lorakit-per-gpu")
         self.chart = widgets.Image(format="png", layout=widgets.Layout(max_width="640px"))
         self.chart.add_class("lorakit-chart")
         self.count = None  # the last good LoraCount
         self.estimates: dict[str, MemoryEstimate] = {}  # the last good scenarios
+        self.per_gpu: dict[int, MemoryEstimate] = {}  # the last good memory per GPU (1, 2, 4, 8 GPUs)
         self.advice = None  # the last good FitAdvice
         self._chart_throttle = Throttle(self._draw_chart, redraw_interval_s)
         super().__init__(self._layout())
@@ -128,9 +153,11 @@ class LoraCalculator(widgets.VBox):
                                                                               self.targets_box])])
         train_rows = [widgets.HBox([self.precision_dropdown, self.quantization_dropdown, self.double_quant_checkbox]),
                       widgets.HBox([self.optimizer_dropdown, self.batch_text, self.seq_text]),
-                      widgets.HBox([self.checkpointing_checkbox, self.gpu_dropdown, self.gpu_gb_text])]
+                      widgets.HBox([self.checkpointing_checkbox, self.gpu_dropdown, self.gpu_gb_text]),
+                      widgets.HBox([self.loss_kernel_dropdown, self.distributed_dropdown])]
         return [model_row, lora_row, targets, *train_rows, self.error_label, self.trainable_label,
-                self.advice_label, self.comparison_table, self.chart, self.module_table]
+                self.advice_label, self.kernel_label, self.fused_label, self.comparison_table, self.chart,
+                self.per_gpu_table, self.module_table]
 
     def _wire(self) -> None:
         self.preset_dropdown.observe(self._on_preset_change, names="value")
@@ -139,7 +166,8 @@ class LoraCalculator(widgets.VBox):
         self.gpu_dropdown.observe(self._on_gpu_change, names="value")
         for control in (self.r_slider, self.alpha_text, self.precision_dropdown, self.quantization_dropdown,
                         self.double_quant_checkbox, self.optimizer_dropdown, self.batch_text, self.seq_text,
-                        self.checkpointing_checkbox, self.gpu_gb_text):
+                        self.checkpointing_checkbox, self.gpu_gb_text, self.loss_kernel_dropdown,
+                        self.distributed_dropdown):
             control.observe(self._on_setting_change, names="value")
 
     # --- handlers: each funnels into _refresh() ---------------------------------------------------
@@ -187,13 +215,16 @@ class LoraCalculator(widgets.VBox):
         return GPUS[self.gpu_dropdown.value]
 
     def settings(self) -> dict[str, Any]:
-        """The controls as keyword arguments of ``estimate_memory``."""
+        """The controls as keyword arguments of ``estimate_memory`` (the attention kernel follows the GPU)."""
+        gpu = GPUS.get(self.gpu_dropdown.value)
         return dict(r=self.r_slider.value, lora_alpha=self.alpha_text.value, target_modules=self.target_modules,
                     precision=self.precision_dropdown.value,
                     quantization=self.quantization_dropdown.value,
                     double_quant=self.double_quant_checkbox.value, optimizer=self.optimizer_dropdown.value,
                     batch_size=self.batch_text.value, seq_len=self.seq_text.value,
-                    gradient_checkpointing=self.checkpointing_checkbox.value)
+                    gradient_checkpointing=self.checkpointing_checkbox.value,
+                    loss_kernel=self.loss_kernel_dropdown.value, distributed=self.distributed_dropdown.value,
+                    compute_capability=gpu.compute_capability if gpu else None)
 
     def _rebuild_targets(self) -> None:
         """One checkbox per linear layer name of the chosen architecture (kept when the names repeat)."""
@@ -232,16 +263,18 @@ class LoraCalculator(widgets.VBox):
         count = count_lora_params(source, **{k: settings[k] for k in lora_keys},
                                   quantization=settings["quantization"])
         current = estimate_memory(source, **settings)
-        lora16 = dict(settings, quantization="none")
-        scenarios = {
-            "full fine-tune": estimate_memory(source, **dict(lora16, finetune="full")),
-            "LoRA": current if settings["quantization"] == "none" else estimate_memory(source, **lora16),
-            "QLoRA (nf4+dq)": estimate_memory(source, **dict(settings, quantization="nf4", double_quant=True)),
-        }
-        if settings["quantization"] not in ("none", "nf4") or not settings["double_quant"]:
-            scenarios[f"yours ({settings['quantization']})"] = current
+        columns = scenarios(source, **settings)
+        devices = per_gpu(source, **settings)
+        plain, fused = fused_head_saving(source, **settings)
         advice = suggest_fit(source, gpu, **settings)
-        self.count, self.estimates, self.advice = count, scenarios, advice
+        self.count, self.estimates, self.per_gpu, self.advice = count, columns, devices, advice
+        self.kernel_label.value = (f"attention: {html.escape(current.attention_kernel)} "
+                                   f"({html.escape(current.attention_reason)}); peak at the "
+                                   f"{html.escape(current.peak_phase)}")
+        self.fused_label.value = (f"fused head: peak {_gib(fused.total_bytes)} GiB instead of "
+                                  f"{_gib(plain.total_bytes)} GiB with the plain head "
+                                  f"(logits + loss {_gib(fused.logits_bytes)} vs {_gib(plain.logits_bytes)} GiB)")
+        self.per_gpu_table.value = per_gpu_html(devices, settings["distributed"], gpu)
         self.trainable_label.value = (
             f"<b>trainable {count.trainable_params:,}</b> of {count.total_params:,} parameters "
             f"({count.trainable_percent:.3f}%), r={count.r}, {sum(m.count for m in count.modules)} adapted matrices"
@@ -249,7 +282,7 @@ class LoraCalculator(widgets.VBox):
         verdict = gpu.verdict(current.total_bytes, settings["precision"])
         self.advice_label.value = f"{html.escape(advice.sentence)}<br>As set: {html.escape(verdict)}"
         self.module_table.value = module_table_html(count)
-        self.comparison_table.value = comparison_html(scenarios, gpu)
+        self.comparison_table.value = comparison_html(columns, gpu)
         self._chart_throttle.request()
 
     def _draw_chart(self) -> None:
