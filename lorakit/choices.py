@@ -125,7 +125,8 @@ TRAIN_OPTIMIZERS = tuple(name for name, o in OPTIMIZERS.items() if o.in_trainer)
 ATTENTIONS = ("sdpa", "eager")
 # What a batch asks of attention: "causal" (no padding: SDPA's is_causal, no mask tensor), "padded" (pad
 # tokens: transformers builds a [batch, 1, seq, seq] mask), "packed" (examples concatenated and kept apart by
-# position_ids, as packing and padding-free batches do: a block-diagonal mask of the same shape)
+# position_ids, as packing and padding-free batches do: a block-diagonal mask of the same shape, which
+# transformers builds only when the forward runs without a kv cache, use_cache=False, as lorakit's trainer does)
 ATTENTION_MASKS = ("causal", "padded", "packed")
 FINETUNES = ("lora", "full")
 PLANNER_DEVICES = ("cuda", "cpu")  # the planner defaults to a GPU

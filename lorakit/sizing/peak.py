@@ -1,7 +1,7 @@
 """The moment of a training step that holds the most memory, and what is held at that moment.
 
 ``torch.cuda.max_memory_allocated()`` over a step is the largest sum of live tensors at any instant, not the
-sum of everything a step ever allocates. Four moments compete (weights, trainable weights and optimizer
+sum of everything a step ever allocates. These moments compete (weights, trainable weights and optimizer
 states are held through all of them; gradients are freed by ``zero_grad(set_to_none=True)``, torch's default,
 so the next step starts without them):
 
