@@ -157,15 +157,11 @@ def measure_point(point: dict[str, Any]) -> dict[str, Any]:
 
 def cuda_point(point: dict[str, Any]) -> dict[str, Any]:
     """One grid point on the GPU: max_memory_allocated over the second step vs the planner (no runtime allowance)."""
-    import gc
-
     import torch
 
-    from lorakit.sizing.measure import measure_peak_step
+    from lorakit.sizing.measure import measure_peak_step, release_cuda_memory
 
-    gc.collect()
-    torch.cuda.empty_cache()
-    before = torch.cuda.memory_allocated()
+    before = release_cuda_memory()  # the last point's tensors and cuBLAS workspaces are not this one's
     torch.backends.cuda.matmul.allow_tf32 = point["precision"] == "tf32"
     torch.manual_seed(0)
     model = _model(point, "cuda")
@@ -175,7 +171,6 @@ def cuda_point(point: dict[str, Any]) -> dict[str, Any]:
                              loss_fn=_loss_fn(point, model)) - before
     predicted = _predict(point, "cuda", torch.cuda.get_device_capability())
     del model, optimizer
-    torch.cuda.empty_cache()
     return {"cuda_peak_bytes": peak, "cuda_predicted_bytes": predicted.total_bytes,
             "cuda_peak_error_pct": _error_pct(predicted.total_bytes, peak), "cuda_kernel": predicted.attention_kernel}
 

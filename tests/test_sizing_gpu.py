@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="compares 
 
 from lorakit.sizing import estimate_memory  # noqa: E402
 from lorakit.sizing.architecture import shrink_config  # noqa: E402
-from lorakit.sizing.measure import measure_peak_step, tiny_model  # noqa: E402
+from lorakit.sizing.measure import measure_peak_step, release_cuda_memory, tiny_model  # noqa: E402
 
 PRESET = "Llama-3.1-8B"  # grouped-query heads: fp32 takes SDPA's math path on CUDA
 DIMS = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
@@ -31,11 +31,7 @@ CONFIGS = [
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c['precision']}-{c['quantization']}"
                          f"{'-ckpt' if c['gradient_checkpointing'] else ''}")
 def test_planner_matches_the_gpu_peak(config):
-    import gc
-
-    gc.collect()
-    torch.cuda.empty_cache()
-    before = torch.cuda.memory_allocated()  # whatever earlier tests left on the GPU is not this step's
+    before = release_cuda_memory()  # whatever earlier tests left on the GPU is not this step's
     torch.manual_seed(0)
     batch, seq = 4, 512
     model = tiny_model(PRESET, quantization=config["quantization"], precision=config["precision"], attention="sdpa",
