@@ -123,6 +123,11 @@ OPTIMIZERS: dict[str, Optimizer] = _table([
 ])
 TRAIN_OPTIMIZERS = tuple(name for name, o in OPTIMIZERS.items() if o.in_trainer)
 ATTENTIONS = ("sdpa", "eager")
+# What a batch asks of attention: "causal" (no padding: SDPA's is_causal, no mask tensor), "padded" (pad
+# tokens: transformers builds a [batch, 1, seq, seq] mask), "packed" (examples concatenated and kept apart by
+# position_ids, as packing and padding-free batches do: a block-diagonal mask of the same shape, which
+# transformers builds only when the forward runs without a kv cache, use_cache=False, as lorakit's trainer does)
+ATTENTION_MASKS = ("causal", "padded", "packed")
 FINETUNES = ("lora", "full")
 PLANNER_DEVICES = ("cuda", "cpu")  # the planner defaults to a GPU
 TRAIN_DEVICES = ("auto", "cpu", "cuda")
@@ -132,6 +137,9 @@ COMPUTE_DTYPES = tuple(TORCH_DTYPE_NAMES)  # what 4-bit layers (and LoRA adapter
 LOSS_KERNELS = ("auto", "fused", "plain")
 COMPILE_CHOICES = (False, True, "auto")  # torch.compile of the repeated decoder block
 CHECKPOINTING_CHOICES = (False, True, "auto")  # auto: on for quantized bases or when the run would not fit
+# How num_processes > 1 processes share the work: "ddp" keeps a whole copy of the model on every device and
+# averages gradients; "fsdp" shards weights, gradients and optimizer states across the devices (torch's FSDP2).
+DISTRIBUTED = ("ddp", "fsdp")
 
 # Other spellings people bring from transformers, torch and bitsandbytes, mapped to ours.
 ALIASES: dict[str, dict[str, str]] = {

@@ -172,6 +172,29 @@ def test_every_benchmark_exposes_run_quick_repeats():
     assert set(run.BENCHMARKS) >= {"trainer", "packing", "dashboard", "planner", "float_explorer", "lora_calculator"}
 
 
+def test_planner_rows_summarise_the_grid():
+    """The planner's own grid runs in its tests; here records of its shape become rows."""
+    import memory_planner
+
+    records = [{"peak_error_pct": e, "logits_error_pct": -2 * e, "batch_size": 1} for e in (1.0, -3.0, 12.0)]
+    records.append({"batch_size": 2, "skipped": "ImportError: no fused head"})
+    rows = {r.metric: r for r in memory_planner.rows_from_records(records)}
+    assert_rows_ok(list(rows.values()))
+    assert rows["peak: median abs error"].lorakit == 3.0 and rows["peak: median abs error"].status == "pass"
+    assert rows["peak: max abs error"].lorakit == 12.0 and rows["peak: max abs error"].status == "short"
+    assert rows["logits: max abs error"].lorakit == 24.0 and rows["logits: max abs error"].status == "info"
+    assert "1 skipped" in rows["peak: median abs error"].note
+
+
+@pytest.mark.slow
+def test_planner_quick_grid_meets_its_targets():
+    import memory_planner
+
+    rows = memory_planner.run(quick=True, repeats=1)
+    assert_rows_ok(rows)
+    assert all(r.status == "pass" for r in rows if r.target is not None), [(r.metric, r.lorakit) for r in rows]
+
+
 @pytest.mark.slow
 def test_embedded_load_cached_smoke():
     import bench_embedded_load

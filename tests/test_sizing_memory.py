@@ -36,7 +36,7 @@ def _run(*, r=8, targets="all-linear", batch=2, seq=64, checkpointing=False, att
     predicted = estimate_memory(shrink_config(PRESET, **TINY), r=r, target_modules=targets, precision=precision,
                                 quantization=quantization, optimizer=optimizer, batch_size=batch, seq_len=seq,
                                 gradient_checkpointing=checkpointing, attention=attention,
-                                autocast=autocast).as_dict()
+                                autocast=autocast, device="cpu").saved
     return measured, predicted
 
 
@@ -124,12 +124,16 @@ def test_qlora_keeps_embeddings_and_head_in_16_bit():
     assert nf4.weights_bytes < head_and_embedding + 7e9 * 4.2 / 8
 
 
-def test_full_finetune_costs_16_bytes_per_fp32_parameter_before_activations():
-    e = estimate_memory("SmolLM2-135M", finetune="full", precision="fp32")
+@pytest.mark.parametrize("precision, master_weights, per_param", [
+    ("fp32", True, 16), ("bf16", True, 16), ("bf16", False, 8), ("fp16", True, 16), ("tf32", True, 16)])
+def test_full_finetune_bytes_per_parameter_follow_the_optimizer_convention(precision, master_weights, per_param):
+    """AdamW: weight + gradient + two moments; fp32 master weights (mixed precision) or pure bf16."""
+    e = estimate_memory("SmolLM2-135M", finetune="full", precision=precision, master_weights=master_weights)
     n = e.trainable_params
     assert n == 134_515_008
-    per_param = e.adapter_bytes + e.gradients_bytes + e.optimizer_bytes
-    assert per_param == pytest.approx(16 * n, rel=1e-4)  # + one 4-byte step per tensor
+    kept = e.saved["adapter_bytes"] + e.saved["gradients_bytes"] + e.saved["optimizer_bytes"]
+    assert kept == pytest.approx(per_param * n, rel=1e-4)  # + one 4-byte step per tensor
+    assert e.adapter_bytes + e.optimizer_bytes == e.saved["adapter_bytes"] + e.saved["optimizer_bytes"]
 
 
 def test_peak_grows_with_batch_and_shrinks_with_checkpointing():
@@ -154,11 +158,23 @@ def test_peak_grows_with_batch_and_shrinks_with_checkpointing():
         (dict(target_modules=["wq"]), "target_modules"),
         (dict(target_modules=0.5), "target_modules"),
         (dict(finetune="full", quantization="nf4"), "quantization"),
+        (dict(loss_kernel="liger"), "loss_kernel"),
+        (dict(gradient_checkpointing="auto"), "gradient_checkpointing"),
+        (dict(mask="sliding"), "mask"),
+        (dict(num_processes=0), "num_processes"),
+        (dict(distributed="deepspeed"), "distributed"),
+        (dict(num_processes=2, distributed="fsdp", quantization="int8"), "distributed"),
+        (dict(finetune="full", precision="fp16", master_weights=False), "master_weights"),
+        (dict(compute_capability="sm90"), "compute_capability"),
+        (dict(lora_dropout=1.5), "lora_dropout"),
+        (dict(batch=4), "batch"),
     ],
 )
 def test_bad_input_names_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=f"^{field}:"):
+    with pytest.raises(ValueError, match=f"^{field}:") as err:
         estimate_memory("SmolLM2-135M", **kwargs)
+    says_what_is_allowed = ("choose one of", "allowed", "must be", "use ", "give ", "known:")
+    assert any(words in str(err.value) for words in says_what_is_allowed), err.value
 
 
 def test_gpu_catalogue_and_verdicts():
@@ -192,7 +208,7 @@ def test_other_families_within_ten_percent(preset, checkpointing):
     opt = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad])
     measured = measure_training_step(lora, torch.randint(0, 256, (2, 64)), opt)
     predicted = estimate_memory(shrink_config(preset), r=8, precision="fp32", batch_size=2, seq_len=64,
-                                gradient_checkpointing=checkpointing, attention=attention, device="cpu").as_dict()
+                                gradient_checkpointing=checkpointing, attention=attention, device="cpu").saved
     for key in EXACT:
         assert predicted[key] == measured[key], key
     assert _saved(predicted) == pytest.approx(_saved(measured), rel=0.10)

@@ -1,17 +1,27 @@
-"""Bytes that autograd saves for the backward pass, written per layer from the architecture.
+"""Bytes a decoder stack keeps for the backward pass, written per layer from the architecture.
 
 Each term below is a tensor we saw saved (``torch.autograd.graph.saved_tensors_hooks``) by a transformers
 decoder layer under peft LoRA, deduplicated by storage; parameters are not activations. T = batch x seq.
 Measured on transformers 5 / peft 0.21 / torch 2.13 on the CPU (tests and benchmarks/memory_planner.py keep
-it honest). Assumed: no padding mask (SDPA then keeps k, v at kv-head width), CUDA's fused attention
-kernels behave like the CPU's flash kernel (q, k, v, out, log-sum-exp), DoRA's extra saves are not modelled.
+it honest); the attention core follows the kernel torch dispatches to (``lorakit.sizing.attention``).
+Two bitsandbytes mechanisms differ by device:
+
+* peft's bitsandbytes LoRA layers skip casting the input to the adapters' dtype when
+  ``torch.is_autocast_enabled()``, which asks about CUDA only: under CUDA autocast the adapters of a
+  quantized layer share its input, elsewhere each adapter keeps its own cast copy, as on a 16-bit base.
+* an 8-bit base layer (``MatMul8bitLt`` on CUDA, ``MatMul8bitFp`` on the CPU) keeps its input on the
+  autograd context even though backward does not use it: memory that saved_tensors_hooks do not see
+  (stage kind "held"). A 4-bit layer keeps only its packed weight; its dequantized copy is a transient.
+
+DoRA's extra saves are not modelled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lorakit.sizing.architecture import Architecture, LinearLayer
+from lorakit.sizing.architecture import Architecture, LinearLayer, per_architecture
+from lorakit.sizing.attention import AttentionCall, KernelChoice, backward_bytes, choose_kernel, saved_bytes
 
 FP32 = 4
 INT64 = 8
@@ -19,11 +29,11 @@ INT64 = 8
 
 @dataclass(frozen=True)
 class ActivationSetup:
-    """What decides the saved tensors: shapes, dtypes (bytes/element), adapters and kernels."""
+    """What decides the saved tensors: shapes, dtypes, adapters, kernels and the base's storage."""
 
     batch_size: int
     seq_len: int
-    dtype_bytes: int  # activations (compute dtype)
+    dtype: str  # activations (compute dtype): "fp32", "fp16" or "bf16"
     adapter_bytes: int  # LoRA weights; a different dtype makes each adapter save its own cast input
     adapted: frozenset[str]  # suffixes of adapted linear layers in a decoder layer
     lora_ranks: int  # r
@@ -34,6 +44,10 @@ class ActivationSetup:
     device: str = "cuda"  # dropout keeps a bool mask on CUDA, a mask in the activation dtype on the CPU
     autocast: bool = False  # mixed precision: adapters' matmuls run in the activation dtype
     adapter_weight_elements: int = 0  # LoRA weights, which autocast copies to the activation dtype
+    quantization: str = "none"  # the base's linear layers: none, int8, nf4, bnb_fp4
+    mask: str = "causal"  # what the batch asks of attention (lorakit.choices.ATTENTION_MASKS)
+    compute_capability: tuple[int, int] | None = None  # the GPU's; None: Ampere or newer
+    fused_head: bool = False  # the loss computes the head's gradients in forward: the head keeps no input
 
     @property
     def tokens(self) -> int:
@@ -41,9 +55,24 @@ class ActivationSetup:
         return self.batch_size * self.seq_len
 
     @property
+    def dtype_bytes(self) -> int:
+        return FP32 if self.dtype == "fp32" else 2
+
+    @property
     def mask_bytes(self) -> int:
         """Bytes per element of a saved dropout mask."""
         return 1 if self.device == "cuda" else self.dtype_bytes
+
+    @property
+    def adapters_cast_input(self) -> bool:
+        """Whether each adapter casts its input to its own dtype (and keeps that copy)."""
+        if self.adapter_bytes == self.dtype_bytes:
+            return False
+        return not (self.quantization != "none" and self.device == "cuda" and self.autocast)
+
+    @property
+    def int8_base(self) -> bool:
+        return self.quantization == "int8"
 
 
 ROLES = {  # role of each linear layer in a decoder layer, by the end of its name
@@ -54,16 +83,24 @@ ROLES = {  # role of each linear layer in a decoder layer, by the end of its nam
 }
 
 
+@per_architecture
 def layer_roles(arch: Architecture) -> dict[str, list[LinearLayer]]:
     """Linear layers of the first decoder layer grouped by role (their shapes repeat in every layer)."""
-    def compute() -> dict[str, list[LinearLayer]]:
-        first = [lin for lin in arch.linears if ".0." in lin.name]
-        return {
-            role: [lin for lin in first if any(lin.name.endswith("." + e) for e in ends)]
-            for role, ends in ROLES.items()
-        }
+    first = [lin for lin in arch.linears if ".0." in lin.name]
+    return {role: [lin for lin in first if any(lin.name.endswith("." + e) for e in ends)]
+            for role, ends in ROLES.items()}
 
-    return arch.memo("roles", compute)
+
+def attention_call(arch: Architecture, s: ActivationSetup) -> AttentionCall:
+    """The arguments the attention kernel of every layer receives."""
+    return AttentionCall(attention=s.attention, device=s.device, dtype=s.dtype, batch=s.batch_size, seq=s.seq_len,
+                         heads=arch.num_heads, kv_heads=arch.num_kv_heads, head_dim=arch.head_dim, mask=s.mask,
+                         dropout=arch.attention_dropout, compute_capability=s.compute_capability)
+
+
+def attention_kernel(arch: Architecture, s: ActivationSetup) -> KernelChoice:
+    """The kernel torch dispatches to for this model and setup."""
+    return choose_kernel(attention_call(arch, s))
 
 
 def _norm_bytes(arch: Architecture, s: ActivationSetup) -> int:
@@ -80,47 +117,31 @@ def _norm_bytes(arch: Architecture, s: ActivationSetup) -> int:
     return saved
 
 
-def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway: bool = False) -> int:
-    """Inputs kept for the gradients of A (and B) of the adapted layers fed by one tensor."""
+def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway: bool = False
+                 ) -> list[tuple[str, int]]:
+    """What the linear layers fed by one tensor keep: ("held", int8 base) and ("lora", adapters) stages."""
     chosen = [lin for lin in lins if lin.suffix in s.adapted]
+    t, dt = s.tokens, s.dtype_bytes
+    width = lins[0].in_features if lins else 0
+    if s.full_finetune:  # the weight's gradient needs the input
+        return [("lora", t * width * dt if (chosen and not input_saved_anyway) else 0)]
+    adapters_share = bool(chosen) and s.lora_dropout == 0 and not s.adapters_cast_input
+    # an 8-bit base keeps its input unless that same tensor is kept anyway
+    held = t * width * dt if (s.int8_base and lins and not adapters_share and not input_saved_anyway) else 0
     if not chosen:
-        return 0
-    t = s.tokens
-    if s.full_finetune:
-        return t * chosen[0].in_features * s.dtype_bytes
-    # the copy an adapter keeps: cast to the adapter dtype, and back to the activation dtype by autocast
-    copy_bytes = s.dtype_bytes if s.autocast else s.adapter_bytes
+        return [("held", held), ("lora", 0)]
+    # the copy an adapter keeps: in the adapter dtype, or the activation dtype once autocast cast it back
+    copy_bytes = dt if s.autocast else s.adapter_bytes
+    if not s.adapters_cast_input:
+        copy_bytes = dt
     lora_b = sum(t * s.lora_ranks * copy_bytes for _ in chosen)
     if s.lora_dropout > 0:  # each adapter drops out its own copy and keeps the mask
-        mask = 1 if s.device == "cuda" else s.adapter_bytes  # the input is already in the adapter dtype
-        return lora_b + sum(t * lin.in_features * (copy_bytes + mask) for lin in chosen)
-    if s.adapter_bytes != s.dtype_bytes:  # each adapter casts the input to its own dtype and saves the copy
-        return lora_b + sum(t * lin.in_features * copy_bytes for lin in chosen)
-    shared = 0 if input_saved_anyway else t * chosen[0].in_features * s.dtype_bytes
-    return lora_b + shared  # one input tensor, shared by the adapters it feeds
-
-
-def _attention_bytes(arch: Architecture, s: ActivationSetup) -> int:
-    """Attention core: fused SDPA keeps q, k, v, out and an fp32 log-sum-exp; the math path keeps probabilities."""
-    b, n, t = s.tokens // s.seq_len, s.seq_len, s.tokens
-    nh, nkv, d, dt = arch.num_heads, arch.num_kv_heads, arch.head_dim, s.dtype_bytes
-    rope = arch.model_type != "gpt2"
-    scores = b * nh * n * n
-    # on the CPU, SDPA with dropout falls back to the math path, which saves what eager does
-    math_path = s.attention == "eager" or (arch.attention_dropout > 0 and s.device == "cpu")
-    if not math_path:
-        # GPT-2's q, k, v are views of c_attn's output, kept whole; RoPE models keep rotated q, k and v
-        qkv = t * 3 * nh * d * dt if not rope else t * (nh + 2 * nkv) * d * dt
-        return qkv + t * nh * d * dt + b * nh * n * FP32
-    # q, and k, v repeated to every query head (copies for the batched matmul)
-    qkv = t * nh * d * dt + (2 * t * nh * d * dt if (nkv != nh or not rope) else 2 * t * nkv * d * dt)
-    softmax = scores * FP32 if rope else scores * dt  # Llama-style models take the softmax in fp32
-    if arch.model_type == "gemma2":
-        softmax += scores * dt  # tanh soft-capping keeps its output
-    if arch.attention_dropout > 0:  # the mask, and the dropped probabilities the matmul keeps
-        return qkv + softmax + scores * (s.mask_bytes + dt)
-    cast = scores * dt if (rope and dt != FP32) else 0  # the fp32 softmax cast back, kept by the matmul
-    return qkv + softmax + cast
+        mask = 1 if s.device == "cuda" else (s.adapter_bytes if s.adapters_cast_input else dt)
+        return [("held", held), ("lora", lora_b + sum(t * lin.in_features * (copy_bytes + mask) for lin in chosen))]
+    if s.adapters_cast_input:  # each adapter casts the input to its own dtype and saves the copy
+        return [("held", held), ("lora", lora_b + sum(t * lin.in_features * copy_bytes for lin in chosen))]
+    shared = 0 if input_saved_anyway else t * width * dt
+    return [("held", 0), ("lora", lora_b + shared)]  # one input tensor, shared by the adapters it feeds
 
 
 def _mlp_bytes(arch: Architecture, s: ActivationSetup, inner: int) -> int:
@@ -129,60 +150,155 @@ def _mlp_bytes(arch: Architecture, s: ActivationSetup, inner: int) -> int:
     return per_element * s.tokens * inner * s.dtype_bytes
 
 
+@per_architecture
 def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]]:
-    """Saved bytes of one decoder layer, stage by stage in forward order ("op" or "lora" stages)."""
+    """Kept bytes of one decoder layer, stage by stage in forward order ("op", "lora" or "held" stages)."""
     roles = layer_roles(arch)
+    kernel = attention_kernel(arch, s)
     # Gemma-2 also normalizes the attention and MLP outputs (four norms per layer)
     extra_norm = _norm_bytes(arch, s) if arch.model_type == "gemma2" else 0
     # GPT-2 drops out the attention and MLP outputs before the residual add: one mask each
     resid_drop = s.tokens * arch.hidden_size * s.mask_bytes if arch.residual_dropout > 0 else 0
-    fused_sdpa = s.attention == "sdpa" and not (arch.attention_dropout > 0 and s.device == "cpu")
-    # measured: after separate q/k/v projections, o_proj's input is a view of SDPA's output; after a
-    # fused qkv_proj (Phi-3) it is a copy
-    o_input_is_sdpa_output = fused_sdpa and not any(lin.suffix == "qkv_proj" for lin in roles["attn_in"])
+    # measured: after separate q/k/v projections, o_proj's input is a view of a fused kernel's output; after
+    # a fused qkv_proj (Phi-3) or the math/eager path's transpose it is a copy
+    o_input_kept = kernel.fused and not any(lin.suffix == "qkv_proj" for lin in roles["attn_in"])
+    attention = saved_bytes(attention_call(arch, s), kernel, rope=arch.model_type != "gpt2",
+                            softcap=arch.model_type == "gemma2")
     return [
         ("op", _norm_bytes(arch, s)),
-        ("lora", _lora_inputs(roles["attn_in"], s)),
-        ("op", _attention_bytes(arch, s)),
-        ("lora", _lora_inputs(roles["attn_out"], s, input_saved_anyway=o_input_is_sdpa_output)),
+        *_lora_inputs(roles["attn_in"], s),
+        ("op", attention),
+        *_lora_inputs(roles["attn_out"], s, input_saved_anyway=o_input_kept),
         ("op", resid_drop + extra_norm + _norm_bytes(arch, s)),
-        ("lora", _lora_inputs(roles["mlp_in"], s)),
+        *_lora_inputs(roles["mlp_in"], s),
         ("op", _mlp_bytes(arch, s, roles["mlp_out"][0].in_features)),
-        ("lora", _lora_inputs(roles["mlp_out"], s)),
+        *_lora_inputs(roles["mlp_out"], s),
         ("op", extra_norm + resid_drop),
     ]
 
 
-def layer_bytes(arch: Architecture, s: ActivationSetup, input_needs_grad: bool = True) -> int:
-    """Saved bytes of one decoder layer; without grad on its input, ops before the first adapter save nothing."""
+MLP_STAGES = 7  # layer_stages()[7:] are the MLP's: saved after the second norm, released before its backward
+AFTER_ATTENTION = 4  # layer_stages()[4:]: saved after the attention core, released before its backward
+
+
+def layer_bytes(arch: Architecture, s: ActivationSetup, input_needs_grad: bool = True, held: bool = True) -> int:
+    """Kept bytes of one decoder layer; without grad on its input, ops before the first adapter keep nothing.
+
+    ``held=False`` leaves out what bitsandbytes keeps outside autograd (what saved_tensors_hooks count).
+    """
     total, grad_flows = 0, input_needs_grad or s.full_finetune
     for kind, nbytes in layer_stages(arch, s):
         if kind == "lora" and nbytes:
             grad_flows = True
-        if grad_flows:
+        if grad_flows and (held or kind != "held"):
             total += nbytes
     return total
 
 
-def model_activation_bytes(arch: Architecture, s: ActivationSetup) -> int:
-    """Saved bytes of the decoder stack and final norm (the logits are counted separately)."""
+@dataclass(frozen=True)
+class StackBytes:
+    """The decoder stack's activations as the peak model needs them (bytes)."""
+
+    kept: int  # held from the end of forward into backward (with checkpointing: each layer's input)
+    tail: int  # the final norm's and the head's saves, freed before the decoder's backward starts
+    head_input: int  # the head's saved input (a trainable or adapted head), freed once the head's backward ran
+    bottom: int  # still kept when backward reaches the first decoder layer (its saves or its input, the rope)
+    recomputed_layer: int  # one layer's activations rebuilt in backward under checkpointing (0 without)
+    hook_visible: int  # kept + recomputed_layer as saved_tensors_hooks count them (no bitsandbytes-held input)
+
+
+def stack_bytes(arch: Architecture, s: ActivationSetup) -> StackBytes:
+    """Activations of the decoder stack and final norm (the logits are counted separately)."""
     t, h, dt, n_layers = s.tokens, arch.hidden_size, s.dtype_bytes, arch.num_layers
     rope = 0 if arch.model_type == "gpt2" else 2 * s.seq_len * arch.head_dim * dt  # cos, sin: shared by layers
-    final_norm = _norm_bytes(arch, s)
-    head_input = t * h * dt if (s.full_finetune or arch.output_head and arch.output_head.rsplit(".", 1)[-1]
-                                in s.adapted) else 0
+    head = arch.output_head.rsplit(".", 1)[-1] if arch.output_head else None
+    head_keeps_input = (s.full_finetune or head in s.adapted) and not s.fused_head
+    head_input = t * h * dt if head_keeps_input else 0
+    tail = _norm_bytes(arch, s) + head_input
     # autocast keeps a low-precision copy of each fp32 adapter weight for the matmuls that use it
     casts = s.adapter_weight_elements * dt if (s.autocast and s.adapter_bytes != dt) else 0
     if s.gradient_checkpointing:
         # each layer keeps only its input; backward recomputes one layer at a time
-        return n_layers * t * h * dt + layer_bytes(arch, s) + rope + final_norm + head_input + casts // n_layers
+        kept = n_layers * t * h * dt + rope + tail + casts // n_layers
+        layer, visible = layer_bytes(arch, s), layer_bytes(arch, s, held=False)
+        bottom = t * h * dt + rope + casts // n_layers
+        return StackBytes(kept, tail, head_input, bottom, layer - _input_kept_twice(arch, s), kept + visible)
     # the embedding is frozen, so the first layer's input carries no gradient
     first = layer_bytes(arch, s, input_needs_grad=s.full_finetune)
-    return first + (n_layers - 1) * layer_bytes(arch, s) + rope + final_norm + head_input + casts
+    first_visible = layer_bytes(arch, s, input_needs_grad=s.full_finetune, held=False)
+    rest, rest_visible = layer_bytes(arch, s), layer_bytes(arch, s, held=False)
+    kept = first + (n_layers - 1) * rest + rope + tail + casts
+    visible = first_visible + (n_layers - 1) * rest_visible + rope + tail + casts
+    return StackBytes(kept, tail, head_input, first + rope + casts // n_layers, 0, visible)
+
+
+def _input_kept_twice(arch: Architecture, s: ActivationSetup) -> int:
+    """A recomputed fp32 layer's RMSNorm keeps its input "upcast" to fp32: the checkpointed input itself."""
+    return s.tokens * arch.hidden_size * FP32 if (s.dtype == "fp32" and arch.model_type != "gpt2") else 0
+
+
+def model_activation_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """Saved bytes of the decoder stack as saved_tensors_hooks count them (with one recomputed layer)."""
+    return stack_bytes(arch, s).hook_visible
+
+
+def norm_backward_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """Transients of one norm's backward, the incoming gradient included.
+
+    RMSNorm runs in fp32 (``x.float() * rsqrt(mean(x^2) + eps)``): its backward holds g * r, g * x, their
+    reduction's expansion, pow's 2x and its product with the gradient, five [T, hidden] fp32 tensors.
+    LayerNorm's fused backward holds the incoming gradient and grad_input.
+    """
+    t, h = s.tokens, arch.hidden_size
+    if arch.model_type == "gpt2":
+        return 2 * t * h * s.dtype_bytes
+    return 5 * t * h * FP32
+
+
+def layer_backward_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """The most one decoder layer's backward holds beyond its saved activations (may be negative).
+
+    In the MLP: the down projection's input gradient arrives from the base and from the adapter and is summed,
+    three [T, intermediate] tensors, next to the gradient of the layer's output and its copy scaled by
+    alpha / r for the adapter; the adapter has released the input it kept by then, and a quantized base
+    dequantizes its weight meanwhile. At the norm between attention and MLP, the MLP's saves are gone and
+    the norm's backward transients are there; at the attention, the attention's backward transients.
+    """
+    t, dt, h = s.tokens, s.dtype_bytes, arch.hidden_size
+    stages = layer_stages(arch, s)
+    down = layer_roles(arch)["mlp_out"]
+    inner = down[0].in_features
+    grads = 3 * t * inner * dt
+    if s.quantization != "none":  # the dequantized weight lives while the base's input gradient is computed
+        grads = max(grads, 2 * t * inner * dt + down[0].weight_params * dt)
+    released = stages[-2][1]  # what the down projection's adapters kept
+    mlp = grads + 2 * t * h * dt - released
+    after_norm = sum(nbytes for _, nbytes in stages[MLP_STAGES:])
+    norm = norm_backward_bytes(arch, s) + t * h * dt - after_norm
+    after_attention = sum(nbytes for _, nbytes in stages[AFTER_ATTENTION:])
+    attention = backward_bytes(attention_call(arch, s), attention_kernel(arch, s)) + 2 * t * h * dt - after_attention
+    return max(mlp, norm, attention)
+
+
+def recompute_forward_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """Beyond its saves, what a layer recomputed in backward holds when its last projection runs forward.
+
+    The gradient of the layer's output waits; the residual and the MLP's input are still referenced; the down
+    projection returns its base output, the adapter's output and that scaled by alpha / r. An adapter that
+    casts its input keeps the argument alive next to the cast (and autocast's copy, which it saves).
+    """
+    t, dt, h = s.tokens, s.dtype_bytes, arch.hidden_size
+    down = layer_roles(arch)["mlp_out"]
+    adapted = any(lin.suffix in s.adapted for lin in down)
+    outputs = (3 if adapted else 1) * t * h * dt
+    cast = 0
+    if adapted and s.adapters_cast_input and s.lora_dropout == 0:
+        cast = t * down[0].in_features * (dt + (s.adapter_bytes if s.autocast else 0))
+    return 3 * t * h * dt + outputs + cast
 
 
 def logits_bytes(arch: Architecture, s: ActivationSetup) -> int:
-    """Logits held through backward: the output (compute dtype), fp32 log-probabilities, int64 labels."""
+    """Logits as saved_tensors_hooks see them: the output (compute dtype), fp32 log-probabilities, labels."""
     t, v = s.tokens, arch.vocab_size
     softcap = t * v * s.dtype_bytes if arch.model_type == "gemma2" else 0  # tanh keeps its output
     return t * v * s.dtype_bytes + t * v * FP32 + softcap + t * INT64 + FP32  # + the loss's fp32 weight sum

@@ -75,8 +75,12 @@ def _candidates(settings: dict[str, Any], gpu: GPU) -> list[dict[str, Any]]:
 
 
 def suggest_fit(model_or_config: Any, gpu: GPU, **settings: Any) -> FitAdvice:
-    """The smallest change of quantization, checkpointing, batch (and fp16 on pre-Ampere) that fits ``gpu``."""
+    """The smallest change of quantization, checkpointing, batch (and fp16 on pre-Ampere) that fits ``gpu``.
+
+    The estimates assume the attention kernel torch runs on that GPU (flash needs compute capability 8.0).
+    """
     settings = dict(settings, finetune="lora")  # the levers below are LoRA/QLoRA levers
+    settings.setdefault("compute_capability", gpu.compute_capability)  # which attention kernel runs there
     for key in ("precision", "quantization"):
         if key in settings:
             settings[key] = choose(key, key, settings[key], PRECISIONS if key == "precision" else QUANTIZATIONS)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lorakit.choices import QUANTIZATIONS, choose
-from lorakit.sizing.architecture import Architecture, LinearLayer, describe_architecture
+from lorakit.sizing.architecture import Architecture, LinearLayer, describe_architecture, per_architecture
 
 ALL_LINEAR = "all-linear"
 
@@ -90,24 +90,22 @@ def count_lora_params(
     if lora_bias and use_dora:  # peft refuses this combination
         raise ValueError("lora_bias: True is not supported together with use_dora=True (peft refuses it)")
     saved = list(modules_to_save or [])
-    adapted = select_targets(arch, target_modules, saved)
+    select_targets(arch, target_modules, saved)  # validates the targets (ValueError naming the field)
     check_rank(r, smallest_adapted_dimension(arch, target_modules, saved))
-    key = ("count", r, targets_key(target_modules), lora_bias, tuple(saved), use_dora, quantization)
-    return arch.memo(key, lambda: _count(arch, r, adapted, lora_bias, saved, use_dora, quantization))
+    return _count(arch, r, targets_key(target_modules), lora_bias, tuple(saved), use_dora, quantization)
 
 
-def _count(arch: Architecture, r: int, adapted: list[LinearLayer], lora_bias: bool, saved: list[str],
+@per_architecture
+def _count(arch: Architecture, r: int, target_modules: Any, lora_bias: bool, saved: tuple[str, ...],
            use_dora: bool, quantization: str) -> LoraCount:
-    groups: dict[tuple[str, int, int], list[LinearLayer]] = {}
-    for lin in adapted:
-        groups.setdefault((lin.suffix, lin.in_features, lin.out_features), []).append(lin)
+    groups = adapted_groups(arch, target_modules, saved)
     extra = (1 if lora_bias else 0) + (1 if use_dora else 0)  # each adds a d_out vector
     modules = tuple(
         ModuleTypeCount(
-            name=suffix, kind=layers[0].kind, in_features=d_in, out_features=d_out, count=len(layers),
+            name=suffix, kind=kind, in_features=d_in, out_features=d_out, count=count,
             lora_params_each=r * (d_in + d_out) + extra * d_out, full_update_params_each=d_in * d_out,
         )
-        for (suffix, d_in, d_out), layers in groups.items()
+        for (suffix, kind, d_in, d_out), count in groups.items()
     )
     base = _base_params_as_peft_counts(arch, quantization)
     copies = _modules_to_save_params(arch, saved)
@@ -116,15 +114,28 @@ def _count(arch: Architecture, r: int, adapted: list[LinearLayer], lora_bias: bo
     return LoraCount(
         model=arch.name, r=r, trainable_params=trainable, frozen_params=total - trainable, total_params=total,
         base_params=base, modules=modules, saved_module_params=copies,
-        adapted_layer_names=tuple(lin.name for lin in adapted),
+        adapted_layer_names=tuple(lin.name for lin in select_targets(arch, target_modules, saved)),
     )
+
+
+@per_architecture
+def adapted_groups(arch: Architecture, target_modules: Any, saved: tuple[str, ...]) -> dict[tuple, int]:
+    """(suffix, kind, d_in, d_out) -> how many adapted layers have it: what a count needs besides r."""
+    groups: dict[tuple, int] = {}
+    for lin in select_targets(arch, target_modules, saved):
+        key = (lin.suffix, lin.kind, lin.in_features, lin.out_features)
+        groups[key] = groups.get(key, 0) + 1
+    return groups
 
 
 def smallest_adapted_dimension(arch: Architecture, target_modules: Any, modules_to_save: Sequence[str] = ()) -> int:
     """min(d_in, d_out) over the adapted layers: the largest rank LoRA can use."""
-    key = ("smallest", targets_key(target_modules), tuple(modules_to_save))
-    return arch.memo(key, lambda: min(min(lin.in_features, lin.out_features)
-                                      for lin in select_targets(arch, target_modules, modules_to_save)))
+    return _smallest(arch, targets_key(target_modules), tuple(modules_to_save))
+
+
+@per_architecture
+def _smallest(arch: Architecture, target_modules: Any, modules_to_save: tuple[str, ...]) -> int:
+    return min(min(lin.in_features, lin.out_features) for lin in select_targets(arch, target_modules, modules_to_save))
 
 
 def check_rank(r: Any, smallest: int) -> None:
@@ -139,8 +150,15 @@ def select_targets(
     arch: Architecture, target_modules: str | Sequence[str] | None, modules_to_save: Sequence[str] = ()
 ) -> list[LinearLayer]:
     """The linear layers peft would adapt for ``target_modules`` (list, regex string or "all-linear")."""
-    key = ("targets", targets_key(target_modules), tuple(modules_to_save))
-    return arch.memo(key, lambda: _select(arch, target_modules, modules_to_save))
+    if not isinstance(target_modules, (str, list, tuple, type(None))):
+        raise ValueError(f"target_modules: {target_modules!r} is a {type(target_modules).__name__}; give "
+                         f"'all-linear', a regex string or a list of names such as {', '.join(arch.linear_suffixes)}")
+    if isinstance(target_modules, (list, tuple)):
+        for name in target_modules:
+            if not isinstance(name, str):
+                raise ValueError(f"target_modules: {name!r} is not a layer name; allowed: "
+                                 f"{', '.join(arch.linear_suffixes)} or 'all-linear'")
+    return _select(arch, targets_key(target_modules), tuple(modules_to_save))
 
 
 def targets_key(target_modules: Any) -> Any:
@@ -151,7 +169,8 @@ def targets_key(target_modules: Any) -> Any:
     return target_modules if isinstance(target_modules, str) or target_modules is None else tuple(target_modules)
 
 
-def _select(arch: Architecture, target_modules: Any, modules_to_save: Sequence[str]) -> list[LinearLayer]:
+@per_architecture
+def _select(arch: Architecture, target_modules: Any, modules_to_save: tuple[str, ...]) -> list[LinearLayer]:
     if target_modules is None or (not isinstance(target_modules, str) and len(target_modules) == 0):
         raise ValueError(f"target_modules: give a list of names, a regex or 'all-linear'; names here: "
                          f"{', '.join(arch.linear_suffixes)}")

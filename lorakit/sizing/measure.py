@@ -1,8 +1,13 @@
-"""Measure what a real training step holds, component by component (the oracle for the planner).
+"""Measure what a real training step holds, component by component and at its peak (the planner's oracles).
 
-Weights, gradients and optimizer state are summed from the tensors themselves (quantization state
-included, shared storage counted once); activations and logits are the tensors autograd saves for
-backward (``torch.autograd.graph.saved_tensors_hooks``), deduplicated by storage, parameters excluded.
+``measure_training_step``: weights, gradients and optimizer state summed from the tensors themselves
+(quantization state included, shared storage counted once); activations and logits are the tensors autograd
+saves for backward (``torch.autograd.graph.saved_tensors_hooks``), deduplicated by storage, parameters excluded.
+
+``measure_peak_step``: the most memory held at any moment of a step, as ``torch.cuda.max_memory_allocated``
+reports it on CUDA; on the CPU a dispatch-mode tracker adds every new tensor storage when an operation
+creates it and subtracts it when it is freed, on top of the weights and optimizer states already there.
+Both run on the model's device: the batch is moved there.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ def measure_training_step(model: Any, input_ids: Any, optimizer: Any, autocast: 
 
     import torch
 
+    input_ids = input_ids.to(model_device(model))
     frozen = weight_tensors(model, trainable=False)
     trainable = weight_tensors(model, trainable=True)
     param_keys = {_storage_key(t) for t in frozen + trainable}
@@ -103,6 +109,113 @@ def measure_training_step(model: Any, input_ids: Any, optimizer: Any, autocast: 
     }
 
 
+def model_device(model: Any) -> Any:
+    """The device of the model's first parameter (where its batches must go)."""
+    return next(model.parameters()).device
+
+
+def plain_loss(model: Any, input_ids: Any) -> Any:
+    """The loss of a plain transformers step: the model's own head and cross-entropy, output dropped."""
+    return model(input_ids=input_ids, labels=input_ids).loss
+
+
+def measure_peak_step(model: Any, input_ids: Any, optimizer: Any, autocast: Any = None,
+                      loss_fn: Any = plain_loss) -> int:
+    """Peak bytes held during one training step after a warm-up step (forward, backward, step, zero_grad).
+
+    The warm-up step creates the optimizer state, as every later step finds it. ``loss_fn(model, input_ids)``
+    returns the loss (default: the model's own head). CUDA: ``torch.cuda.max_memory_allocated()``;
+    CPU: weights, buffers and optimizer states plus the most that the step's new tensors held at once.
+    """
+    import torch
+
+    input_ids = input_ids.to(model_device(model))
+    device = input_ids.device.type
+
+    def step() -> None:
+        mixed = (torch.autocast(device, dtype=autocast) if autocast is not None else _null())
+        with mixed:
+            loss = loss_fn(model, input_ids)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated())
+    static = weight_tensors(model, trainable=False) + weight_tensors(model, trainable=True) + list(model.buffers())
+    static += [v for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v)]
+    tracker = _peak_tracker({_storage_key(t) for t in static + [input_ids]})
+    with tracker:
+        step()
+    return _unique_bytes(static) + tracker.peak
+
+
+def release_cuda_memory() -> int:
+    """Free what torch caches on the GPU, cuBLAS workspaces included; the bytes still allocated after it.
+
+    A step's own workspaces are then allocated, and counted, inside the step measured.
+    """
+    import gc
+
+    import torch
+
+    gc.collect()
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is not None:
+        clear()
+    torch.cuda.empty_cache()
+    return int(torch.cuda.memory_allocated())
+
+
+def _null() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _peak_tracker(known: set[int]) -> Any:
+    """A TorchDispatchMode that follows the bytes of every storage created under it until it is freed.
+
+    ``known``: storages (by data pointer) that existed before, such as the weights; views of them are free.
+    """
+    import weakref
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+    from torch.utils.weak import WeakIdKeyDictionary
+
+    class PeakTracker(TorchDispatchMode):
+        def __init__(self, known: set[int]) -> None:
+            super().__init__()
+            self.known, self.current, self.peak = known, 0, 0
+            self.finalizers = WeakIdKeyDictionary()  # storage -> its finalizer (a weak key: no resurrection)
+
+        def _freed(self, nbytes: int) -> None:
+            self.current -= nbytes
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            for t in tree_flatten(out)[0]:
+                if not isinstance(t, torch.Tensor) or t.is_meta:
+                    continue
+                storage = t.untyped_storage()
+                if storage.data_ptr() in self.known or storage in self.finalizers:
+                    continue  # a view of a tensor that existed before the step, or one already counted
+                nbytes = storage.nbytes()
+                self.finalizers[storage] = weakref.finalize(storage, self._freed, nbytes)
+                self.current += nbytes
+                self.peak = max(self.peak, self.current)
+            return out
+
+    return PeakTracker(known)
+
+
 def _decoder_layers(model: Any) -> list[Any]:
     """The repeated decoder blocks (the longest ModuleList in the model)."""
     import torch
@@ -118,30 +231,36 @@ def tiny_model(
     double_quant: bool = True,
     precision: str = "fp32",
     attention: str | None = None,
+    device: str = "cpu",
     **overrides: Any,
 ) -> Any:
-    """A randomly initialised small model with a preset's structure, optionally bitsandbytes-quantized."""
+    """A randomly initialised small model with a preset's structure, optionally bitsandbytes-quantized.
+
+    It lives on ``device``; bitsandbytes would otherwise put a quantized model on the GPU whenever there is one.
+    """
     import tempfile
 
-    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
 
+    from lorakit.choices import PRECISIONS, QUANTIZATIONS, choose, torch_dtype
     from lorakit.sizing.architecture import shrink_config
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    dtype = torch_dtype(PRECISIONS[choose("precision", "precision", precision, PRECISIONS)].storage)
     data = shrink_config(preset, **overrides)
     if attention is not None:  # else transformers' default for the family (Gemma-2 has no SDPA path)
         data["attn_implementation"] = attention
     config = AutoConfig.for_model(data.pop("model_type"), **data)
     model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    if quantization == "none":
-        return model
-    if quantization == "int8":
+    quant = QUANTIZATIONS[choose("quantization", "quantization", quantization, QUANTIZATIONS)]
+    if not quant.quantized:
+        return model.to(device)
+    if quant.load_in_8bit:
         bnb = BitsAndBytesConfig(load_in_8bit=True)
     else:
-        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quantization,
+        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant.bnb_4bit_quant_type,
                                  bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=dtype)
     with tempfile.TemporaryDirectory() as tmp:  # bitsandbytes quantizes while loading
         model.save_pretrained(tmp)
         extra = {"attn_implementation": attention} if attention is not None else {}  # not saved in config.json
-        return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=dtype, **extra)
+        return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=dtype,
+                                                    device_map={"": device}, **extra)

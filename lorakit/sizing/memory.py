@@ -1,66 +1,80 @@
-"""Peak training memory of a (Q)LoRA or full fine-tune, component by component, and inference memory.
+"""Peak memory of one (Q)LoRA or full fine-tuning step per device, component by component, and inference memory.
 
-Storage of the frozen base: 16/32-bit as given; int8 (LLM.int8) keeps one fp32 scale per output row;
-4-bit keeps two values per byte plus a 32-bit absmax per block of 64 (4.5 bits/param), or with double
-quantization an 8-bit absmax per 64 and a 32-bit one per 256 blocks (4 + 8/64 + 32/(64*256) ~ 4.127).
-Only linear layers are quantized: embeddings, norms and lm_head keep the compute precision.
+``estimate_memory`` reads in four steps: validate the settings, list the trainable tensors, describe the
+step (``ActivationSetup``), and sum what is held at the step's peak moment (``lorakit.sizing.peak``).
+Weights and trainable tensors are exact byte counts (``lorakit.sizing.storage``), activations the tensors
+transformers + peft save for backward (``lorakit.sizing.activations``), the attention core the kernel torch
+dispatches to (``lorakit.sizing.attention``).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from lorakit.choices import (
-    ATTENTIONS,
-    COMPUTE_DTYPES,
-    FINETUNES,
-    OPTIMIZERS,
-    PLANNER_DEVICES,
-    PRECISIONS,
-    QUANTIZATIONS,
-    check_choice,
-    choose,
-    dtype_bytes,
-)
-from lorakit.sizing.activations import ActivationSetup, logits_bytes, model_activation_bytes
-from lorakit.sizing.architecture import Architecture, LinearLayer, describe_architecture
+from lorakit.choices import OPTIMIZERS, PRECISIONS, QUANTIZATIONS, choose, dtype_bytes
+from lorakit.sizing import parallel
+from lorakit.sizing.activations import ActivationSetup, attention_kernel, logits_bytes, stack_bytes
+from lorakit.sizing.architecture import Architecture, describe_architecture, per_architecture
 from lorakit.sizing.lora_count import (
-    ALL_LINEAR,
     check_rank,
     count_lora_params,
     select_targets,
     smallest_adapted_dimension,
-    targets_key,
+)
+from lorakit.sizing.peak import (
+    backward_phases,
+    final_norm_phase,
+    fused_head_phase,
+    loss_phase,
+    optimizer_phase,
+    optimizer_transient,
+    peak,
+)
+from lorakit.sizing.settings import DEFAULT_RUNTIME_OVERHEAD, GIB, Settings, check_positive, validate
+from lorakit.sizing.storage import (
+    base_weight_bytes,
+    head_elements,
+    linear_weight_bytes,
+    optimizer_bytes,
+    trainable_tensors,
 )
 
-BLOCK = 64  # bitsandbytes 4-bit block size
-DQ_BLOCKS = 256  # blocks per second-level absmax with double quantization
-GIB = 1024**3
-DEFAULT_RUNTIME_OVERHEAD = GIB // 2  # CUDA context, cuBLAS workspace, allocator slack (not in max_memory_allocated)
+__all__ = ["DEFAULT_RUNTIME_OVERHEAD", "GIB", "MemoryEstimate", "check_positive", "estimate_inference_memory",
+           "estimate_memory", "linear_weight_bytes"]
 
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Peak training memory by component, in bytes; ``total_bytes`` is the sum (the peak)."""
+    """Peak training memory of one device by component, in bytes; ``total_bytes`` is their sum (the peak).
 
-    weights_bytes: int  # frozen base weights in their storage format
-    adapter_bytes: int  # trainable weights (LoRA matrices, modules_to_save copies, or all for full fine-tuning)
+    The components are what is held at the peak moment (``peak_phase``): the frozen base, the trainable
+    weights (LoRA matrices, modules_to_save copies, or every weight in a full fine-tune), the gradients alive
+    then, the optimizer state, the saved activations, the head and loss's tensors, and the transients of the
+    running operation plus the runtime allowance. ``saved`` holds every component as
+    ``lorakit.sizing.measure.measure_training_step`` counts a step on the CPU: the oracle for the parts.
+    """
+
+    weights_bytes: int
+    adapter_bytes: int
     gradients_bytes: int
     optimizer_bytes: int
-    activations_bytes: int  # saved for backward by the decoder stack
-    logits_bytes: int  # logits, fp32 log-probabilities and labels held through backward
-    overhead_bytes: int  # backward transients of the loss + runtime allowance
+    activations_bytes: int
+    logits_bytes: int
+    overhead_bytes: int
     trainable_params: int
     total_params: int
     setup: dict
+    peak_phase: str = ""
+    attention_kernel: str = ""  # the kernel the attention core was modelled with (lorakit.sizing.attention)
+    attention_reason: str = ""
+    saved: dict = None  # type: ignore[assignment]  # component -> bytes, as measure_training_step counts
 
     @property
     def total_bytes(self) -> int:
         """Predicted peak, bytes."""
-        return sum(getattr(self, f.name) for f in fields(self) if f.name.endswith("_bytes"))
+        return sum(self.components().values())
 
     @property
     def total_gib(self) -> float:
@@ -68,7 +82,7 @@ class MemoryEstimate:
         return self.total_bytes / GIB
 
     def components(self) -> dict[str, int]:
-        """Component name (without ``_bytes``) -> bytes, in stacking order."""
+        """Component name (without ``_bytes``) -> bytes held at the peak, in stacking order."""
         return {f.name[:-6]: getattr(self, f.name) for f in fields(self) if f.name.endswith("_bytes")}
 
     def as_dict(self) -> dict:
@@ -82,177 +96,110 @@ class MemoryEstimate:
         return [g for g in (gpus or GPUS.values()) if g.fits(self.total_bytes)]
 
 
-def check_positive(field: str, value: Any) -> None:
-    """Raise ValueError unless ``value`` is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{field}: must be a positive integer, got {value!r}")
+def estimate_memory(model_or_config: Any, **settings: Any) -> MemoryEstimate:
+    """Peak memory of one training step (forward, backward, optimizer step) on one device, by component.
 
-
-def estimate_memory(
-    model_or_config: Any,
-    *,
-    r: int = 8,
-    lora_alpha: float = 16,
-    target_modules: str | Sequence[str] = ALL_LINEAR,
-    precision: str = "bf16",
-    quantization: str = "none",
-    double_quant: bool = True,
-    optimizer: str = "adamw",
-    batch_size: int = 1,
-    seq_len: int = 512,
-    gradient_checkpointing: bool = False,
-    attention: str = "sdpa",
-    finetune: str = "lora",
-    adapter_precision: str = "fp32",
-    lora_dropout: float = 0.0,
-    lora_bias: bool = False,
-    modules_to_save: Sequence[str] | None = None,
-    use_dora: bool = False,
-    runtime_overhead_bytes: int = DEFAULT_RUNTIME_OVERHEAD,
-    device: str = "cuda",
-    autocast: bool | None = None,
-) -> MemoryEstimate:
-    """Peak memory of one training step (forward + backward + optimizer step), component by component.
-
-    The components are summed, so the total slightly overstates a peak where gradients and activations do not
-    coexist; for LoRA the gradients are tiny. ``device`` only changes the size of saved dropout masks.
-    ``autocast`` (default: on for bf16/fp16, as the HF Trainer, accelerate and lorakit's trainer run them)
-    means the forward runs under ``torch.autocast``, with the base loaded in ``precision``.
+    ``settings`` are the fields of ``lorakit.sizing.settings.Settings`` (TrainConfig's names): r, lora_alpha,
+    target_modules, precision, quantization, double_quant, optimizer, batch_size (per process), seq_len,
+    gradient_checkpointing, attention, finetune, adapter_precision, lora_dropout, lora_bias, modules_to_save,
+    use_dora, runtime_overhead_bytes, device, autocast, loss_kernel, mask, master_weights, num_processes,
+    distributed, compute_capability. A bad one raises ValueError naming it and what is allowed.
     """
-    precision = choose("precision", "precision", precision, PRECISIONS)
-    quantization = choose("quantization", "quantization", quantization, QUANTIZATIONS)
-    _check_settings(precision=precision, quantization=quantization, optimizer=optimizer, attention=attention,
-                    finetune=finetune, adapter_precision=adapter_precision, device=device, batch_size=batch_size,
-                    seq_len=seq_len, lora_alpha=lora_alpha)
-    if autocast is None:  # as the HF Trainer, accelerate and lorakit's trainer run each precision
-        autocast = PRECISIONS[precision].autocast is not None
+    s = validate(**settings)
     arch = describe_architecture(model_or_config)
-    dt = PRECISIONS[precision].storage_bytes
-    adapted = arch.linears if finetune == "full" else select_targets(arch, target_modules, modules_to_save or ())
-    if finetune == "lora":
-        check_rank(r, smallest_adapted_dimension(arch, target_modules, modules_to_save or ()))
-    trainable_tensors = arch.memo(
-        ("tensors", targets_key(target_modules), r, finetune, lora_bias, use_dora, tuple(modules_to_save or ())),
-        lambda: _trainable_tensors(arch, adapted, r, finetune, lora_bias, use_dora, modules_to_save))
-    ab = dt if finetune == "full" else dtype_bytes(adapter_precision)
-    sized = [(n, dt if is_copy else ab, how_many) for (n, is_copy), how_many in trainable_tensors.items()]
-    adapter = sum(n * nbytes * how_many for n, nbytes, how_many in sized)
-    setup = ActivationSetup(
-        batch_size=batch_size, seq_len=seq_len, dtype_bytes=dt, adapter_bytes=ab,
-        adapted=arch.memo(("suffixes", finetune, targets_key(target_modules), tuple(modules_to_save or ())),
-                          lambda: frozenset(lin.suffix for lin in adapted)),
-        lora_ranks=r, attention=attention,
-        gradient_checkpointing=gradient_checkpointing, full_finetune=finetune == "full", lora_dropout=lora_dropout,
-        device=device, autocast=bool(autocast),
-        adapter_weight_elements=sum(n * k for (n, is_copy), k in trainable_tensors.items() if not is_copy),
+    if not s.full:
+        check_rank(s.r, smallest_adapted_dimension(arch, s.target_modules, s.modules_to_save))
+    tensors = _sized_tensors(arch, s)
+    setup = activation_setup(arch, s, tensors)
+    return _estimate(arch, s, setup, tensors)
+
+
+def _sized_tensors(arch: Architecture, s: Settings) -> list[tuple[int, int, int]]:
+    """Trainable tensors as (elements, bytes per element, how many): LoRA in its dtype, base copies in theirs."""
+    counts = trainable_tensors(arch, s.finetune, s.target_modules, s.r, s.lora_bias, s.use_dora, s.modules_to_save)
+    copy_bytes = s.trainable_bytes if s.full else s.dtype_bytes
+    return [(n, copy_bytes if is_copy else s.trainable_bytes, k) for (n, is_copy), k in counts.items()]
+
+
+def activation_setup(arch: Architecture, s: Settings, tensors: list[tuple[int, int, int]]) -> ActivationSetup:
+    """What decides the activations of this step."""
+    # autocast casts every trainable weight stored wider than the compute dtype, once per step
+    cast_elements = sum(n * k for n, b, k in tensors if b != s.dtype_bytes)
+    return ActivationSetup(
+        batch_size=s.batch_size, seq_len=s.seq_len, dtype=s.dtype, adapter_bytes=s.trainable_bytes,
+        adapted=adapted_suffixes(arch, s.full, s.target_modules, s.modules_to_save), lora_ranks=s.r, attention=s.attention,
+        gradient_checkpointing=s.gradient_checkpointing, full_finetune=s.full, lora_dropout=s.lora_dropout,
+        device=s.device, autocast=s.autocast, adapter_weight_elements=cast_elements, quantization=s.quantization,
+        mask=s.mask, compute_capability=s.compute_capability, fused_head=s.fused_head,
     )
-    tokens_vocab = batch_size * seq_len * arch.vocab_size
-    weights = 0 if finetune == "full" else arch.memo(
-        ("weights", quantization, double_quant, dt), lambda: base_weight_bytes(arch, quantization, double_quant, dt))
-    count = count_lora_params(arch, r=r, target_modules=target_modules, lora_bias=lora_bias,
-                              modules_to_save=modules_to_save, use_dora=use_dora) if finetune == "lora" else None
+
+
+@per_architecture
+def adapted_suffixes(arch: Architecture, full: bool, target_modules: Any, modules_to_save: tuple) -> frozenset[str]:
+    """Names (last component) of the layers that train: every linear layer in a full fine-tune."""
+    adapted = arch.linears if full else select_targets(arch, target_modules, modules_to_save)
+    return frozenset(lin.suffix for lin in adapted)
+
+
+def _estimate(arch: Architecture, s: Settings, setup: ActivationSetup,
+              tensors: list[tuple[int, int, int]]) -> MemoryEstimate:
+    """Sum what is held at the peak moment of the step."""
+    weights = 0 if s.full else base_weight_bytes(arch, s.quantization, s.double_quant, s.dtype_bytes)
+    trainable = sum(n * b * k for n, b, k in tensors)
+    state = optimizer_bytes(s.optimizer, tensors)
+    stack = stack_bytes(arch, setup)
+    head_grads = head_elements(arch, s.finetune, s.modules_to_save)
+    phases = [
+        fused_head_phase(arch, setup, stack, head_grads) if s.fused_head else loss_phase(arch, setup, stack),
+        final_norm_phase(arch, setup, stack, head_grads * s.trainable_bytes),
+        *backward_phases(arch, setup, stack, head_grads * s.trainable_bytes, _layer_gradient_bytes(arch, s, trainable)),
+        optimizer_phase(trainable, optimizer_transient(OPTIMIZERS[s.optimizer].state, s.device, tensors)),
+    ]
+    device = parallel.per_device(arch, s, weights, trainable, state)
+    top = peak([parallel.shard_phase(p, s, device) for p in phases])
+    kernel = attention_kernel(arch, setup)
+    count = None if s.full else count_lora_params(arch, r=s.r, target_modules=s.target_modules,
+                                                  lora_bias=s.lora_bias, modules_to_save=s.modules_to_save,
+                                                  use_dora=s.use_dora)
     return MemoryEstimate(
-        weights_bytes=weights,
-        adapter_bytes=adapter,
-        gradients_bytes=adapter,  # a gradient has its parameter's shape and dtype
-        optimizer_bytes=optimizer_bytes(optimizer, sized),
-        activations_bytes=model_activation_bytes(arch, setup),
-        logits_bytes=logits_bytes(arch, setup),
-        # backward of the loss allocates the gradient of the fp32 log-probabilities and of the logits
-        overhead_bytes=tokens_vocab * (4 + dt) + runtime_overhead_bytes,
+        weights_bytes=device.weights, adapter_bytes=device.trainable, gradients_bytes=top.gradients,
+        optimizer_bytes=device.optimizer, activations_bytes=top.activations, logits_bytes=top.logits,
+        overhead_bytes=top.transient + cublas_workspace_bytes(s) + s.runtime_overhead_bytes,
         trainable_params=count.trainable_params if count else arch.total_params,
         total_params=count.total_params if count else arch.total_params,
-        setup=dict(model=arch.name, r=r, lora_alpha=lora_alpha, target_modules=target_modules, precision=precision,
-                   quantization=quantization, double_quant=double_quant, optimizer=optimizer, batch_size=batch_size,
-                   seq_len=seq_len, gradient_checkpointing=gradient_checkpointing, attention=attention,
-                   finetune=finetune, adapter_precision=adapter_precision, device=device,
-                   autocast=bool(autocast)),
+        setup=dict(s.as_dict(), model=arch.name), peak_phase=top.name,
+        attention_kernel=kernel.name, attention_reason=kernel.reason,
+        saved=_saved(arch, setup, stack, weights, trainable, state),
     )
 
 
-def _check_settings(*, batch_size: int, seq_len: int, lora_alpha: float, **choices: str) -> None:
-    """Raise ValueError naming the first bad setting and what is allowed."""
-    allowed = {"precision": PRECISIONS, "quantization": QUANTIZATIONS, "optimizer": OPTIMIZERS,
-               "attention": ATTENTIONS, "finetune": FINETUNES, "adapter_precision": COMPUTE_DTYPES,
-               "device": PLANNER_DEVICES}
-    for field, value in choices.items():
-        check_choice(field, value, allowed[field])
-    check_positive("batch_size", batch_size)
-    check_positive("seq_len", seq_len)
-    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)) or lora_alpha <= 0:
-        raise ValueError(f"lora_alpha: must be a positive number, got {lora_alpha!r}")
-    if choices["finetune"] == "full" and choices["quantization"] != "none":
-        raise ValueError("quantization: full fine-tuning needs an unquantized base; use 'none' or finetune='lora'")
+def _layer_gradient_bytes(arch: Architecture, s: Settings, trainable: int) -> int:
+    """Gradients of the decoder layers' trainable tensors (LoRA lives in the layers; a full fine-tune's root,
+    the embeddings, head and final norm, gets its gradients elsewhere)."""
+    if not s.full:
+        return trainable
+    return trainable - parallel.root_elements(arch) * s.trainable_bytes
 
 
-def _trainable_tensors(arch: Architecture, adapted: Sequence[LinearLayer], r: int, finetune: str,
-                       lora_bias: bool, use_dora: bool, modules_to_save: Sequence[str] | None
-                       ) -> Counter[tuple[int, bool]]:
-    """How many trainable tensors there are of each (elements, is a copy in the base dtype)."""
-    return Counter(_trainable_tensor_list(arch, adapted, r, finetune, lora_bias, use_dora, modules_to_save))
+def cublas_workspace_bytes(s: Settings) -> int:
+    """cuBLAS workspaces a CUDA step allocates through torch's caching allocator (so max_memory_allocated sees them).
 
-
-def _trainable_tensor_list(arch: Architecture, adapted: Sequence[LinearLayer], r: int, finetune: str,
-                           lora_bias: bool, use_dora: bool, modules_to_save: Sequence[str] | None
-                           ) -> list[tuple[int, bool]]:
-    """(elements, is a copy in the base dtype) of every trainable tensor, one entry per tensor."""
-    if finetune == "full":
-        weights = [(lin.weight_params, True) for lin in arch.linears if not lin.tied]
-        biases = [(lin.out_features, True) for lin in arch.linears if lin.bias]
-        return weights + biases + [(n, True) for _, n in arch.other_params]
-    tensors: list[tuple[int, bool]] = []
-    for lin in adapted:
-        tensors += [(r * lin.in_features, False), (r * lin.out_features, False)]
-        tensors += [(lin.out_features, False)] * (int(lora_bias) + int(use_dora))
-    if modules_to_save:
-        owners = [n for n in arch.module_names() if any(n.endswith(m) for m in modules_to_save)]
-        for lin in arch.linears:
-            if any(lin.name == o or lin.name.startswith(o + ".") for o in owners):
-                tensors += [(lin.weight_params, True)] + [(lin.out_features, True)] * lin.bias
-        tensors += [(n, True) for p, n in arch.other_params if any(p.startswith(o + ".") for o in owners)]
-    return tensors
-
-
-def linear_weight_bytes(lin: LinearLayer, quantization: str, double_quant: bool, dtype_bytes: int) -> int:
-    """Storage of one linear layer's weight and bias (bias stays in the compute dtype)."""
-    n, bias = lin.weight_params, lin.out_features * dtype_bytes if lin.bias else 0
-    if quantization == "int8":  # int8 weight + one fp32 scale per output row
-        return n + 4 * lin.out_features + bias
-    if QUANTIZATIONS[quantization].is_4bit:
-        blocks = -(-n // BLOCK)
-        packed = -(-n // 2)  # two 4-bit codes per byte
-        code = 16 * 4  # the 16-entry codebook each layer's quant state carries (fp32)
-        if not double_quant:
-            return packed + blocks * 4 + code + bias
-        # 8-bit absmax per block, fp32 absmax per 256 blocks, its 256-entry fp32 code and an fp32 offset
-        return packed + blocks + -(-blocks // DQ_BLOCKS) * 4 + 256 * 4 + 4 + code + bias
-    return n * dtype_bytes + bias
-
-
-def base_weight_bytes(arch: Architecture, quantization: str, double_quant: bool, dtype_bytes: int) -> int:
-    """Frozen base: quantized linear layers (never lm_head), everything else in the compute dtype."""
-    total = sum(n for _, n in arch.other_params) * dtype_bytes
-    for lin in arch.linears:
-        if lin.tied:
-            total += lin.out_features * dtype_bytes if lin.bias else 0
-            continue
-        quant = quantization if lin.name != arch.output_head else "none"
-        total += linear_weight_bytes(lin, quant, double_quant, dtype_bytes)
-    return total
-
-
-def optimizer_bytes(optimizer: str, tensors: Sequence[tuple[int, int, int]]) -> int:
-    """Optimizer state for trainable tensors given as (elements, bytes per element, how many such tensors)."""
-    if optimizer == "sgd":  # plain SGD (no momentum) keeps no state
+    torch gives each (cuBLAS handle, stream) one workspace: 32 MiB from compute capability 9.0 on, else
+    2 x 4 MiB + 8 x 16 KiB (``CUBLAS_WORKSPACE_CONFIG``'s default). Handles are per thread, and autograd runs
+    CUDA backward on its own device thread: forward and backward hold one each.
+    """
+    if s.device != "cuda":
         return 0
-    if optimizer == "adamw":  # torch AdamW: exp_avg, exp_avg_sq in the parameter dtype, an fp32 step
-        return sum((2 * n * b + 4) * k for n, b, k in tensors)
-    # bitsandbytes 8-bit Adam: uint8 states + fp32 absmax per 256, fp32 below 4096 elements,
-    # and two shared 256-entry fp32 quantization maps once any tensor is stored in 8 bits
-    total = 2 * 256 * 4 if any(n >= 4096 for n, _, _ in tensors) else 0
-    for n, _, k in tensors:
-        total += k * (2 * n + 2 * 4 * -(-n // 256) if n >= 4096 else 2 * n * 4)
-    return total
+    hopper = s.compute_capability is not None and s.compute_capability >= (9, 0)
+    return 2 * (32 * 1024**2 if hopper else 2 * 4096 * 1024 + 8 * 16 * 1024)
+
+
+def _saved(arch: Architecture, setup: ActivationSetup, stack: Any, weights: int, trainable: int,
+           state: int) -> dict[str, int]:
+    """Every component as measure_training_step counts one step (the CPU oracle for the parts)."""
+    return {"weights_bytes": weights, "adapter_bytes": trainable, "gradients_bytes": trainable,
+            "optimizer_bytes": state, "activations_bytes": stack.hook_visible,
+            "logits_bytes": 0 if setup.fused_head else logits_bytes(arch, setup)}
 
 
 def estimate_inference_memory(

@@ -1,8 +1,9 @@
 """LoraCalculator: pick a model, rank, targets and training settings; see what LoRA trains and what fits.
 
 Every control funnels into ``_refresh()``, which recomputes the parameter count, the memory estimates
-(full fine-tune, LoRA, QLoRA side by side) and the advice sentence -- pure arithmetic on a cached
-architecture, a few milliseconds even for a 70B model. The bar chart (matplotlib -> PNG in an
+(``lorakit.sizing.scenarios``: full fine-tune in each optimizer-state convention, LoRA, QLoRA side by side;
+memory per GPU for 1, 2, 4 and 8 GPUs; the fused head's saving) and the advice sentence -- pure arithmetic
+on a cached architecture, a few milliseconds even for a 70B model. The bar chart (matplotlib -> PNG in an
 ``ipywidgets.Image``, updated in place) costs ~0.1 s, so its redraw is throttled and deferred. Bad input
 shows the API's ValueError in a message line and withdraws the results (they would describe other
 settings); the widget keeps working. The r slider goes as high as the chosen model and targets allow.
@@ -19,7 +20,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.choices import OPTIMIZERS, PRECISIONS, QUANTIZATIONS
+from lorakit.choices import DISTRIBUTED, LOSS_KERNELS, OPTIMIZERS, PRECISIONS, QUANTIZATIONS
 from lorakit.sizing import (
     GPUS,
     PRESETS,
@@ -32,6 +33,7 @@ from lorakit.sizing.advice import suggest_fit
 from lorakit.sizing.gpus import GIB
 from lorakit.sizing.lora_count import ALL_LINEAR, smallest_adapted_dimension
 from lorakit.sizing.memory import MemoryEstimate
+from lorakit.sizing.scenarios import COMPONENT_LABELS, fused_head_saving, per_gpu, scenarios
 from lorakit.training.config import BOUNDS
 from lorakit.viz.sizing import memory_chart_png
 from lorakit.widgets.runtime import Throttle
@@ -91,12 +93,15 @@ def _table(rows: str) -> str:
 
 
 def comparison_html(scenarios: dict[str, MemoryEstimate], gpu: Any) -> str:
-    """Components (GiB) for each scenario side by side, with trainable parameters and the GPU verdict."""
+    """Components (GiB) held at each scenario's peak side by side, with trainable parameters and the GPU verdict."""
     names = list(scenarios)
     head = _row(["GiB", *(html.escape(n) for n in names)], tag="th")
     comps = next(iter(scenarios.values())).components()
-    rows = "".join(_row([c, *(_gib(scenarios[n].components()[c]) for n in names)]) for c in comps)
+    rows = "".join(_row([COMPONENT_LABELS.get(c, c), *(_gib(scenarios[n].components()[c]) for n in names)])
+                   for c in comps)
     rows += _row(["<b>peak</b>", *(f"<b>{_gib(scenarios[n].total_bytes)}</b>" for n in names)])
+    rows += _row(["peak at", *(html.escape(scenarios[n].peak_phase) for n in names)], numeric_from=99)
+    rows += _row(["attention kernel", *(html.escape(scenarios[n].attention_kernel) for n in names)], numeric_from=99)
     rows += _row(["trainable", *(f"{scenarios[n].trainable_params:,}" for n in names)])
     rows += _row([html.escape(gpu.name), *("fits" if gpu.fits(scenarios[n].total_bytes) else "too big"
                                            for n in names)])
@@ -113,6 +118,14 @@ def _stale(table: str) -> str:
 def _gpu_options() -> list[tuple[str, str]]:
     """Catalogue GPUs labelled with the memory the chart uses (GiB the driver reports)."""
     return [(f"{name} \u00b7 {gpu.memory_gib:.1f} GiB", name) for name, gpu in GPUS.items()] + [(MY_GPU, MY_GPU)]
+
+
+def per_gpu_html(per_device: dict[int, MemoryEstimate], strategy: str, gpu: Any) -> str:
+    """Peak per GPU (GiB) for 1, 2, 4 and 8 GPUs with one strategy, and whether each fits the chosen GPU."""
+    head = _row([f"GPUs ({html.escape(strategy)})", "per GPU (GiB)", html.escape(gpu.name)], numeric_from=0, tag="th")
+    rows = "".join(_row([str(n), _gib(e.total_bytes), "fits" if gpu.fits(e.total_bytes) else "too big"],
+                        numeric_from=0) for n, e in per_device.items())
+    return _table(head + rows)
 
 
 class LoraCalculator(widgets.VBox):
@@ -148,6 +161,10 @@ class LoraCalculator(widgets.VBox):
         self.seq_text = widgets.IntText(value=512, description="seq len", style=_STYLE, layout=_wide())
         self.checkpointing_checkbox = widgets.Checkbox(value=False, description="gradient checkpointing",
                                                        indent=False, layout=_wide())
+        self.loss_kernel_dropdown = widgets.Dropdown(options=list(LOSS_KERNELS), value="plain",
+                                                     description="loss kernel", style=_STYLE, layout=_wide())
+        self.distributed_dropdown = widgets.Dropdown(options=list(DISTRIBUTED), value="ddp",
+                                                     description="multi-GPU", style=_STYLE, layout=_wide())
         self.gpu_dropdown = widgets.Dropdown(options=_gpu_options(), value=gpu, description="GPU", style=_STYLE,
                                              layout=widgets.Layout(width="auto", flex="2 1 0%", min_width="0"))
         self.gpu_gb_text = widgets.FloatText(value=12.0, description="my GiB", disabled=gpu != MY_GPU,
@@ -157,11 +174,15 @@ class LoraCalculator(widgets.VBox):
         self.advice_label = _html("lorakit-advice")
         self.module_table = _html("lorakit-modules")
         self.comparison_table = _html("lorakit-comparison")
+        self.kernel_label = _html("lorakit-kernel")
+        self.fused_label = _html("lorakit-fused")
+        self.per_gpu_table = _html("lorakit-per-gpu")
         self.chart = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="600px"))
         self.chart.add_class("lorakit-chart")
         self.chart_note = widgets.HTML(f"<div style='line-height:1.35'><small>{CHART_NOTE}</small></div>")
         self.count = None  # the last good LoraCount
         self.estimates: dict[str, MemoryEstimate] = {}  # the last good scenarios
+        self.per_gpu: dict[int, MemoryEstimate] = {}  # the last good memory per GPU (1, 2, 4, 8 GPUs)
         self.advice = None  # the last good FitAdvice
         self._chart_throttle = Throttle(self._draw_chart, redraw_interval_s)
         self._quiet = False  # True while the widget adjusts a control itself
@@ -177,7 +198,8 @@ class LoraCalculator(widgets.VBox):
             [self.all_linear_checkbox, self.targets_box], layout=widgets.Layout(flex_flow="row wrap"))])
         settings = widgets.GridBox([
             self.precision_dropdown, self.quantization_dropdown, self.optimizer_dropdown,
-            self.double_quant_checkbox, self.batch_text, self.seq_text, self.checkpointing_checkbox], layout=grid)
+            self.double_quant_checkbox, self.batch_text, self.seq_text, self.checkpointing_checkbox,
+            self.loss_kernel_dropdown, self.distributed_dropdown], layout=grid)
         gpu_row = widgets.HBox([self.gpu_dropdown, self.gpu_gb_text])  # GPU names are long: a row of their own
         controls = widgets.VBox([
             widgets.GridBox([self.preset_dropdown, self.config_path_text], layout=grid),
@@ -185,12 +207,13 @@ class LoraCalculator(widgets.VBox):
             targets, settings, gpu_row, self.error_label,
         ], layout=widgets.Layout(flex="1 1 28em", min_width="0", max_width="40em", margin="0 16px 0 0"))
         controls.add_class("lorakit-controls")
-        results = widgets.VBox([self.trainable_label, self.advice_label, self.chart, self.chart_note],
+        results = widgets.VBox([self.trainable_label, self.advice_label, self.kernel_label, self.fused_label,
+                                 self.chart, self.chart_note],
                                layout=widgets.Layout(flex="1 1 28em", min_width="0"))
         results.add_class("lorakit-results")
         # side by side where the notebook is wide enough, one above the other where it is not
         top = widgets.HBox([controls, results], layout=widgets.Layout(flex_flow="row wrap"))
-        return [top, self.comparison_table, self.module_table]
+        return [top, self.comparison_table, self.per_gpu_table, self.module_table]
 
     def _wire(self) -> None:
         self.preset_dropdown.observe(self._on_preset_change, names="value")
@@ -199,7 +222,8 @@ class LoraCalculator(widgets.VBox):
         self.gpu_dropdown.observe(self._on_gpu_change, names="value")
         for control in (self.r_slider, self.alpha_text, self.precision_dropdown, self.quantization_dropdown,
                         self.double_quant_checkbox, self.optimizer_dropdown, self.batch_text, self.seq_text,
-                        self.checkpointing_checkbox, self.gpu_gb_text):
+                        self.checkpointing_checkbox, self.gpu_gb_text, self.loss_kernel_dropdown,
+                        self.distributed_dropdown):
             control.observe(self._on_setting_change, names="value")
 
     # --- handlers: each funnels into _refresh() ---------------------------------------------------
@@ -247,13 +271,16 @@ class LoraCalculator(widgets.VBox):
         return GPUS[self.gpu_dropdown.value]
 
     def settings(self) -> dict[str, Any]:
-        """The controls as keyword arguments of ``estimate_memory``."""
+        """The controls as keyword arguments of ``estimate_memory`` (the attention kernel follows the GPU)."""
+        gpu = GPUS.get(self.gpu_dropdown.value)
         return dict(r=self.r_slider.value, lora_alpha=self.alpha_text.value, target_modules=self.target_modules,
                     precision=self.precision_dropdown.value,
                     quantization=self.quantization_dropdown.value,
                     double_quant=self.double_quant_checkbox.value, optimizer=self.optimizer_dropdown.value,
                     batch_size=self.batch_text.value, seq_len=self.seq_text.value,
-                    gradient_checkpointing=self.checkpointing_checkbox.value)
+                    gradient_checkpointing=self.checkpointing_checkbox.value,
+                    loss_kernel=self.loss_kernel_dropdown.value, distributed=self.distributed_dropdown.value,
+                    compute_capability=gpu.compute_capability if gpu else None)
 
     def _rebuild_targets(self) -> None:
         """One checkbox per linear layer name of the chosen architecture (kept when the names repeat)."""
@@ -299,6 +326,8 @@ class LoraCalculator(widgets.VBox):
         self.advice_label.value = ""
         self.comparison_table.value = _stale(self.comparison_table.value)
         self.module_table.value = _stale(self.module_table.value)
+        self.per_gpu_table.value = _stale(self.per_gpu_table.value)
+        self.kernel_label.value = self.fused_label.value = ""
         self.chart.layout.visibility = "hidden"  # keeps its place: the page does not jump
 
     def _sync_r_bound(self) -> None:
@@ -325,16 +354,18 @@ class LoraCalculator(widgets.VBox):
         count = count_lora_params(source, **{k: settings[k] for k in lora_keys},
                                   quantization=settings["quantization"])
         current = estimate_memory(source, **settings)
-        lora16 = dict(settings, quantization="none")
-        scenarios = {
-            "full fine-tune": estimate_memory(source, **dict(lora16, finetune="full")),
-            "LoRA": current if settings["quantization"] == "none" else estimate_memory(source, **lora16),
-            "QLoRA (nf4+dq)": estimate_memory(source, **dict(settings, quantization="nf4", double_quant=True)),
-        }
-        if settings["quantization"] not in ("none", "nf4") or not settings["double_quant"]:
-            scenarios[f"yours ({settings['quantization']})"] = current
+        columns = scenarios(source, **settings)
+        devices = per_gpu(source, **settings)
+        plain, fused = fused_head_saving(source, **settings)
         advice = suggest_fit(source, gpu, **settings)
-        self.count, self.estimates, self.advice = count, scenarios, advice
+        self.count, self.estimates, self.per_gpu, self.advice = count, columns, devices, advice
+        self.kernel_label.value = (f"attention: {html.escape(current.attention_kernel)} "
+                                   f"({html.escape(current.attention_reason)}); peak at the "
+                                   f"{html.escape(current.peak_phase)}")
+        self.fused_label.value = (f"fused head: peak {_gib(fused.total_bytes)} GiB instead of "
+                                  f"{_gib(plain.total_bytes)} GiB with the plain head "
+                                  f"(logits + loss {_gib(fused.logits_bytes)} vs {_gib(plain.logits_bytes)} GiB)")
+        self.per_gpu_table.value = per_gpu_html(devices, settings["distributed"], gpu)
         self.trainable_label.value = (
             f"<b>trainable {count.trainable_params:,}</b> of {count.total_params:,} parameters "
             f"({count.trainable_percent:.3f}%), r={count.r}, {sum(m.count for m in count.modules)} adapted matrices"
@@ -342,7 +373,7 @@ class LoraCalculator(widgets.VBox):
         verdict = gpu.verdict(current.total_bytes, settings["precision"])
         self.advice_label.value = f"{html.escape(advice.sentence)}<br>As set: {html.escape(verdict)}"
         self.module_table.value = module_table_html(count)
-        self.comparison_table.value = comparison_html(scenarios, gpu)
+        self.comparison_table.value = comparison_html(columns, gpu)
         self._chart_throttle.request()
 
     def _draw_chart(self) -> None:
