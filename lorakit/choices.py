@@ -132,6 +132,9 @@ COMPUTE_DTYPES = tuple(TORCH_DTYPE_NAMES)  # what 4-bit layers (and LoRA adapter
 LOSS_KERNELS = ("auto", "fused", "plain")
 COMPILE_CHOICES = (False, True, "auto")  # torch.compile of the repeated decoder block
 CHECKPOINTING_CHOICES = (False, True, "auto")  # auto: on for quantized bases or when the run would not fit
+# How num_processes > 1 processes share the work: "ddp" keeps a whole copy of the model on every device and
+# averages gradients; "fsdp" shards weights, gradients and optimizer states across the devices (torch's FSDP2).
+DISTRIBUTED = ("ddp", "fsdp")
 
 # Other spellings people bring from transformers, torch and bitsandbytes, mapped to ours.
 ALIASES: dict[str, dict[str, str]] = {
