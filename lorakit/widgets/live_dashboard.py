@@ -27,7 +27,7 @@ from lorakit.viz.training import draw_dashboard, figure_to_png, make_dashboard_f
 __all__ = ["LiveDashboard", "describe_summary", "format_duration"]
 
 TRAIN_KEYS = ("step", "loss", "learning_rate", "tokens_per_s", "mem_allocated_bytes", "mem_reserved_bytes",
-              "mem_peak_bytes", "rss_bytes")
+              "mem_peak_bytes", "rss_bytes", "memory_by_rank")
 EVAL_KEYS = ("step", "eval_loss")
 
 
@@ -185,6 +185,9 @@ class LiveDashboard(MetricsSink):
     def _status_line(self, last: dict) -> str:
         info = self.info
         setup = ", ".join(f"{key} {info[key]}" for key in ("device", "precision", "quantization") if info.get(key))
+        if (info.get("num_processes") or 1) > 1:
+            setup += (f", {info['num_processes']} processes ({info.get('distributed')}), global batch "
+                      f"{info.get('global_batch_size')}")
         if info.get("trainable_params") and info.get("total_params"):
             share = 100 * info["trainable_params"] / info["total_params"]
             setup += f", {info['trainable_params']:,} of {info['total_params']:,} parameters trainable ({share:.2f} %)"
