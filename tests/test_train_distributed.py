@@ -171,6 +171,38 @@ def test_qlora_with_fsdp_trains_like_qlora_with_ddp(tiny_model_dir, tmp_path):
         == TrainConfig(quantization="nf4").bnb_config().bnb_4bit_compute_dtype
 
 
+@pytest.mark.slow
+def test_the_trainer_panel_starts_the_processes_plots_every_rank_and_stops_them(tiny_model_dir, tmp_path):
+    """The panel calls lorakit.train in its thread; its dashboard gets rank 0's events, its Stop ends both."""
+    import time
+
+    from lorakit.widgets.trainer_panel import TrainerPanel
+
+    panel = TrainerPanel(config(tiny_model_dir, tmp_path / "run", max_steps=500))
+    assert panel.start()
+    deadline = time.monotonic() + 300
+    while len(panel.dashboard.history) < 2 and time.monotonic() < deadline and panel.running:
+        time.sleep(0.2)
+    panel.stop()
+    summary = panel.wait(timeout=300)
+    assert summary is not None and summary.status == "stopped", panel.error or summary
+    assert len(panel.dashboard.history[-1]["memory_by_rank"]) == 2
+    assert "2 processes (ddp), global batch 4" in panel.dashboard._status_line(panel.dashboard.history[-1])
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
+    assert (tmp_path / "run" / "checkpoint" / "state.json").exists()
+
+
+def test_the_memory_plot_has_one_curve_per_rank():
+    from lorakit.viz.training import rank_memory_series
+
+    steps = [[{"rss_bytes": 10, "mem_allocated_bytes": None}, {"rss_bytes": 12, "mem_allocated_bytes": None}],
+             [{"rss_bytes": 11, "mem_allocated_bytes": None}, {"rss_bytes": 13, "mem_allocated_bytes": None}]]
+    assert rank_memory_series(steps) == {"rank 0 process RSS": [10, 11], "rank 1 process RSS": [12, 13]}
+    gpu = [[{"rss_bytes": 1, "mem_allocated_bytes": 5}, {"rss_bytes": 1, "mem_allocated_bytes": 6}]]
+    assert rank_memory_series(gpu) == {"rank 0 GPU allocated": [5], "rank 1 GPU allocated": [6]}
+    assert rank_memory_series([None, None]) == {}
+
+
 # ---- bad input: refused before any process starts ----------------------------------------------------------
 @pytest.mark.parametrize(
     ("overrides", "words"),
