@@ -50,6 +50,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool, int], list[Row]]]] = {
     "lora_calculator": ("5 LoraCalculator update latency", _module("bench_lora_calculator")),
     "quantization": ("6 NF4/FP4/INT8 error vs bitsandbytes", _module("bench_quantization")),
     "load": ("7 embedded model load, first and cached", _module("bench_embedded_load")),
+    "processes": ("8 two CPU processes (DDP, gloo) vs one, same global batch", _module("bench_processes")),
 }
 
 

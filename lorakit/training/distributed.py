@@ -47,7 +47,6 @@ class Ranks:
         self.is_main = rank == 0
         self.multi = world > 1
         self.fsdp = False
-        self.terminated = False  # SIGTERM: the launcher is ending this process (another one failed)
         self.broken = False  # the run failed: collectives may hang or fail, so none are started any more
         self._accelerator = None
         self._group = None  # the gloo group for host-side agreement (None: the default group)
@@ -123,7 +122,7 @@ class Ranks:
         flag = torch.tensor([int(wanted)], dtype=torch.int32)  # a host tensor: no device sync
         dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
         agreed = bool(flag.item())
-        if agreed and not wanted:
+        if agreed and not stop.stop_requested:  # read again: a shared handle is set by now, reason and all
             stop.request_stop("stop requested in another process")
         return agreed
 
@@ -158,7 +157,6 @@ class Ranks:
             return
 
         def on_sigterm(signum, frame):
-            self.terminated = True
             stop.request_stop("another process failed")
 
         self._previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)

@@ -206,8 +206,12 @@ def _rank_main(config: TrainConfig, resume_from, channel: _Channel) -> None:
     from lorakit.training.distributed import launched_world
     from lorakit.training.loop import train
 
+    world, rank = launched_world()
+    if world != config.num_processes:  # notebook_launcher calls the function in-process on Colab without GPUs
+        raise RuntimeError(f"notebook_launcher started {world} process(es), not {config.num_processes}: "
+                           "on Colab it runs one unless there are 2+ GPUs. Use num_processes=1 there.")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    sinks = [QueueSink(channel.events)] if launched_world()[1] == 0 else []
+    sinks = [QueueSink(channel.events)] if rank == 0 else []
     summary = train(config, sinks=sinks, stop=channel.stop, resume_from=resume_from)
     if summary.status in ("error", "oom"):
         raise RuntimeError(summary.message)  # ends the other ranks (the launcher stops them)
