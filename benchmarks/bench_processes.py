@@ -43,7 +43,7 @@ def _run(path, texts, s, processes: int) -> dict:
 
     out = tempfile.mkdtemp(prefix=f"lorakit-bench-p{processes}-")
     sink = _Records()
-    base = bt.lorakit_config(path, texts, s, False, out)
+    base = bt.lorakit_config(path, texts, s, out)
     config = replace(base, batch_size=s.batch_size // processes, num_processes=processes, device="cpu")
     t0 = time.perf_counter()
     try:

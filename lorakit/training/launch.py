@@ -211,10 +211,6 @@ def _rank_main(config: TrainConfig, resume_from, channel: _Channel) -> None:
         raise RuntimeError(f"notebook_launcher started {world} process(es), not {config.num_processes}: "
                            "on Colab it runs one unless there are 2+ GPUs. Use num_processes=1 there.")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    # A forked process cannot draw in the notebook (the widgets' channel belongs to the kernel's process).
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
     sinks = [QueueSink(channel.events)] if rank == 0 else []
     summary = train(config, sinks=sinks, stop=channel.stop, resume_from=resume_from)
     if summary.status in ("error", "oom"):
