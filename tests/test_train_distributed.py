@@ -117,14 +117,14 @@ def test_stop_ends_every_rank_with_files_on_disk_and_resume_continues(runs, tiny
 def test_an_error_on_rank_1_ends_the_run_with_its_message(tiny_model_dir, tmp_path, monkeypatch):
     from lorakit.training import loop
 
-    loss = loop._Run._loss
+    loss = loop._Run.loss
 
     def failing_loss(self, batch, n_targets):  # the ranks are forked from this process: they inherit the patch
         if os.environ.get("RANK") == "1" and self.step == 2:
             raise RuntimeError("rank one cannot go on")
         return loss(self, batch, n_targets)
 
-    monkeypatch.setattr(loop._Run, "_loss", failing_loss)
+    monkeypatch.setattr(loop._Run, "loss", failing_loss)
     summary = train(config(tiny_model_dir, tmp_path / "run"), sinks=[Recorder()])
     assert summary.status == "error"
     assert "rank one cannot go on" in summary.message and "rank 1 of 2" in summary.message, summary.message
