@@ -229,6 +229,11 @@ def test_more_processes_than_gpus_is_refused_before_any_process_starts(monkeypat
         train(TrainConfig(num_processes=4))
 
 
+def test_what_one_process_refuses_is_refused_before_the_processes_start():
+    with pytest.raises(ValueError, match="matmul mode of NVIDIA tensor cores"):
+        train(TrainConfig(num_processes=2, precision="tf32", device="cpu"))
+
+
 def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
     checkpoint = tmp_path / "run" / "checkpoint"
     checkpoint.mkdir(parents=True)

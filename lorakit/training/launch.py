@@ -38,7 +38,7 @@ def check_launch(config: TrainConfig, resume_from: str | Path | None) -> str:
     from lorakit.training.checkpoint import check_resume_processes
     from lorakit.training.embedded import resolve_model
     from lorakit.training.modeling import check_model_on_meta
-    from lorakit.training.preflight import resolve_device
+    from lorakit.training.preflight import check_before_load, resolve_device
 
     with _env(PYTORCH_NVML_BASED_CUDA_CHECK="1"):
         device = resolve_device(config)
@@ -49,6 +49,8 @@ def check_launch(config: TrainConfig, resume_from: str | Path | None) -> str:
             f"num_processes={n} but this machine has {gpus} GPU(s): every process drives one GPU. Use "
             f"num_processes <= {gpus}, or device='cpu' to try the same run as {n} CPU processes."
         )
+    if device == "cpu":  # every single-process check too (on a GPU machine each process checks its GPU)
+        check_before_load(config)
     if resume_from is not None:
         check_resume_processes(resume_from, n)
     path = resolve_model(config.model)  # the embedded model is converted here once, not by every rank at once
