@@ -159,16 +159,27 @@ def test_fsdp_trains_like_one_process_saves_a_whole_adapter_and_resumes(runs, ti
 
 
 @pytest.mark.slow
-def test_qlora_with_fsdp_trains_like_qlora_with_ddp(tiny_model_dir, tmp_path):
-    """A 4-bit base sharded by FSDP (4-bit codes stored in the compute dtype) learns as the DDP copies do."""
+@pytest.mark.parametrize("quantization", ["none", "nf4"])
+def test_fsdp_on_a_bf16_base_trains_like_ddp(tiny_model_dir, tmp_path, quantization):
+    """LoRA on a sharded bf16 base, and the QLoRA recipe (4-bit codes stored in bf16, the compute dtype)."""
+    settings = dict(precision="bf16", quantization=quantization, max_steps=3)
+    if quantization == "nf4":
+        settings.update(bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype="bf16")  # TrainConfig.qlora()
     fsdp, ddp = Recorder(), Recorder()
-    sharded = train(config(tiny_model_dir, tmp_path / "fsdp", distributed="fsdp", quantization="nf4",
-                           max_steps=3), sinks=[fsdp])
+    sharded = train(config(tiny_model_dir, tmp_path / "fsdp", distributed="fsdp", **settings), sinks=[fsdp])
     assert sharded.status == "completed", sharded.message + (sharded.traceback or "")
-    train(config(tiny_model_dir, tmp_path / "ddp", quantization="nf4", max_steps=3), sinks=[ddp])
+    train(config(tiny_model_dir, tmp_path / "ddp", **settings), sinks=[ddp])
     assert_same_losses([r["loss"] for r in fsdp.logs()], [r["loss"] for r in ddp.logs()])
-    assert TrainConfig(distributed="fsdp", num_processes=2, quantization="nf4").bnb_config().bnb_4bit_quant_storage \
-        == TrainConfig(quantization="nf4").bnb_config().bnb_4bit_compute_dtype
+
+
+def test_the_qlora_fsdp_recipe_stores_4_bit_codes_in_the_compute_dtype():
+    import torch
+
+    recipe = TrainConfig.qlora(num_processes=2, distributed="fsdp").bnb_config()
+    assert recipe.bnb_4bit_quant_storage == recipe.bnb_4bit_compute_dtype == torch.bfloat16
+    fp32 = TrainConfig(num_processes=2, distributed="fsdp", quantization="nf4", bnb_4bit_compute_dtype="fp32")
+    assert fp32.bnb_config().bnb_4bit_quant_storage == torch.float32
+    assert TrainConfig(quantization="nf4").bnb_config().bnb_4bit_quant_storage == torch.uint8  # DDP: as usual
 
 
 @pytest.mark.slow
