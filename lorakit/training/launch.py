@@ -20,6 +20,7 @@ import queue
 import socket
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -294,7 +295,12 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _quiet_launcher():
-    """torch's elastic agent logs each failed rank's traceback; lorakit reports the error itself, once."""
+    """torch's elastic agent logs each failed rank's traceback; lorakit reports the error itself, once. And
+    Python >= 3.12 warns that forking a process with threads (a Jupyter kernel has several) may deadlock the
+    child; forking is how notebook_launcher works (accelerate's documented way to train from a notebook), so
+    that warning would only repeat itself on every run."""
+    warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded, use of fork\(\)",
+                            category=DeprecationWarning)
     loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.multiprocessing")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:

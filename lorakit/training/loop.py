@@ -294,6 +294,15 @@ def _train_phases(run: _Run, path: str, resume_from) -> tuple[str, str]:
     return status, message
 
 
+def _open_run_folder(config: TrainConfig, out: Path, resume_from, sinks: Sequence[MetricsSink]) -> list:
+    """Create the run folder with config.json; the sinks with the metrics.jsonl writer first."""
+    out.mkdir(parents=True, exist_ok=True)
+    if resume_from is not None:  # the resumed run logs the steps after its checkpoint again
+        trim_metrics(out, checkpoint_step(resume_from))
+    atomic_write_json(out / "config.json", config.to_dict())
+    return [JsonlSink(out / "metrics.jsonl", append=resume_from is not None), *sinks]
+
+
 def train(
     config: TrainConfig,
     *,
@@ -326,12 +335,8 @@ def train(
     path = resolve_model(config.model)
     check_model_on_meta(config, path)
     out = output_dir_for(config.output_dir, resume_from)
-    if ranks.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume_from is not None:  # the resumed run logs the steps after its checkpoint again
-            trim_metrics(out, checkpoint_step(resume_from))
-        sinks = [JsonlSink(out / "metrics.jsonl", append=resume_from is not None), *sinks]
-        atomic_write_json(out / "config.json", config.to_dict())
+    if ranks.is_main:  # the run folder is rank 0's alone
+        sinks = _open_run_folder(config, out, resume_from, sinks)
     run = _Run(config, out, device, sinks, stop, ranks)
     for message in warns:
         run.warn(message)
