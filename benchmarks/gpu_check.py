@@ -12,7 +12,9 @@ a user can turn on today); the Trainer "as shipped" for quantized bases (peft's
 prepare_model_for_kbit_training + gradient checkpointing). Rows: tokens/s, MFU, peak memory and the planner's
 error per config; fused head on/off; compile on/off with the compile seconds; tf32 vs fp32; QLoRA vs LoRA;
 one whole pass over variable-length data against the Trainer padding by length groups and padding-free;
-the dashboard over 40 steps logging every step; device syncs per step.
+the dashboard over 40 steps logging every step; device syncs per step. On a machine with 2+ GPUs (and in
+the dry run, as 2 CPU processes): DDP, FSDP and QLoRA + FSDP in two processes through
+`lorakit train --num-processes 2`, against one GPU with the same global batch (multi_gpu.py).
 
 MFU = tokens/s x 4N / peak, N = weights in matmuls (all Linear layers + output head, no embedding lookup),
 4N = forward 2N + backward through frozen weights 2N (LoRA's own weight gradients and attention's
@@ -158,6 +160,13 @@ def measure(dry_run: bool) -> tuple[dict, dict]:
                                                                           gradient_checkpointing=True))}
     runs["variable"] = variable_pass(path, shape, b, 40 if dry_run else 400, seq)
     runs["dashboard"], runs["syncs"] = dashboard(path, shape, replace(b, steps=6 if dry_run else 40), runs["skipped"])
+    import multi_gpu
+
+    why = multi_gpu.skip_reason(dry_run)
+    if why:
+        runs["skipped"]["multi-GPU"] = why
+    else:  # the same precision as the one-GPU runs they are compared with
+        runs["multi"] = multi_gpu.measure(path, texts, b, dry_run)
     return runs, {"shape": shape, "settings": s}
 
 
@@ -235,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no CUDA device: use --dry-run to exercise the script on the CPU")
     runs, used = measure(args.dry_run)
     rows = rows_from(runs, used["shape"], peak_tflops())
+    import multi_gpu
+
+    rows += multi_gpu.rows(runs.get("multi", {}), runs)
     info = machine_info() | {"carried": wheels, "skipped_configs": runs["skipped"],
                              "mode": "dry-run (CPU, tiny)" if args.dry_run else "gpu", "shape": str(used["shape"]),
                              "settings": str(used["settings"])}

@@ -51,6 +51,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool, int], list[Row]]]] = {
     "quantization": ("6 NF4/FP4/INT8 error vs bitsandbytes", _module("bench_quantization")),
     "load": ("7 embedded model load, first and cached", _module("bench_embedded_load")),
     "fused_head": ("8 fused output head vs plain head", _module("bench_fused_head")),
+    "processes": ("9 two CPU processes (DDP, gloo) vs one, same global batch", _module("bench_processes")),
 }
 
 

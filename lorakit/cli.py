@@ -1,6 +1,6 @@
 """lorakit from a terminal: train a config headless, prepare the embedded model, export, explain a value.
 
-lorakit train run.yaml [--set max_steps=50] [--resume RUN_DIR]
+lorakit train run.yaml [--set max_steps=50] [--resume RUN_DIR] [--num-processes 2]
 lorakit prepare-model
 lorakit export RUN_DIR OUT_DIR
 lorakit explain 0.1 --format bf16
@@ -29,7 +29,7 @@ class ConsoleProgress(MetricsSink):
         self.total = max(1, info["total_steps"])
         self.stream.write(
             f"lorakit: {info['trainable_params']:,} trainable of {info['total_params']:,} parameters, "
-            f"{info['precision']}/{info['quantization']} on {info['device']} -> {info['output_dir']}\n"
+            f"{info['precision']}/{info['quantization']} on {info['device']}{_processes(info)} -> {info['output_dir']}\n"
         )
         for name, choice in (info.get("choices") or {}).items():
             self.stream.write(f"{name}: {choice['value']} ({choice['reason']})\n")
@@ -62,6 +62,14 @@ class ConsoleProgress(MetricsSink):
         self.stream.flush()
 
 
+def _processes(info: dict) -> str:
+    """" x 2 processes (ddp), global batch 8" for a multi-process run, else ""."""
+    n = info.get("num_processes") or 1
+    if n == 1:
+        return ""
+    return f" x {n} processes ({info.get('distributed')}), global batch {info.get('global_batch_size')}"
+
+
 def _parse_override(text: str) -> tuple[str, object]:
     import yaml
 
@@ -74,16 +82,42 @@ def _parse_override(text: str) -> tuple[str, object]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from lorakit.training import TrainConfig, train
     from lorakit.training.config import read_mapping
+    from lorakit.training.distributed import launched_world
 
     data = read_mapping(args.config) if args.config else {}
     data.update(_parse_override(item) for item in args.set)
-    summary = train(TrainConfig.from_dict(data), sinks=[ConsoleProgress()], resume_from=args.resume)
+    if args.num_processes is not None:
+        data["num_processes"] = args.num_processes
+    world, rank = launched_world()
+    if world > 1:  # one of the processes torchrun / accelerate launch started: as many as were launched
+        data.setdefault("num_processes", world)
+    config = TrainConfig.from_dict(data)
+    if config.num_processes > 1 and world == 1:
+        return _launch_processes(args, config)
+    summary = train(config, sinks=[ConsoleProgress()] if rank == 0 else [], resume_from=args.resume)
+    if rank != 0:
+        return EXIT_CODES[summary.status]
     for row in summary.preview:
         print(f"Q: {row['prompt']}\n  before: {row['before']}\n  after:  {row['after']}")
     if summary.exact_match_after is not None:
         print(f"exact match: {summary.exact_match_before:.1%} before, {summary.exact_match_after:.1%} after")
     print(summary.output_dir)
     return EXIT_CODES[summary.status]
+
+
+def _launch_processes(args: argparse.Namespace, config) -> int:
+    """Re-run this command under torchrun in config.num_processes processes, after checking the config here."""
+    import os
+    import subprocess
+
+    from lorakit.training.launch import check_launch, fixed_output_dir, threads_per_process, torchrun_command
+
+    check_launch(config, args.resume)  # bad input fails here, before any process starts
+    out = fixed_output_dir(config, args.resume).output_dir  # one run folder for every rank
+    command = torchrun_command(config.num_processes, [*args.argv, "--set", f"output_dir={out}"])
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_process(config.num_processes)))
+    code = subprocess.run(command, env=env, check=False).returncode
+    return 0 if code == 0 else (130 if code in (130, -2) else 1)
 
 
 def _cmd_prepare_model(args: argparse.Namespace) -> int:
@@ -119,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help="YAML or JSON file of TrainConfig fields (optional)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue from RUN_DIR/checkpoint")
+    train.add_argument("--num-processes", type=int, metavar="N",
+                       help="train in N processes (data parallel, one per GPU) started through torchrun")
     train.set_defaults(func=_cmd_train)
     prepare = sub.add_parser("prepare-model", help="convert and cache the embedded SmolLM2 model")
     prepare.set_defaults(func=_cmd_prepare_model)
@@ -134,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # a multi-process train re-runs the same command in every process
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:  # configuration problems: the message is the advice

@@ -81,3 +81,26 @@ def test_prepare_model_and_export(embedded_model_dir, tiny_model_dir, tmp_path, 
     assert main(["train", _write_config(tmp_path, tiny_model_dir, max_steps=2)]) == 0
     assert main(["export", str(tmp_path / "run"), str(tmp_path / "merged")]) == 0
     assert (tmp_path / "merged" / "model.safetensors").exists()
+
+
+def test_bad_num_processes_exits_2_before_any_process_starts(tiny_model_dir, tmp_path, capsys):
+    assert main(["train", _write_config(tmp_path, tiny_model_dir), "--num-processes", "0"]) == 2
+    assert "num_processes=0 is out of range" in capsys.readouterr().err
+    config = _write_config(tmp_path, tiny_model_dir, distributed="fsdp", quantization="int8")
+    assert main(["train", config, "--num-processes", "2"]) == 2
+    assert "cannot shard 8-bit (int8) weights" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_num_processes_2_runs_under_torchrun_with_the_losses_of_one_process(tiny_model_dir, tmp_path, capfd):
+    """Two processes of batch 2 through torchrun log what one process of batch 4 logs."""
+    config = _write_config(tmp_path, tiny_model_dir, device="cpu")
+    assert main(["train", config, "--set", f"output_dir={tmp_path / 'one'}"]) == 0
+    assert main(["train", config, "--num-processes", "2", "--set", "per_device_train_batch_size=2"]) == 0
+    err = capfd.readouterr().err
+    assert "x 2 processes (ddp), global batch 4" in err and "completed: Completed 4 steps" in err
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "run")
+    assert [r["step"] for r in two] == [1, 2, 3, 4]  # rank 0 alone wrote the log
+    for a, b in zip(two, one, strict=True):
+        assert abs(a["loss"] - b["loss"]) <= 1e-4 * b["loss"], (two, one)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["num_processes"] == 2

@@ -43,9 +43,13 @@ def replace_dir(target: Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
-def save_adapter(model, folder: Path) -> Path:
-    """The PEFT adapter (adapter_config.json + adapter_model.safetensors), loadable by PeftModel.from_pretrained."""
-    return replace_dir(folder, lambda tmp: model.save_pretrained(tmp, safe_serialization=True))
+def save_adapter(model, folder: Path, state_dict: dict | None = None) -> Path:
+    """The PEFT adapter (adapter_config.json + adapter_model.safetensors), loadable by PeftModel.from_pretrained.
+
+    ``state_dict``: the weights to write when the model's own are shards (FSDP gathers them first).
+    """
+    return replace_dir(folder, lambda tmp: model.save_pretrained(tmp, safe_serialization=True,
+                                                                 state_dict=state_dict))
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -72,10 +76,11 @@ def _split_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def _join_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict] = {}
+    state: dict[int | str, dict] = {}
     for flat, value in [*tensors.items(), *meta["scalars"].items()]:
         pid, *path = flat.split("/")
-        node = state.setdefault(int(pid), {})
+        # a parameter's index in the optimizer, or its name (FSDP's gathered state is keyed by name)
+        node = state.setdefault(int(pid) if pid.isdigit() else pid, {})
         for key in path[:-1]:
             node = node.setdefault(key, {})
         node[path[-1]] = value
@@ -107,12 +112,17 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
 
 
-def save_checkpoint(folder: Path, model, optimizer, scheduler, scaler, state: dict) -> Path:
-    """Everything needed to continue exactly where the run is now (call at an optimizer-step boundary)."""
+def save_checkpoint(folder: Path, model, optimizer, scheduler, scaler, state: dict, *,
+                    model_state: dict | None = None, optimizer_state: dict | None = None) -> Path:
+    """Everything needed to continue exactly where the run is now (call at an optimizer-step boundary).
+
+    ``model_state`` / ``optimizer_state``: whole tensors gathered from shards (FSDP), written instead of the
+    model's and the optimizer's own.
+    """
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp / "adapter", safe_serialization=True)
-        tensors, meta = _split_tensors(optimizer.state_dict())
+        model.save_pretrained(tmp / "adapter", safe_serialization=True, state_dict=model_state)
+        tensors, meta = _split_tensors(optimizer_state if optimizer_state is not None else optimizer.state_dict())
         save_file(tensors, tmp / "optimizer.safetensors")
         _write_json(tmp / "optimizer.json", meta)
         _write_json(tmp / "scheduler.json", scheduler.state_dict())
@@ -140,8 +150,18 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler) -> dict:
 
     adapter = load_file(folder / "adapter" / "adapter_model.safetensors")
     set_peft_model_state_dict(model, adapter)
+    optimizer.load_state_dict(read_optimizer_state(folder))
+    return load_progress(folder, scheduler, scaler)
+
+
+def read_optimizer_state(folder: Path) -> dict:
+    """A checkpoint's optimizer state dict, as ``optimizer.state_dict()`` returned it."""
     meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
-    optimizer.load_state_dict(_join_tensors(load_file(folder / "optimizer.safetensors"), meta))
+    return _join_tensors(load_file(folder / "optimizer.safetensors"), meta)
+
+
+def load_progress(folder: Path, scheduler, scaler) -> dict:
+    """Restore the schedule, the loss scaler and the RNG; return the saved loop state."""
     scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text(encoding="utf-8")))
     scaler_state = json.loads((folder / "scaler.json").read_text(encoding="utf-8"))
     if scaler is not None and scaler_state is not None:
@@ -150,6 +170,28 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler) -> dict:
         load_file(folder / "rng.safetensors"), json.loads((folder / "rng.json").read_text("utf-8"))
     )
     return json.loads((folder / "state.json").read_text(encoding="utf-8"))
+
+
+def saved_processes(path: str | Path) -> int:
+    """How many processes trained the checkpoint of a run folder (or checkpoint folder); 1 for older ones."""
+    state = json.loads((find_checkpoint(path) / "state.json").read_text(encoding="utf-8"))
+    return int(state.get("num_processes", 1))
+
+
+def check_resume_processes(path: str | Path, wanted: int) -> None:
+    """ValueError when the checkpoint in path was trained by another number of processes than wanted."""
+    saved = saved_processes(path)
+    if saved != wanted:
+        raise ValueError(processes_mismatch(saved, wanted, path))
+
+
+def processes_mismatch(saved: int, wanted: int, path: str | Path) -> str:
+    """The message for resuming a checkpoint with another number of processes than trained it."""
+    return (
+        f"cannot resume {path} with num_processes={wanted}: it was trained by {saved} process(es). A resumed run "
+        f"continues the same global batches and optimizer state in the same places; set num_processes={saved}, "
+        "or start a new run."
+    )
 
 
 def checkpoint_step(path: str | Path) -> int:

@@ -12,6 +12,7 @@ from lorakit.choices import (
     CHECKPOINTING_CHOICES,
     COMPILE_CHOICES,
     COMPUTE_DTYPES,
+    DISTRIBUTED,
     LOSS_KERNELS,
     PRECISIONS,
     QUANTIZATIONS,
@@ -52,6 +53,7 @@ BOUNDS: dict[str, tuple[float, float | None, type | tuple]] = {
     "logging_steps": (1, None, int),
     "seed": (0, None, int),
     "max_new_tokens": (1, 4096, int),
+    "num_processes": (1, 4096, int),
 }
 OPTIONAL = {"max_grad_norm", "eval_steps", "save_steps"}  # None switches these off
 SPECIAL_VALUES = {"max_steps": ", or -1 to train for num_train_epochs"}  # allowed outside BOUNDS
@@ -118,6 +120,9 @@ class TrainConfig:
     eval_exact_match: bool = False
     max_new_tokens: int = 24  # for previews and exact-match answers
     device: str = "auto"
+    # more than one process: data parallel, batch_size per process (see global_batch_size)
+    num_processes: int = 1
+    distributed: str = "ddp"  # a lorakit.choices.DISTRIBUTED name: ddp | fsdp
 
     def __post_init__(self) -> None:
         self.precision = choose("precision", "precision", self.precision, PRECISIONS)
@@ -132,6 +137,7 @@ class TrainConfig:
         check_choice("gradient_checkpointing", self.gradient_checkpointing, CHECKPOINTING_CHOICES)
         check_choice("loss_kernel", self.loss_kernel, LOSS_KERNELS)
         check_choice("compile", self.compile, COMPILE_CHOICES)
+        check_choice("distributed", self.distributed, DISTRIBUTED)
         if isinstance(self.target_modules, tuple):
             self.target_modules = list(self.target_modules)
         if (
@@ -153,6 +159,27 @@ class TrainConfig:
             raise ValueError(
                 f"bnb_4bit_use_double_quant=True needs quantization {four_bit}, not {self.quantization!r}"
             )
+        self._check_distributed()
+
+    def _check_distributed(self) -> None:
+        if self.distributed != "fsdp":
+            return
+        if self.num_processes < 2:
+            raise ValueError(
+                f"distributed='fsdp' shards the model across processes; it needs num_processes >= 2, not "
+                f"{self.num_processes} (one process holds the whole model anyway)"
+            )
+        if self.quant.load_in_8bit:
+            raise ValueError(
+                "distributed='fsdp' cannot shard 8-bit (int8) weights: FSDP splits float tensors, and only "
+                "bitsandbytes' 4-bit layers store their weights in a float dtype. Use quantization='nf4' "
+                "(QLoRA + FSDP) or distributed='ddp'."
+            )
+
+    @property
+    def global_batch_size(self) -> int:
+        """Examples per optimizer step over all processes: batch_size x num_processes x accumulation."""
+        return self.batch_size * self.num_processes * self.gradient_accumulation_steps
 
     def _check_numbers(self) -> None:
         for name in BOUNDS:
@@ -201,6 +228,10 @@ class TrainConfig:
 
         if "bnb_4bit_compute_dtype" in kwargs:
             kwargs["bnb_4bit_compute_dtype"] = torch_dtype(kwargs["bnb_4bit_compute_dtype"])
+        if self.distributed == "fsdp" and self.quant.is_4bit:
+            # FSDP shards float tensors only: bitsandbytes then packs the 4-bit codes into the compute dtype
+            # (4 per bf16 element), the FSDP + QLoRA recipe of peft's and bitsandbytes' documentation.
+            kwargs["bnb_4bit_quant_storage"] = torch_dtype(self.compute_dtype)
         return BitsAndBytesConfig(**kwargs)
 
     def sizing_kwargs(self, device: str | None = None, gradient_checkpointing: bool | None = None) -> dict[str, Any]:

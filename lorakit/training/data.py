@@ -181,6 +181,13 @@ class Batches:
     def __len__(self) -> int:
         return -(-len(self.rows) // self.batch_size)
 
+    def count(self, indices: list[int]) -> tuple[int, int]:
+        """(tokens, targets) of these rows, as ``collate`` counts them, without collating (CPU, no tensors)."""
+        if not hasattr(self, "_counts"):  # per row: its tokens, and the labels it predicts (all but the first)
+            self._counts = [(len(r["input_ids"]), sum(label != IGNORE for label in r["labels"][1:]))
+                            for r in self.rows]
+        return sum(self._counts[i][0] for i in indices), sum(self._counts[i][1] for i in indices)
+
     def order(self, epoch: int) -> list[list[int]]:
         """The batches of one epoch as row indices: a seeded shuffle, the same every time for (seed, epoch)."""
         generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
@@ -255,4 +262,6 @@ def build_batches(config, tokenizer, records: list, pin: bool) -> Batches:
     else:
         rows = [{"input_ids": ex.input_ids, "labels": ex.labels} for ex in examples]
         mode = "flat" if config.padding_free else "pad"
-    return Batches(rows, config.batch_size, config.seed, mode, tokenizer.pad_token_id, pin)
+    # One batch of the order is the global micro-batch: each of num_processes processes collates its own slice.
+    global_batch = config.batch_size * config.num_processes
+    return Batches(rows, global_batch, config.seed, mode, tokenizer.pad_token_id, pin)

@@ -23,11 +23,11 @@ def eval_loss(run) -> float | None:
     total = torch.zeros((), device=p.accelerator.device)
     count = 0
     for indices in p.eval_batches.order(0):
-        batch = p.eval_batches.collate(indices)
+        batch = run.ranks.collate(p.eval_batches, indices)  # this rank's slice; count of the whole batch
         total += run.loss(batch, 1).detach()  # the summed loss
         count += batch["n_targets"]
     p.model.train()
-    return run.read(total, "eval") / max(count, 1)
+    return run.read(run.ranks.sum(total), "eval") / max(count, 1)
 
 
 def evaluate(run, with_exact_match: bool = False) -> EvalRecord:
@@ -52,8 +52,9 @@ def exact_match_score(run) -> float | None:
     if not examples:
         run.warn("eval_exact_match needs held-out {prompt, completion} examples; none, so no score")
         return None
-    return exact_match(p.model, p.tokenizer, examples, max_new_tokens=run.config.max_new_tokens,
-                       autocast=p.autocast)
+    with run.ranks.generating(p) as model:
+        return exact_match(model, p.tokenizer, examples, max_new_tokens=run.config.max_new_tokens,
+                           autocast=p.autocast)
 
 
 def preview(run) -> list[str]:
@@ -62,8 +63,9 @@ def preview(run) -> list[str]:
     if not prompts:
         return []
     run.emit("on_phase", "generating", f"answering {len(prompts)} preview prompts")
-    return generate_answers(p.model, p.tokenizer, prompts, max_new_tokens=run.config.max_new_tokens,
-                            autocast=p.autocast)
+    with run.ranks.generating(p) as model:  # every rank answers (FSDP needs them all); rank 0 reports
+        return generate_answers(model, p.tokenizer, prompts, max_new_tokens=run.config.max_new_tokens,
+                                autocast=p.autocast)
 
 
 def before_training(run) -> None:

@@ -45,6 +45,9 @@ class StartInfo(TypedDict, total=False):
     warnings: list[str]
     config: dict  # TrainConfig.to_dict()
     choices: dict[str, dict]  # each "auto" setting as resolved: {"value": ..., "reason": "..."}
+    num_processes: int  # processes training together (data parallel)
+    distributed: str  # "ddp" or "fsdp" (how they share the model when num_processes > 1)
+    global_batch_size: int  # examples per optimizer step: batch_size x num_processes x accumulation
 
 
 class StepRecord(TypedDict, total=False):
@@ -62,6 +65,8 @@ class StepRecord(TypedDict, total=False):
     mem_reserved_bytes: int | None
     mem_peak_bytes: int | None
     rss_bytes: int | None  # the process's resident memory
+    # several processes: each field above is its largest value over them, and this holds every one's
+    memory_by_rank: list[dict]
 
 
 class EvalRecord(TypedDict, total=False):
@@ -117,6 +122,8 @@ class TrainSummary:
     host_reads: dict[str, int] = field(default_factory=dict)  # device->host reads of the loop, by reason
     choices: dict[str, dict] = field(default_factory=dict)  # the resolved "auto" settings and why
     compile_s: float | None = None  # seconds compiling the decoder blocks took (None: not compiled)
+    num_processes: int = 1
+    global_batch_size: int | None = None  # examples per optimizer step over all processes
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

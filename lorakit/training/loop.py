@@ -5,6 +5,10 @@ and checkpoint). Every such read goes through `_Run.read`, which counts it in th
 reason (the summary carries the counts), so a benchmark can check that non-logging steps read nothing.
 (Outside this loop, transformers' mask builder and an fp16 GradScaler each read the device once per step;
 on a GPU `torch.cuda.set_sync_debug_mode("warn")` reports those too.)
+
+The same loop runs in every process of a multi-process run; what differs there (a slice of each global batch,
+the stop agreed between processes, the loss summed over them at logging steps, files from rank 0 only) is in
+``distributed.Ranks``, and starting the processes is in ``launch``.
 """
 
 from __future__ import annotations
@@ -22,30 +26,29 @@ import torch.nn.functional as F
 from lorakit.training import evaluation
 from lorakit.training import parts as parts_module
 from lorakit.training.checkpoint import (
+    check_resume_processes,
     checkpoint_step,
     find_checkpoint,
-    load_checkpoint,
     output_dir_for,
-    save_adapter,
-    save_checkpoint,
 )
 from lorakit.training.compile import BlockCompiler, arch_key
 from lorakit.training.config import TrainConfig
 from lorakit.training.data import IGNORE
+from lorakit.training.distributed import Ranks
 from lorakit.training.embedded import resolve_model
 from lorakit.training.events import (
     JsonlSink,
     MetricsSink,
-    StartInfo,
     StepRecord,
     StopHandle,
     TrainSummary,
     atomic_write_json,
     trim_metrics,
 )
-from lorakit.training.modeling import check_model_on_meta, count_params
+from lorakit.training.modeling import check_model_on_meta
 from lorakit.training.parts import Parts, build_parts, matmul_mode
 from lorakit.training.preflight import check_before_load
+from lorakit.training.report import finish, outcome, start_info
 
 OOM_ADVICE = (
     "Out of memory. Try a smaller batch_size (with gradient_accumulation_steps to keep the effective batch), "
@@ -57,8 +60,8 @@ class _Run:
     """One run: its settings and sinks from the start, its parts once built, and its progress counters."""
 
     def __init__(self, config: TrainConfig, out: Path, device: str, sinks: Sequence[MetricsSink],
-                 stop: StopHandle | None):
-        self.config, self.out, self.device = config, out, device
+                 stop: StopHandle | None, ranks: Ranks):
+        self.config, self.out, self.device, self.ranks = config, out, device, ranks
         self.stop = stop or StopHandle()
         self.sinks = list(sinks)
         self.warnings: list[str] = []
@@ -88,6 +91,7 @@ class _Run:
         self.parts = p = build_parts(self.config, self.device, path)
         for note in p.notes:
             self.warn(note)
+        self.ranks.connect(p)
         self.total_steps = p.total_steps
         key = arch_key(p.model_config, self.device, self.config.precision, self.config.quantization)
         self.compiler = BlockCompiler(self.config.compile, self.device, p.accelerator.unwrap_model(p.model), key,
@@ -95,28 +99,12 @@ class _Run:
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()  # the summary's peak is this run's
         if resume_from is not None:
-            state = load_checkpoint(find_checkpoint(resume_from), p.model, p.optimizer, p.scheduler, p.scaler)
+            state = self.ranks.load_checkpoint(p, find_checkpoint(resume_from))
             self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
             self.tokens_seen, self.elapsed_before = state["tokens_seen"], state["elapsed_s"]
         self.loss_sum = torch.zeros((), device=p.accelerator.device)
         self.started = time.perf_counter()
         self.first_step = self.step
-
-    def start_info(self) -> StartInfo:
-        p, cfg = self.parts, self.config
-        trainable, total = count_params(p.model)
-        try:
-            predicted = parts_module.predicted_peak_bytes(cfg, p)
-        except ValueError as exc:  # a setting the planner does not model: say so, train anyway
-            predicted = None
-            self.warn(f"no memory prediction for this run: {exc}")
-        return StartInfo(
-            total_steps=self.total_steps, output_dir=str(self.out), device=self.device,
-            precision=cfg.precision, quantization=cfg.quantization, trainable_params=trainable,
-            total_params=total, predicted_peak_bytes=predicted, start_step=self.step,
-            warnings=list(self.warnings), config=cfg.to_dict(),
-            choices=self.choices(),
-        )
 
     def choices(self) -> dict[str, dict]:
         """The resolved "auto" settings as {name: {"value", "reason"}} ({} before setup)."""
@@ -130,7 +118,7 @@ class _Run:
     def read(self, value: torch.Tensor, reason: str) -> float:
         """The loop's only way to read a device value (a sync on a GPU); counted in host_reads."""
         self.host_reads[reason] += 1
-        return value.item()
+        return value.item() if value.numel() == 1 else value.tolist()
 
     # ---- train -------------------------------------------------------------------------------------------
     def train_loop(self) -> None:
@@ -139,7 +127,7 @@ class _Run:
         self.parts.model.train()
         # Previews and evaluations before this point are not training time.
         self.started = self.window["start"] = time.perf_counter()
-        while self.step < self.total_steps and not self.stop.stop_requested:
+        while self.step < self.total_steps and not self.ranks.agree_stop(self.stop):
             self.compiler.before_step()
             self._guarded_step(self._next_micro_batches())
             self.step += 1
@@ -158,7 +146,7 @@ class _Run:
         while len(micro) < self.config.gradient_accumulation_steps:
             if self._order_epoch != self.epoch:
                 self._order, self._order_epoch = batches.order(self.epoch), self.epoch
-            micro.append(batches.collate(self._order[self.position]))
+            micro.append(self.ranks.collate(batches, self._order[self.position]))
             self.position += 1
             if self.position == len(self._order):
                 self.epoch, self.position = self.epoch + 1, 0
@@ -201,11 +189,14 @@ class _Run:
     def _optimizer_step(self, micro: list[dict]) -> None:
         """Forward/backward over the micro-batches, then one optimizer step. Nothing here reads the device."""
         p = self.parts
-        # Token-weighted mean over the whole accumulated batch (what transformers' Trainer computes too).
+        # Token-weighted mean over the whole accumulated (global) batch, what transformers' Trainer computes too.
         n_targets = max(1, sum(b["n_targets"] for b in micro))
-        for batch in micro:
-            loss = self.loss(batch, n_targets)
-            p.accelerator.backward(p.scaler.scale(loss) if p.scaler else loss)
+        for i, batch in enumerate(micro):
+            loss = self.loss(batch, n_targets)  # this rank's share of the mean
+            # DDP and FSDP average gradients over ranks; x world makes that the sum of the shares.
+            scaled = loss * self.ranks.world
+            with self.ranks.gradient_sync(p.model, last=i == len(micro) - 1):
+                p.accelerator.backward(p.scaler.scale(scaled) if p.scaler else scaled)
             self.loss_sum += loss.detach()
             self.window["tokens"] += batch["n_tokens"]
         if p.scaler is not None:
@@ -225,7 +216,8 @@ class _Run:
         """Read the summed loss (the sync), emit one record, start a new window."""
         if self.window["steps"] == 0:
             return
-        loss = self.read(self.loss_sum, "log") / self.window["steps"]
+        loss_sum, memory = self.ranks.read_log(self.loss_sum, parts_module.memory_stats(self.device), self.read)
+        loss = loss_sum / self.window["steps"]
         now = time.perf_counter()
         window_s = max(now - self.window["start"], 1e-9)
         self.tokens_seen += self.window["tokens"]
@@ -240,7 +232,7 @@ class _Run:
             tokens_seen=self.tokens_seen,
             elapsed_s=self.elapsed_before + now - self.started,
             eta_s=(now - self.started) / done_here * (self.total_steps - self.step),
-            **parts_module.memory_stats(self.device),
+            **memory,
         )
         self.final_loss = loss
         self.peak_rss = max(self.peak_rss, record["rss_bytes"] or 0)
@@ -264,14 +256,12 @@ class _Run:
         return None if self.started is None else self.elapsed_before + time.perf_counter() - self.started
 
     def save_checkpoint(self) -> None:
-        p = self.parts
-        model = p.accelerator.unwrap_model(p.model)
-        save_checkpoint(self.out / "checkpoint", model, p.optimizer, p.scheduler, p.scaler, self.loop_state())
+        self.ranks.save_checkpoint(self.parts, self.out / "checkpoint", self.loop_state())
 
     def save_adapter(self) -> Path | None:
         if self.parts is None:
             return None
-        return save_adapter(self.parts.accelerator.unwrap_model(self.parts.model), self.out / "adapter")
+        return self.ranks.save_adapter(self.parts, self.out / "adapter")
 
     def emit(self, method: str, *payload) -> None:
         """Call every sink that has the method; a failing sink is reported once and dropped, the run goes on."""
@@ -287,76 +277,35 @@ class _Run:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        if self.ranks.is_main:  # every rank has the same warnings; one says them
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _outcome(run: _Run) -> tuple[str, str]:
-    if run.stop.stop_requested and run.step < run.total_steps:
-        reason = run.stop.reason or "user"
-        return "stopped", (
-            f"Stopped ({reason}) after {run.step} of {run.total_steps} steps; the adapter and a resumable "
-            f"checkpoint are in {run.out}."
-        )
-    loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "n/a"
-    return "completed", f"Completed {run.step} steps; final training loss {loss}."
-
-
-def _finish(run: _Run, status: str, message: str) -> TrainSummary:
-    """Save the adapter whatever happened, write summary.json, tell the sinks, free memory."""
-    adapter_dir = None
-    try:
-        adapter_dir = run.save_adapter()
-    except Exception as exc:  # noqa: BLE001 -- report, never mask the run's own outcome
-        run.warn(f"could not save the adapter: {exc!r}")
-    prompts = run.config.preview_prompts
-    # "" where the run never got that far
-    before = run.summary_extra.get("preview_before") or [""] * len(prompts)
-    after = run.summary_extra.get("preview_after") or [""] * len(prompts)
-    preview = [{"prompt": p, "before": b, "after": a} for p, b, a in zip(prompts, before, after, strict=True)]
-    on_gpu = run.device == "cuda"
-    summary = TrainSummary(
-        status=status,
-        message=message,
-        steps_done=run.step,
-        total_steps=run.total_steps,
-        final_loss=run.final_loss,
-        output_dir=str(run.out),
-        adapter_dir=str(adapter_dir) if adapter_dir else None,
-        metrics_path=str(run.out / "metrics.jsonl"),
-        peak_memory_bytes=torch.cuda.max_memory_allocated() if on_gpu else run.peak_rss or parts_module.rss_bytes(),
-        tokens_per_s=run.session_tokens / run.train_s if run.train_s else None,
-        elapsed_s=run.elapsed_s(),
-        preview=preview,
-        exact_match_before=run.summary_extra.get("exact_match_before"),
-        exact_match_after=run.summary_extra.get("exact_match_after"),
-        warnings=list(run.warnings),
-        traceback=run.traceback,
-        host_reads=dict(run.host_reads),
-        choices=run.choices(),
-        compile_s=run.compiler.compile_s if run.compiler is not None else None,
-    )
-    atomic_write_json(run.out / "summary.json", summary.as_dict())
-    run.emit("on_train_end", summary)
-    run.parts = None  # drop the model and optimizer so their memory can go back
-    if on_gpu:
-        torch.cuda.empty_cache()
-    return summary
 
 
 def _train_phases(run: _Run, path: str, resume_from) -> tuple[str, str]:
     """setup -> evaluate before -> train -> checkpoint -> evaluate after; returns (status, message)."""
     run.setup(path, resume_from)
-    run.emit("on_train_start", run.start_info())
+    run.emit("on_train_start", start_info(run))
     evaluation.before_training(run)
     loop_start = time.perf_counter()
     run.train_loop()
     run.log()  # the last, partial logging window
     run.train_s = time.perf_counter() - loop_start
-    status, message = _outcome(run)
+    status, message = outcome(run)
     run.emit("on_phase", "saving", f"saving a resumable checkpoint to {run.out / 'checkpoint'}")
     run.save_checkpoint()
     evaluation.after_training(run, status)
     return status, message
+
+
+def _open_run_folder(config: TrainConfig, out: Path, resume_from, sinks: Sequence[MetricsSink]) -> list:
+    """Create the run folder with config.json; the sinks with the metrics.jsonl writer first."""
+    out.mkdir(parents=True, exist_ok=True)
+    if resume_from is not None:  # the resumed run logs the steps after its checkpoint again
+        trim_metrics(out, checkpoint_step(resume_from))
+    atomic_write_json(out / "config.json", config.to_dict())
+    return [JsonlSink(out / "metrics.jsonl", append=resume_from is not None), *sinks]
 
 
 def train(
@@ -372,28 +321,43 @@ def train(
     ValueError before anything loads. Once training starts, a stop request, an exception, out-of-memory or
     KeyboardInterrupt end the run cleanly: the adapter, metrics.jsonl and summary.json are on disk and the
     summary's status and message say what happened.
+
+    With num_processes > 1 this starts the processes (accelerate's notebook_launcher) and returns rank 0's
+    summary; the sinks receive rank 0's events. Inside processes started by torchrun or accelerate launch,
+    each process calls train() and only rank 0 writes files and feeds its sinks.
     """
+    ranks = Ranks.from_launch()
+    if config.num_processes > 1 and not ranks.multi:
+        from lorakit.training.launch import launch
+
+        return launch(config, sinks=sinks, stop=stop, resume_from=resume_from)
+    if config.num_processes != ranks.world:
+        raise ValueError(f"this process is one of {ranks.world} launched processes but num_processes="
+                         f"{config.num_processes}; set num_processes={ranks.world}")
+    if resume_from is not None:
+        check_resume_processes(resume_from, config.num_processes)
     device, warns = check_before_load(config)
     path = resolve_model(config.model)
     check_model_on_meta(config, path)
     out = output_dir_for(config.output_dir, resume_from)
-    out.mkdir(parents=True, exist_ok=True)
-    if resume_from is not None:  # the resumed run logs the steps after its checkpoint again
-        trim_metrics(out, checkpoint_step(resume_from))
-    run = _Run(config, out, device, [JsonlSink(out / "metrics.jsonl", append=resume_from is not None), *sinks],
-               stop)
+    if ranks.is_main:  # the run folder is rank 0's alone
+        sinks = _open_run_folder(config, out, resume_from, sinks)
+    run = _Run(config, out, device, sinks, stop, ranks)
     for message in warns:
         run.warn(message)
-    atomic_write_json(out / "config.json", config.to_dict())
+    ranks.watch_sigterm(run.stop)
     try:
         with matmul_mode(config):
             status, message = _train_phases(run, path, resume_from)
-    except torch.OutOfMemoryError:
-        status, message = "oom", f"{OOM_ADVICE} (at step {run.step})"
-    except KeyboardInterrupt:
-        status = "interrupted"
+    except torch.OutOfMemoryError as exc:
+        status, message, _ = ranks.failed("oom", f"{OOM_ADVICE} (at step {run.step})", exc)
+    except KeyboardInterrupt as exc:
         message = f"Interrupted at step {run.step}; the adapter and the metrics so far are saved."
+        status, message, _ = ranks.failed("interrupted", message, exc)
     except Exception as exc:  # noqa: BLE001 -- the summary carries it; the caller decides
-        status, message = "error", f"Error at step {run.step}: {type(exc).__name__}: {exc}"
-        run.traceback = traceback.format_exc()
-    return _finish(run, status, message)
+        message = f"Error at step {run.step}: {type(exc).__name__}: {exc}"
+        status, message, run.traceback = ranks.failed("error", message, exc, traceback.format_exc())
+    try:
+        return finish(run, status, message)
+    finally:
+        ranks.close()

@@ -35,8 +35,11 @@ def load_base(config: TrainConfig, device: str, path: str | None = None):
     quant = config.bnb_config()
     kwargs = {"dtype": torch_dtype(config.prec.storage), "trust_remote_code": config.trust_remote_code}
     if quant is not None:
-        # bitsandbytes quantizes while loading onto the target device, so place it now, not in accelerate.
-        kwargs.update(quantization_config=quant, device_map={"": 0 if device == "cuda" else "cpu"})
+        # bitsandbytes quantizes while loading onto the target device, so place it now, not in accelerate
+        # (this process's GPU: accelerate has made it the current one); under FSDP accelerate places the shards.
+        kwargs["quantization_config"] = quant
+        if config.distributed != "fsdp" or device == "cpu":
+            kwargs["device_map"] = {"": torch.cuda.current_device() if device == "cuda" else "cpu"}
     with no_progress_bars():  # a "Loading weights" bar in every saved notebook tells nothing
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     tokenizer = _load_tokenizer(path, config.trust_remote_code, _stamp(path))

@@ -59,6 +59,7 @@ def build_parts(config: TrainConfig, device: str, path: str) -> Parts:
     batches, eval_batches, eval_records = make_data(config, tokenizer, device)
     total_steps = total_steps_for(config, len(batches))
     model, optimizer = accelerator.prepare(model, make_optimizer(config, params, device))
+    params = [p for p in model.parameters() if p.requires_grad]  # FSDP replaces them with its sharded ones
     loss_head, notes = make_loss_head(config, device, model, slices_logits, accelerator, choices)
     return Parts(
         device=device, accelerator=accelerator, model=model, tokenizer=tokenizer, model_config=model_config,
@@ -115,6 +116,10 @@ def make_accelerator(config: TrainConfig, device: str):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
+    if config.num_processes > 1:  # one process of a launched run: DDP or FSDP over the launch's process group
+        from lorakit.training.distributed import make_distributed_accelerator
+
+        return make_distributed_accelerator(config, device)
     kwargs = {"mixed_precision": "no", "cpu": device == "cpu"}
     try:
         return Accelerator(**kwargs)

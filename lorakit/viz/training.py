@@ -25,6 +25,7 @@ __all__ = [
     "draw_throughput",
     "draw_memory",
     "draw_dashboard",
+    "rank_memory_series",
     "draw_loss_curves",
     "draw_bars",
 ]
@@ -171,9 +172,26 @@ def draw_dashboard(axes: Sequence[Axes], train: Mapping[str, Sequence], evals: M
     draw_loss(loss_ax, steps, train.get("loss", []), evals.get("step", []), evals.get("eval_loss", []))
     draw_learning_rate(lr_ax, steps, train.get("learning_rate", []))
     draw_throughput(speed_ax, steps, train.get("tokens_per_s", []))
-    memory = {label: train[key] for key, label in MEMORY_SERIES.items() if any(
-        v is not None for v in train.get(key, []))}
+    memory = rank_memory_series(train.get("memory_by_rank", []))
+    if not memory:
+        memory = {label: train[key] for key, label in MEMORY_SERIES.items() if any(
+            v is not None for v in train.get(key, []))}
     draw_memory(mem_ax, steps, memory, predicted_peak_bytes)
+
+
+def rank_memory_series(by_rank: Sequence[Sequence[Mapping] | None]) -> dict[str, list]:
+    """One memory curve per process of a multi-process run ("rank 1 GPU allocated" -> values per step).
+
+    ``by_rank``: each logged step's ``memory_by_rank`` (None where absent). GPU allocated memory when it
+    was measured, else the process RSS; {} for a one-process run.
+    """
+    if not any(by_rank):
+        return {}
+    ranks = max(len(m) for m in by_rank if m)
+    measured = any(r.get("mem_allocated_bytes") is not None for m in by_rank if m for r in m)
+    key = "mem_allocated_bytes" if measured else "rss_bytes"
+    return {f"rank {i} {MEMORY_SERIES[key]}": [m[i].get(key) if m and i < len(m) else None for m in by_rank]
+            for i in range(ranks)}
 
 
 def draw_loss_curves(ax: Axes, curves: Mapping[str, tuple[Sequence[float], Sequence[float | None]]],

@@ -46,7 +46,7 @@ from lorakit.widgets.runtime import STOP, RenderWorker
 __all__ = ["LiveDashboard", "describe_choices", "describe_summary", "format_duration"]
 
 TRAIN_KEYS = ("step", "loss", "learning_rate", "tokens_per_s", "mem_allocated_bytes", "mem_reserved_bytes",
-              "mem_peak_bytes", "rss_bytes")
+              "mem_peak_bytes", "rss_bytes", "memory_by_rank")
 EVAL_KEYS = ("step", "eval_loss")
 RENDER_THREAD = "lorakit-dashboard"
 

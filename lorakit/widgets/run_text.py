@@ -62,6 +62,9 @@ def describe_choices(choices: dict[str, dict] | None) -> str:
 def describe_setup(info: dict) -> str:
     """One paragraph on the run's set-up: device and numerics, trainable share, choices, warnings."""
     parts = [", ".join(f"{key} {info[key]}" for key in ("device", "precision", "quantization") if info.get(key))]
+    if (info.get("num_processes") or 1) > 1:
+        parts.append(f"{info['num_processes']} processes ({info.get('distributed')}), global batch "
+                     f"{info.get('global_batch_size')}")
     if info.get("trainable_params") and info.get("total_params"):
         share = 100 * info["trainable_params"] / info["total_params"]
         parts.append(f"{info['trainable_params']:,} of {info['total_params']:,} parameters trainable "
@@ -77,8 +80,8 @@ def describe_setup(info: dict) -> str:
 
 
 def phase_text(detail: str) -> str:
-    detail = detail.strip().rstrip(".")
     """A phase's detail as a status line: "Evaluating the loss on 45 held-out examples…"."""
+    detail = detail.strip().rstrip(".")
     return (detail[:1].upper() + detail[1:] + "\u2026") if detail else "Running\u2026"
 
 
