@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 
+
 class Progress:
     """Prints what the run is doing, with the seconds since it started (for a loaded machine's patience)."""
 
@@ -52,6 +53,7 @@ def run(task: str, steps: int, lr: float, threads: int | None) -> dict:
         max_new_tokens=TASKS[task].max_new_tokens, preview_prompts=PREVIEWS,
         output_dir=tempfile.mkdtemp(prefix="lorakit-task-"),
     )
+    answers = _record_answers()
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     summary = lorakit.train(config, sinks=[Progress()])
@@ -61,7 +63,24 @@ def run(task: str, steps: int, lr: float, threads: int | None) -> dict:
         "format_before": summary.format_match_before, "format_after": summary.format_match_after,
         "train_s": summary.elapsed_s, "total_s": time.perf_counter() - start,
         "load": (load_before, os.getloadavg()[0]), "final_loss": summary.final_loss, "preview": summary.preview,
+        "held_out_after": answers[-1] if answers else None,
     }
+
+
+def _record_answers() -> list[list[tuple[str, str]]]:
+    """Keep every scored batch of (answer, reference) pairs, to read what the model wrote (a spy, not a patch)."""
+    from lorakit.training import evaluate
+
+    seen: list[list[tuple[str, str]]] = []
+    score_answers = getattr(evaluate.score_answers, "__wrapped__", evaluate.score_answers)
+
+    def spy(task, answers, references):
+        seen.append(list(zip(answers, references, strict=True)))
+        return score_answers(task, answers, references)
+
+    spy.__wrapped__ = score_answers
+    evaluate.score_answers = spy
+    return seen
 
 
 def main() -> None:

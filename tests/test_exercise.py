@@ -95,8 +95,8 @@ def test_bits_exercise_from_lorakit():
     wrong = "0" + e.field_bits["exponent"] + "1001100"  # last mantissa bit off: truncated, not rounded
     assert exercise.submit(wrong).status == "wrong"
     assert "1 mantissa bit differ" in exercise.feedback.value and "0.099609375" in exercise.feedback.value
-    assert [b.value for b in exercise.bit_buttons] == [c == "1" for c in wrong]  # typed bits show on the buttons
-    exercise.bit_buttons[-1].value = True  # click the last bit
+    assert "".join(b.description for b in exercise.bit_buttons) == wrong  # typed bits show on the buttons
+    exercise.bit_buttons[-1].click()  # the last bit
     assert exercise.text.value == e.bits
     exercise.check_button.click()
     assert exercise.status == "right" and "0 01111011 1001101" in exercise.feedback.value

@@ -42,8 +42,11 @@ def test_json_answers_are_one_line_and_agree_with_the_facts_task():
         ('{"format": "BF16", "mantissa_bits": 7}', True, True),
         ('{"mantissa_bits": 7.0, "format": "bf16"}\nmore text', True, True),  # key order, case, 7.0, first line
         ('{"format": "BF16", "mantissa_bits": 8}', False, True),
-        ('{"format": "BF16", "exponent_bits": 7}', False, False),
-        ('{"format": "BF16", "mantissa_bits": "7"}', False, True),
+        ('{"format": "BF16", "fraction_bits": 7}', False, True),  # a wrong key is a wrong answer, not form
+        ('{"format": "BF16", "mantissa_bits": "7"}', False, False),  # a string is not a number
+        ('{"format": "BF16", "mantissa_bits": 7, "bias": 127}', False, False),
+        ('{"name": "BF16", "mantissa_bits": 7}', False, False),
+        ('{"format": "BF16", "has_inf": false}', False, True),
         ("BF16 has 7 mantissa bits.", False, False),
         ('{"format": "BF16", "mantissa_bits": 7', False, False),  # cut off
         ("[7]", False, False),

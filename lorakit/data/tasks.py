@@ -4,7 +4,8 @@
   learns the style, but the facts themselves are the hard part: 20 CPU steps get only some of them right.
 * ``"builtin-json"``: one JSON line, ``{"format": "BF16", "mantissa_bits": 7}``. A fixed answer format the
   base model does not have, so the change is visible at a glance after 20-40 steps: the *format match*
-  (one JSON object with the right keys) rises from 0 to most answers, while the values still need the facts.
+  (one JSON object: the format's name and one number) rises from 0 to most answers, while the exact match
+  still needs the facts (and the right key).
 
 Both tasks ask the same questions and hold out the same ones (by a hash of the question), so a score on one
 is comparable with the other. Pure Python: importing this loads no torch.
@@ -120,9 +121,15 @@ def _json_matches(answer: str, reference: str) -> bool:
 
 
 def _json_format_matches(answer: str, reference: str) -> bool:
-    """One JSON object with exactly the reference's keys, whatever the values."""
+    """One JSON object naming the format (a string) and one fact (a number or true/false), right or not.
+
+    The fact's key is not checked here: "fraction_bits" for "mantissa_bits" is a wrong answer, not a wrong form.
+    """
     said = parse_json_line(answer)
-    return said is not None and said.keys() == json.loads(reference).keys()
+    if said is None or len(said) != 2 or not isinstance(said.get("format"), str):
+        return False
+    (value,) = (v for k, v in said.items() if k != "format")
+    return isinstance(value, (int, float))  # bool is an int too: true/false answers have the form
 
 
 TASKS: dict[str, Task] = {

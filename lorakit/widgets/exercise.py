@@ -77,19 +77,27 @@ class Exercise(widgets.VBox):
             return widgets.VBox(self.boxes)
         self.text = widgets.Text(placeholder=self._placeholder(), layout=widgets.Layout(width="420px"))
         self.text.add_class("lorakit-answer")
-        if kind != "bits":
-            return self.text
-        self.bit_buttons = [widgets.ToggleButton(description="0", layout=widgets.Layout(width="26px", padding="0"))
-                            for _ in self.answer.expected]  # fmt: skip
-        for button in self.bit_buttons:
+        return self.text if kind != "bits" else self._make_bits_control()
+
+    def _make_bits_control(self) -> widgets.Widget:
+        """One button per bit, coloured by field as in the FloatExplorer, above the text box they fill."""
+        from lorakit.formats import get_format
+        from lorakit.widgets.format_views import FIELD_COLOURS  # imports matplotlib: only for bit exercises
+
+        self.bit_buttons = []
+        for field in get_format(self.answer.format).field_of_bit:
+            button = widgets.Button(description="0", tooltip=field,
+                                    layout=widgets.Layout(width="26px", height="30px", padding="0"))  # fmt: skip
+            button.style.button_color = FIELD_COLOURS[field]
             button.add_class("lorakit-answer-bit")
-            button.observe(self._on_bit_button_change, names="value")
+            button.on_click(self._on_bit_button_click)
+            self.bit_buttons.append(button)
         self.text.observe(self._on_text_change, names="value")
         return widgets.VBox([widgets.HBox(self.bit_buttons), self.text])
 
     def _placeholder(self) -> str:
         if isinstance(self.answer, BitsAnswer):
-            return f"{len(self.answer.expected)} bits, e.g. 0 01111111 0000000 (or click them above)"
+            return f"the {len(self.answer.expected)} bits (spaces are fine), or click them above"
         unit = getattr(self.answer, "unit", "")
         return f"a number{' in ' + unit if unit else ''}, then Check"
 
@@ -145,11 +153,9 @@ class Exercise(widgets.VBox):
             self.status = "revealed"
         self.solution_html.value = f"<i>Answer:</i> {self.solution}"
 
-    def _on_bit_button_change(self, change: dict) -> None:
-        change["owner"].description = "1" if change["new"] else "0"
-        bits = "".join(b.description for b in self.bit_buttons)
-        if self.text.value.replace(" ", "") != bits:
-            self.text.value = bits
+    def _on_bit_button_click(self, button: widgets.Button) -> None:
+        _show_bit(button, "0" if button.description == "1" else "1")
+        self.text.value = "".join(b.description for b in self.bit_buttons)
 
     def _on_text_change(self, change: dict) -> None:
         """Typed bits of the right width show on the buttons too; anything else leaves them alone."""
@@ -158,7 +164,13 @@ class Exercise(widgets.VBox):
         except NotAnAnswer:
             return
         for button, bit in zip(self.bit_buttons, bits, strict=True):
-            button.value = bit == "1"
+            _show_bit(button, bit)
+
+
+def _show_bit(button: widgets.Button, bit: str) -> None:
+    if button.description != bit:  # only changed bits cross the comm
+        button.description = bit
+        button.style.font_weight = "bold" if bit == "1" else "normal"
 
 
 class Quiz(widgets.HBox):
