@@ -98,21 +98,28 @@ def _answers(exponent: int, mantissa: int, total: int, bias: int, largest: str |
     return answers
 
 
-def builtin_examples() -> list[dict[str, str]]:
-    """Every built-in example as {prompt, completion}, in a fixed order."""
-    examples = []
-    for aliases, *facts in FACTS.values():
+def format_questions() -> list[tuple[str, str, str, str]]:
+    """Every question about the format table as (format name, attribute, prompt, answer), in a fixed order.
+
+    attribute is one of exponent, mantissa, total, bias, max, inf; answer is the facts task's text answer.
+    """
+    questions = []
+    for name, (aliases, *facts) in FACTS.items():
         answers = _answers(*facts)
         for alias in aliases:
             for attribute, answer in answers.items():
-                examples += [
-                    {"prompt": t.format(f=alias), "completion": answer} for t in _TEMPLATES[attribute]
-                ]
+                questions += [(name, attribute, t.format(f=alias), answer) for t in _TEMPLATES[attribute]]
+    return questions
+
+
+def builtin_examples() -> list[dict[str, str]]:
+    """Every built-in example as {prompt, completion}, in a fixed order."""
+    examples = [{"prompt": prompt, "completion": answer} for _, _, prompt, answer in format_questions()]
     examples += [{"prompt": q, "completion": a} for q, a in _EXTRA]
     return examples
 
 
-def _held_out(prompt: str) -> bool:
+def held_out(prompt: str) -> bool:
     """About one question in five is held out, chosen by a hash of its text (stable everywhere)."""
     return hashlib.sha1(prompt.encode("utf-8")).digest()[0] < 52
 
@@ -122,7 +129,7 @@ def builtin_split(split: str) -> list[dict[str, str]]:
     if split not in ("train", "eval"):
         raise ValueError(f"split={split!r} is not allowed; choose 'train' or 'eval'")
     want_held = split == "eval"
-    return [ex for ex in builtin_examples() if _held_out(ex["prompt"]) == want_held]
+    return [ex for ex in builtin_examples() if held_out(ex["prompt"]) == want_held]
 
 
 def normalize_answer(text: str) -> str:

@@ -76,9 +76,9 @@ class TrainConfig:
 
     # what to train
     model: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct), a local HF folder, or a hub id
-    dataset: Any = (
-        "builtin"  # "builtin", list of str / {prompt, completion} / {messages}, .jsonl/.txt path, Dataset
-    )
+    # a built-in task ("builtin": facts, "builtin-json": one JSON line; see lorakit.data.TASKS), a list of str /
+    # {prompt, completion} / {messages}, a .jsonl/.txt path, or a datasets.Dataset
+    dataset: Any = "builtin"
     # numerics
     precision: str = "fp32"  # a lorakit.choices.PRECISIONS name: fp32 | fp16 | bf16 | tf32
     quantization: str = "none"  # a lorakit.choices.QUANTIZATIONS name: none | int8 | nf4 | bnb_fp4
@@ -109,7 +109,7 @@ class TrainConfig:
     loss_kernel: str = "auto"  # fused | plain | auto (fused wherever it is supported)
     compile: bool | str = False  # torch.compile each decoder block; auto: on CUDA when the run pays it back
     # evaluation, saving, logging
-    eval_split: float = 0.1  # fraction held out (the built-in dataset has its own fixed held-out split)
+    eval_split: float = 0.1  # fraction held out (the built-in tasks have their own fixed held-out split)
     eval_steps: int | None = None  # None: evaluate only at the end
     save_steps: int | None = None  # None: checkpoint only at the end
     logging_steps: int = 10

@@ -26,11 +26,12 @@ class Example:
 
 
 def load_records(dataset: Any) -> list:
-    """Normalize the dataset argument to a list of str / dict records ('builtin' means the training split)."""
-    if isinstance(dataset, str) and dataset == "builtin":
-        from lorakit.data import builtin_split
+    """Normalize the dataset argument to a list of str / dict records (a built-in task: its training split)."""
+    from lorakit.data import builtin_task
 
-        return builtin_split("train")
+    task = builtin_task(dataset)
+    if task is not None:
+        return task.split("train")
     if isinstance(dataset, (str, Path)):
         return _read_file(Path(dataset))
     records = list(dataset)  # a list, or a datasets.Dataset (iterates as dicts)
@@ -42,7 +43,7 @@ def load_records(dataset: Any) -> list:
 def _read_file(path: Path) -> list:
     if not path.exists():
         raise ValueError(
-            f"dataset={str(path)!r}: no such file (give 'builtin', a list, or a .jsonl/.txt path)"
+            f"dataset={str(path)!r}: no such file (give a built-in task such as 'builtin', a list, or a .jsonl/.txt path)"
         )
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".jsonl":

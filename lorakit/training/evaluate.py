@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from lorakit.data import normalize_answer
+from lorakit.data import Task, score_answers
 
 
 def _prompt_text(tokenizer, prompt: str) -> str:
@@ -54,6 +54,28 @@ def generate_answers(
     return answers
 
 
+def score(
+    model,
+    tokenizer,
+    examples: Sequence[dict],
+    *,
+    task: Task | None = None,
+    max_new_tokens: int = 16,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> dict[str, float | None]:
+    """{"exact_match", "format_match"} (fractions 0..1) of greedy answers to {prompt, completion} examples.
+
+    A built-in task brings its own rules (the JSON task compares parsed objects); without one, both sides go
+    through `normalize_answer` (first line, trimmed, case and trailing period ignored) and format_match is None.
+    """
+    if not examples:
+        raise ValueError("scoring answers needs at least one {prompt, completion} example")
+    answers = generate_answers(
+        model, tokenizer, [ex["prompt"] for ex in examples], max_new_tokens=max_new_tokens, autocast=autocast
+    )
+    return score_answers(task, answers, [ex["completion"] for ex in examples])
+
+
 def exact_match(
     model,
     tokenizer,
@@ -66,13 +88,5 @@ def exact_match(
 
     Both sides go through `normalize_answer` (first line, trimmed, case and trailing period ignored).
     """
-    if not examples:
-        raise ValueError("exact_match needs at least one {prompt, completion} example")
-    answers = generate_answers(
-        model, tokenizer, [ex["prompt"] for ex in examples], max_new_tokens=max_new_tokens, autocast=autocast
-    )
-    hits = sum(
-        normalize_answer(a) == normalize_answer(ex["completion"])
-        for a, ex in zip(answers, examples, strict=True)
-    )
-    return hits / len(examples)
+    scores = score(model, tokenizer, examples, max_new_tokens=max_new_tokens, autocast=autocast)
+    return scores["exact_match"]

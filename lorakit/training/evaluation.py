@@ -1,4 +1,4 @@
-"""Held-out evaluation and previews of a run: the loss on the eval split, exact match, generated answers.
+"""Held-out evaluation and previews of a run: the loss on the eval split, exact and format match, answers.
 
 Functions of the running ``_Run`` (lorakit/training/loop.py): they read its parts and report through its
 sinks. The loss goes through the run's own ``loss`` (the same head and kernel as training) and is read
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from lorakit.training.evaluate import exact_match, generate_answers
+from lorakit.data import builtin_task
+from lorakit.training.evaluate import generate_answers, score
 from lorakit.training.events import EvalRecord
 
 
@@ -31,7 +32,7 @@ def eval_loss(run) -> float | None:
 
 
 def evaluate(run, with_exact_match: bool = False) -> EvalRecord:
-    """Held-out loss (and exact match when asked), emitted to the sinks when there is something."""
+    """Held-out loss (and exact and format match when asked), emitted to the sinks when there is something."""
     batches = run.parts.eval_batches
     if batches is not None or with_exact_match:
         what = f"{len(batches.rows)} held-out examples" if batches is not None else "held-out questions"
@@ -39,22 +40,23 @@ def evaluate(run, with_exact_match: bool = False) -> EvalRecord:
         run.emit("on_phase", "evaluating", f"evaluating the loss on {what}{extra}")
     record = EvalRecord(step=run.step, eval_loss=eval_loss(run))
     if with_exact_match:
-        record["exact_match"] = exact_match_score(run)
+        record.update(answer_scores(run))
     if record["eval_loss"] is not None or "exact_match" in record:
         run.emit("on_eval", record)
     return record
 
 
-def exact_match_score(run) -> float | None:
-    """Exact match (0..1) of greedy answers on the held-out {prompt, completion} examples, or None."""
+def answer_scores(run) -> dict[str, float | None]:
+    """Exact match (0..1) of greedy answers on the held-out {prompt, completion} examples, and format match
+    for a built-in task (lorakit.data.TASKS); None where there is no score."""
     p = run.parts
     examples = [r for r in p.eval_records if isinstance(r, dict) and {"prompt", "completion"} <= set(r)]
     if not examples:
         run.warn("eval_exact_match needs held-out {prompt, completion} examples; none, so no score")
-        return None
+        return {"exact_match": None, "format_match": None}
     with run.ranks.generating(p) as model:
-        return exact_match(model, p.tokenizer, examples, max_new_tokens=run.config.max_new_tokens,
-                           autocast=p.autocast)
+        return score(model, p.tokenizer, examples, task=builtin_task(run.config.dataset),
+                     max_new_tokens=run.config.max_new_tokens, autocast=p.autocast)
 
 
 def preview(run) -> list[str]:
@@ -74,7 +76,9 @@ def before_training(run) -> None:
         return  # resumed: "before" was measured by the first part of the run
     run.summary_extra["preview_before"] = preview(run)
     if run.config.eval_exact_match:
-        run.summary_extra["exact_match_before"] = evaluate(run, with_exact_match=True).get("exact_match")
+        record = evaluate(run, with_exact_match=True)
+        run.summary_extra["exact_match_before"] = record.get("exact_match")
+        run.summary_extra["format_match_before"] = record.get("format_match")
     elif run.parts.eval_batches is not None:
         evaluate(run)
 
@@ -84,4 +88,5 @@ def after_training(run, status: str) -> None:
     wants_score = run.config.eval_exact_match and status == "completed"
     record = evaluate(run, with_exact_match=wants_score)
     run.summary_extra["exact_match_after"] = record.get("exact_match")
+    run.summary_extra["format_match_after"] = record.get("format_match")
     run.summary_extra["preview_after"] = preview(run)

@@ -70,11 +70,12 @@ class StepRecord(TypedDict, total=False):
 
 
 class EvalRecord(TypedDict, total=False):
-    """``on_eval``: the held-out loss (and exact match, 0..1, when computed)."""
+    """``on_eval``: the held-out loss (and exact match, 0..1, when computed; format match for built-in tasks)."""
 
     step: int
     eval_loss: float | None
     exact_match: float | None
+    format_match: float | None  # answers in the reference's form (a bare number, one JSON line), right or not
 
 
 class MetricsSink:
@@ -117,6 +118,8 @@ class TrainSummary:
     preview: list[dict] = field(default_factory=list)
     exact_match_before: float | None = None
     exact_match_after: float | None = None
+    format_match_before: float | None = None  # built-in tasks only: answers in the expected form
+    format_match_after: float | None = None
     warnings: list[str] = field(default_factory=list)
     traceback: str | None = None  # for status "error": where it happened
     host_reads: dict[str, int] = field(default_factory=dict)  # device->host reads of the loop, by reason

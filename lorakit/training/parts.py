@@ -158,12 +158,13 @@ def make_scheduler(config: TrainConfig, optimizer, total_steps: int):
 
 
 def make_data(config: TrainConfig, tokenizer, device: str) -> tuple[Batches, Batches | None, list]:
-    """(train batches, eval batches or None, eval records); the built-in dataset brings its own held-out split."""
-    from lorakit.data import builtin_split
+    """(train batches, eval batches or None, eval records); a built-in task brings its own held-out split."""
+    from lorakit.data import builtin_task
 
     records = load_records(config.dataset)
-    if isinstance(config.dataset, str) and config.dataset == "builtin":
-        eval_records = builtin_split("eval") if config.eval_split > 0 else []
+    task = builtin_task(config.dataset)
+    if task is not None:
+        eval_records = task.split("eval") if config.eval_split > 0 else []
     else:
         records, eval_records = split_records(records, config.eval_split)
     pin = device == "cuda"  # pinned host memory only helps copies to a GPU

@@ -68,6 +68,8 @@ def finish(run, status: str, message: str) -> TrainSummary:
         preview=preview,
         exact_match_before=run.summary_extra.get("exact_match_before"),
         exact_match_after=run.summary_extra.get("exact_match_after"),
+        format_match_before=run.summary_extra.get("format_match_before"),
+        format_match_after=run.summary_extra.get("format_match_after"),
         warnings=list(run.warnings),
         traceback=run.traceback,
         host_reads=dict(run.host_reads),

@@ -11,6 +11,12 @@ _EXPORTS = {
     "TrainerPanel": "lorakit.widgets.trainer_panel",
     "LiveDashboard": "lorakit.widgets.live_dashboard",
     "LiveDashboardCallback": "lorakit.widgets.hf_callback",
+    "Exercise": "lorakit.widgets.exercise",
+    "Quiz": "lorakit.widgets.exercise",
+    "NumberAnswer": "lorakit.widgets.answers",
+    "ChoiceAnswer": "lorakit.widgets.answers",
+    "ManyAnswer": "lorakit.widgets.answers",
+    "BitsAnswer": "lorakit.widgets.answers",
 }
 __all__ = sorted(_EXPORTS)
 
