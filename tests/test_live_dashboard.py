@@ -384,6 +384,36 @@ def test_learning_rate_axis_has_no_offset_label():
     assert "+" not in ax.yaxis.get_offset_text().get_text()
 
 
+def test_an_evaluation_before_the_first_step_leaves_the_status_to_the_phase(monkeypatch):
+    """The held-out loss before training arrives while the plots lag (no train record yet): the text frame
+    keeps the phase on the status line instead of failing on an empty history."""
+    clock = FakeClock()
+
+    def slow_png(fig):
+        clock.now += 1.0
+        return PNG_SIGNATURE
+
+    monkeypatch.setattr(live, "figure_to_png", slow_png)
+    dash = LiveDashboard(clock=clock, cost_clock=clock, background=False)
+    dash.on_train_start(info(total_steps=20))
+    dash.tick()
+    dash.on_phase("evaluating", "evaluating the loss on 4 held-out examples")
+    clock.now += 30.0
+    dash.on_eval({"step": 0, "eval_loss": 2.0})
+    dash.tick()
+    assert dash.status.value.startswith("Evaluating the loss on 4 held-out examples")
+
+
+def test_a_failed_frame_mid_run_does_not_cut_the_wait_for_the_final_one(tmp_path):
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
+    dash.on_train_start(info(total_steps=2))
+    dash._on_render_error(RuntimeError("a frame failed"))
+    assert not dash._final_done.is_set()
+    dash.summary = summary(tmp_path)
+    dash._on_render_error(RuntimeError("the final frame failed"))
+    assert dash._final_done.is_set()
+
+
 @pytest.mark.slow
 def test_a_real_run_draws_only_on_the_render_thread(tiny_model_dir, tmp_path):
     """lorakit.train() in this (the notebook's) thread, logging every step: it never draws here, and the

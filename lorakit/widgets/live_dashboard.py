@@ -258,8 +258,8 @@ class LiveDashboard(MetricsSink):
         self._text = {"counts": counts, "at": self._clock()}
         self._show_progress(history)
         phase = self._shown["phase"]
-        if phase is not None and phase[0] != "training":
-            return  # what the run is busy with stays on the status line
+        if not history or (phase is not None and phase[0] != "training"):
+            return  # what the run is busy with (evaluating before the first step) stays on the status line
         plotted = self._shown["data"][0]
         where = f"step {plotted[-1].get('step')}" if plotted else "none yet"
         self.status.value = html.escape(
@@ -300,7 +300,8 @@ class LiveDashboard(MetricsSink):
         self.plot.layout.display = None
 
     def _on_render_error(self, exc: BaseException) -> None:
-        self._final_done.set()  # never leave on_train_end waiting for a frame that failed
+        if self.summary is not None:
+            self._final_done.set()  # never leave on_train_end waiting for a final frame that failed
         self.status.value = html.escape(f"The live view failed ({type(exc).__name__}: {exc}); training goes on.")
 
     # -- drawing ----------------------------------------------------------------------------------------------
