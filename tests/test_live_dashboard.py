@@ -318,6 +318,19 @@ def test_gpu_memory_series_are_drawn_when_measured():
     assert mem_ax.get_title() == "memory (MiB)"
 
 
+def test_on_a_gpu_the_predicted_peak_line_gives_the_prediction_error():
+    """allocated, reserved and peak against the planner's line, whose label gives the error against the peak
+    measured so far (the run's final frame: at the end of the run)."""
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
+    dash.on_train_start(info(predicted_peak_bytes=160 * 2**20))
+    for step, peak in ((1, 140), (2, 150)):
+        dash.on_log(record(step, mem_allocated_bytes=100 * 2**20, mem_reserved_bytes=200 * 2**20,
+                           mem_peak_bytes=peak * 2**20, rss_bytes=None))
+    dash.redraw()
+    labels = [line.get_label() for line in dash._figure[1][3].lines]
+    assert labels == ["GPU allocated", "GPU reserved", "GPU peak", "predicted 160.00 MiB; measured 150.00 (+6.7 %)"]
+
+
 def test_a_new_run_starts_a_fresh_history(tmp_path):
     dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
     dash.on_train_start(info())

@@ -154,7 +154,7 @@ def draw_memory(ax: Axes, steps: Sequence[float], series: Mapping[str, Sequence[
         ax.plot(xs, [y / div for y in ys], label=label, color=f"C{4 + i}", linewidth=1.2)
     if predicted_peak_bytes:
         ax.axhline(predicted_peak_bytes / div, color="k", linestyle="--", linewidth=1,
-                   label="predicted peak")
+                   label=predicted_label(predicted_peak_bytes, series.get(MEMORY_SERIES["mem_peak_bytes"]), unit, div))
     if curves or predicted_peak_bytes:
         ax.set_ylim(0, max(tops) / div * 1.12)  # headroom so the predicted-peak line is not on the frame
         ax.legend(loc="lower right", fontsize="small")
@@ -162,6 +162,16 @@ def draw_memory(ax: Axes, steps: Sequence[float], series: Mapping[str, Sequence[
         _placeholder(ax, "no memory measured yet")
     ax.set_title(f"memory ({unit})")
     ax.set_xlabel("step")
+
+
+def predicted_label(predicted_bytes: float, peaks: Sequence[float | None] | None, unit: str, div: float) -> str:
+    """The predicted peak's legend entry; with the GPU's measured peak so far (max_memory_allocated, the
+    quantity the planner predicts), the prediction's error: 'predicted 7.30 GiB; measured 7.31 (-0.1 %)'."""
+    measured = max((v for v in peaks or () if v is not None), default=None)
+    if not measured:
+        return "predicted peak"
+    error = 100 * (predicted_bytes - measured) / measured
+    return f"predicted {predicted_bytes / div:.2f} {unit}; measured {measured / div:.2f} ({error:+.1f} %)"
 
 
 def draw_dashboard(axes: Sequence[Axes], train: Mapping[str, Sequence], evals: Mapping[str, Sequence],
