@@ -295,6 +295,33 @@ def run_dashboard(quick: bool = False, repeats: int = 5) -> list[Row]:
     ]
 
 
+COMPILE_STEPS = 16  # the compiled blocks' steady state needs steps after the first (which compiles)
+
+
+def run_compile(quick: bool = False, repeats: int = 3) -> list[Row]:
+    """Compiled decoder blocks (compile=True, torch.compile per block) against eager, each run in its own
+    process: steady-state tokens/s and the compile time. Informational on a CPU, where compile="auto" stays
+    off; the numbers say whether it would pay here."""
+    shape, s = _sizes(quick)
+    s = replace(s, logging_steps=1, steps=3 if quick else COMPILE_STEPS)
+    path = model_dir(shape)
+    texts, _ = fixed_data(shape, s)
+    res = interleave({"compiled": lambda: isolated("lorakit", path, texts, s, compile=True),
+                      "eager": lambda: isolated("lorakit", path, texts, s, compile=False)}, min(repeats, 3))
+    compiled = res["compiled"][0].extra.get("choices", {}).get("compile", {})
+    note = (f"hidden {shape.hidden_size}, {shape.num_hidden_layers} layers, seq {s.max_seq_length}, batch "
+            f"{s.batch_size}, {s.steps} steps timed from the end of the first (which compiles); "
+            f"compile choice: {compiled.get('value', '?')} ({compiled.get('reason', '')})")
+    bench = "10 compiled decoder blocks"
+    return [
+        Row(bench, "tokens/s, compiled vs eager", "tok/s", [r.tokens_per_s for r in res["compiled"]],
+            [r.tokens_per_s for r in res["eager"]], "eager (compile=False)", note=note).finish(),
+        Row(bench, "compile time", "s", [r.extra.get("compile_s") or 0.0 for r in res["compiled"]],
+            note="seconds the run spent compiling (summary.compile_s); compile='auto' weighs it against the "
+                 "run's remaining steps", higher_is_better=False).finish(),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")

@@ -45,6 +45,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool, int], list[Row]]]] = {
     "trainer": ("1 lorakit loop vs transformers.Trainer + peft, fixed length", _trainer("run_fixed")),
     "packing": ("2 lorakit packing vs Trainer padding, variable length", _trainer("run_packing")),
     "dashboard": ("3 LiveDashboard overhead and device syncs", _trainer("run_dashboard")),
+    "compile": ("10 compiled decoder blocks vs eager (CPU: informational)", _trainer("run_compile")),
     "planner": ("4 memory planner vs measured", _module("memory_planner")),
     "float_explorer": ("5 FloatExplorer bit click latency", _module("bench_float_explorer")),
     "lora_calculator": ("5 LoraCalculator update latency", _module("bench_lora_calculator")),
