@@ -39,6 +39,15 @@ def test_bad_choice_names_field_value_and_allowed(field, value, allowed):
     assert field in message and repr(value) in message and allowed in message
 
 
+@pytest.mark.parametrize("value", [0.5, [1, 2], {"q_proj": 1}])
+def test_target_modules_of_a_wrong_type_names_the_field(value):
+    """Not a bare "'float' object is not iterable": the field, the value and what is allowed."""
+    with pytest.raises(ValueError) as info:
+        TrainConfig(target_modules=value)
+    message = str(info.value)
+    assert "target_modules" in message and "all-linear" in message and "module names" in message
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
