@@ -1,4 +1,4 @@
-"""Comparison 8: two CPU processes (DDP over gloo, batch 2 each) against one process (batch 4).
+"""Comparison 9: two CPU processes (DDP over gloo, batch 2 each) against one process (batch 4).
 
 The same global batches, so the loss curves must agree (target: 1e-4 relative at every step); the time is
 what two processes cost or save on this machine. Both sides run `lorakit.train` on the trainer comparisons'
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_trainer as bt  # noqa: E402
 from common import Row, Target, interleave, table_lines  # noqa: E402
 
-BENCH = "8 two processes vs one"
+BENCH = "9 two processes vs one"
 
 
 class _Records:
