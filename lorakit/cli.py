@@ -49,12 +49,21 @@ class ConsoleProgress(MetricsSink):
         )
         self.stream.flush()
 
+    def on_phase(self, phase: str, detail: str) -> None:
+        """What the run is busy with between steps ("compiling 30 decoder blocks", then the compile time);
+        the steps themselves show on the bar."""
+        if detail and not detail.startswith("training"):
+            self.stream.write(f"\n{detail}\n")
+            self.stream.flush()
+
     def on_eval(self, record: dict) -> None:
         parts = [f"eval step {record['step']}"]
         if record.get("eval_loss") is not None:
             parts.append(f"loss {record['eval_loss']:.4f}")
         if record.get("exact_match") is not None:
             parts.append(f"exact match {record['exact_match']:.1%}")
+        if record.get("format_match") is not None:
+            parts.append(f"format match {record['format_match']:.1%}")
         self.stream.write("\n" + ", ".join(parts) + "\n")
 
     def on_train_end(self, summary) -> None:

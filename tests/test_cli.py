@@ -104,3 +104,16 @@ def test_num_processes_2_runs_under_torchrun_with_the_losses_of_one_process(tiny
     for a, b in zip(two, one, strict=True):
         assert abs(a["loss"] - b["loss"]) <= 1e-4 * b["loss"], (two, one)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["num_processes"] == 2
+
+
+def test_the_console_says_compiling_and_then_the_compile_time(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from lorakit.training import compile as compile_module
+
+    monkeypatch.setattr(compile_module, "BACKEND", "aot_eager")  # dynamo's path without generating C++
+    monkeypatch.setenv("LORAKIT_CACHE_DIR", str(tmp_path / "cache"))  # compile_times.json of its own
+    code = main(["train", _write_config(tmp_path, tiny_model_dir, device="cpu"), "--set", "compile=true"])
+    _, err = capsys.readouterr()
+    assert code == 0
+    assert "compile: True (set in the config)" in err
+    compiling, compiled = err.index("compiling 2 decoder blocks"), err.index("compiled the decoder blocks in")
+    assert compiling < compiled < err.index("completed: Completed 4 steps")
