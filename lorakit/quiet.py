@@ -5,6 +5,9 @@ stderr block:
 
 * bitsandbytes, on a CPU with AVX512-BF16, logs at import that the optional ``kernels`` package is missing;
   it then falls back to its own 4-bit kernels.
+* bitsandbytes' 8-bit matmul logs "inputs will be cast from torch.float32 to float16" at every forward of
+  every int8 layer when the run computes in fp32: hundreds of identical lines per step. LLM.int8 always
+  multiplies in fp16; notebook 04 says so once.
 * peft calls transformers' deprecated ``is_gradient_checkpointing`` (in ``get_peft_model``) and
   ``gradient_checkpointing_enable`` (in ``prepare_model_for_kbit_training``); transformers 5.2x warns with
   the path of its installed file.
@@ -24,6 +27,8 @@ from collections.abc import Iterator
 
 BNB_CPU_LOGGER = "bitsandbytes.backends.cpu.ops"
 KERNELS_NOTICE = "from kernels-community"
+BNB_MATMUL_LOGGER = "bitsandbytes.autograd._functions"
+INT8_CAST_NOTICE = "MatMul8bitLt: inputs will be cast from"
 CHECKPOINTING_DEPRECATION = r"`(is_gradient_checkpointing|gradient_checkpointing_enable)` is deprecated"
 
 
@@ -32,11 +37,17 @@ class _DropKernelsNotice(logging.Filter):
         return KERNELS_NOTICE not in record.getMessage()
 
 
+class _DropInt8CastNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(INT8_CAST_NOTICE)
+
+
 def install_filters() -> None:
     """Filter the notices above (idempotent). Must run before bitsandbytes is first imported."""
-    logger = logging.getLogger(BNB_CPU_LOGGER)
-    if not any(isinstance(f, _DropKernelsNotice) for f in logger.filters):
-        logger.addFilter(_DropKernelsNotice())
+    for name, kind in ((BNB_CPU_LOGGER, _DropKernelsNotice), (BNB_MATMUL_LOGGER, _DropInt8CastNotice)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
     warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATION, category=FutureWarning)
 
 

@@ -110,3 +110,24 @@ def test_saved_outputs_are_clean(path):
                 text = _output_text(output)
                 problems += [f"cell {index}: {what}" for what, rx in NOISE.items() if rx.search(text)]
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_saved_outputs_come_from_the_current_code(path):
+    """Each code cell carries the stamp of the source it was executed from (scripts/execute_notebooks.py): a
+    cell edited without re-running the notebook would otherwise keep showing the outputs of older code."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("execute_notebooks", path.parents[1] / "scripts" /
+                                                  "execute_notebooks.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    stale = []
+    for index, cell in enumerate(_cells(path)):
+        if cell["cell_type"] != "code":
+            continue
+        stamp = cell.get("metadata", {}).get(runner.STAMP_KEY, {}).get("source_sha")
+        if stamp != runner.source_sha("".join(cell["source"])):
+            stale.append(f"cell {index}: " + ("never executed by the script" if stamp is None else "edited since"))
+    assert not stale, (f"{path.name}: run `.venv/bin/python scripts/execute_notebooks.py notebooks/{path.name}`"
+                       "\n" + "\n".join(stale))

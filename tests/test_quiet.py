@@ -74,3 +74,15 @@ def test_no_progress_bars_restores_the_setting():
         assert not hf_logging.is_progress_bar_enabled()  # off before, off after
     finally:
         hf_logging.enable_progress_bar()
+
+
+def test_only_the_int8_cast_notice_of_bitsandbytes_is_dropped():
+    logger = logging.getLogger(quiet.BNB_MATMUL_LOGGER)
+    handler = _Collect()
+    logger.addHandler(handler)
+    try:
+        logger.warning("MatMul8bitLt: inputs will be cast from %s to float16 during quantization", "torch.float32")
+        logger.warning("another 8-bit warning")
+    finally:
+        logger.removeHandler(handler)
+    assert handler.messages == ["another 8-bit warning"]

@@ -234,15 +234,21 @@ class TrainConfig:
             kwargs["bnb_4bit_quant_storage"] = torch_dtype(self.compute_dtype)
         return BitsAndBytesConfig(**kwargs)
 
-    def sizing_kwargs(self, device: str | None = None, gradient_checkpointing: bool | None = None) -> dict[str, Any]:
-        """This run's settings as keyword arguments of ``lorakit.sizing.estimate_memory``.
+    def sizing_kwargs(self, device: str | None = None, gradient_checkpointing: bool | None = None,
+                      loss_kernel: str | None = None) -> dict[str, Any]:
+        """This run's settings as keyword arguments of ``lorakit.sizing.estimate_memory`` (one device's peak).
 
         ``gradient_checkpointing``: the run's resolved choice; by default the setting, with "auto" read as
-        on for quantized bases (the part of the rule that needs no memory reading).
+        on for quantized bases (the part of the rule that needs no memory reading). ``loss_kernel``: the run's
+        resolved choice; by default the setting ("auto": the fused head, which runs wherever a single-device
+        model slices its logits).
         """
         checkpointing = self.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing
         if checkpointing == "auto":
             checkpointing = self.quant.quantized
+        if loss_kernel is None:  # "auto" keeps the plain head with sharded parameters (lorakit.training.auto)
+            sharded = self.num_processes > 1 and self.distributed == "fsdp"
+            loss_kernel = "plain" if self.loss_kernel == "auto" and sharded else self.loss_kernel
         return {
             "r": self.r,
             "lora_alpha": self.lora_alpha,
@@ -257,6 +263,9 @@ class TrainConfig:
             "lora_dropout": self.lora_dropout,
             "use_dora": self.use_dora,
             "device": device or ("cpu" if self.device == "cpu" else "cuda"),
+            "loss_kernel": loss_kernel,
+            "num_processes": self.num_processes,
+            "distributed": self.distributed,
         }
 
     @classmethod

@@ -213,5 +213,6 @@ def predicted_peak_bytes(config: TrainConfig, parts: Parts) -> int:
     """The planner's peak for this run as it runs; ValueError when the planner cannot model the setting."""
     from lorakit.sizing import estimate_memory
 
-    settings = config.sizing_kwargs(parts.device, parts.choices["gradient_checkpointing"].value)
+    settings = config.sizing_kwargs(parts.device, parts.choices["gradient_checkpointing"].value,
+                                    parts.choices["loss_kernel"].value)
     return int(estimate_memory(parts.model_config, **settings).total_bytes)
