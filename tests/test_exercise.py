@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lorakit
 from lorakit.widgets.answers import BitsAnswer, ChoiceAnswer, ManyAnswer, NumberAnswer, parse_number
@@ -127,3 +129,39 @@ def test_quiz_keeps_the_score_of_its_own_exercises():
     replaced = quiz.exercise(3, "Bits again?", NumberAnswer(8))  # re-running a cell replaces its exercise
     third.submit("7")
     assert quiz.score == (2, 3) and replaced.status == "unanswered"
+
+
+ANY_INPUT = st.one_of(
+    st.none(), st.text(max_size=60), st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+    st.lists(st.text(max_size=8), max_size=4), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+    st.sampled_from(["", "   ", "abc", "1e999", "-0", "0b", "0b" + "1" * 16, "1" * 15, "1" * 17, "½", "٣", "\x00"]),
+)  # fmt: skip
+ANSWERS = {
+    "number": NumberAnswer(131072, unit="GiB"),
+    "choice": ChoiceAnswer(["yes", "no"], "no"),
+    "many": ManyAnswer(["fp16", "bf16"], ["fp16"]),
+    "bits": BitsAnswer(lorakit.explain("0.1", "bf16").bits, "bf16"),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=ANY_INPUT)
+def test_no_input_makes_a_check_raise(raw):
+    for answer in ANSWERS.values():
+        verdict = answer.check(raw)
+        assert verdict.status in ("right", "wrong", "invalid") and verdict.message
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "message"),
+    [("number", "", "Type a number"), ("number", "   ", "Type a number"), ("number", "twelve", "not a number"),
+     ("number", "12 GB", "not a number"), ("choice", "", "Pick one"), ("bits", "   ", "Type the 16 bits"),
+     ("bits", "abc", "Only 0 and 1"), ("bits", "1" * 15, "That is 15 bits; BF16 has 16"),
+     ("bits", "0b" + "1" * 17, "That is 17 bits")],
+)  # fmt: skip
+def test_empty_letters_and_wrong_lengths_get_a_friendly_message_in_the_widget(kind, raw, message):
+    exercise = Exercise(1, "?", ANSWERS[kind])
+    assert exercise.submit(raw).status == "invalid" and exercise.status == "unanswered" and exercise.attempts == 0
+    assert "⚠" in exercise.feedback.value and message in exercise.feedback.value
+    if kind == "bits":  # the bit buttons keep their last well-formed pattern
+        assert {b.description for b in exercise.bit_buttons} == {"0"}
