@@ -360,3 +360,15 @@ def test_real_run_stopped_from_the_panel_keeps_its_adapter(tiny_model_dir, tmp_p
     assert PeftConfig.from_pretrained(summary.adapter_dir).r == 8
     assert panel.dashboard.info["total_steps"] == 10_000
     assert panel.dashboard.history[0]["step"] == 1 and panel.dashboard.history[0]["loss"] > 0
+
+
+def test_preview_html_gives_format_match_and_exact_match_before_and_after():
+    import dataclasses
+
+    summary = dataclasses.replace(TrainSummary("completed", "", 20, 20, 0.5, "/x", None, "/x/m"),
+                                  format_match_before=0.0, format_match_after=0.93,
+                                  exact_match_before=0.0, exact_match_after=0.05)
+    text = preview_html(summary)
+    assert "<b>Format match" in text and "0.0 % before &rarr; 93.0 % after training" in text
+    assert "<b>Exact match on held-out questions:</b> 0.0 % before &rarr; 5.0 % after training" in text
+    assert text.index("Format match") < text.index("Exact match")

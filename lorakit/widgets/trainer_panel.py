@@ -54,9 +54,9 @@ def _percent(fraction: float) -> str:
     return f"{100 * fraction:.1f} %"
 
 
-def exact_match_line(summary: TrainSummary) -> str:
-    """The exact-match scores in words, saying why one of them is missing."""
-    before, after = summary.exact_match_before, summary.exact_match_after
+def score_line(summary: TrainSummary, kind: str = "exact_match") -> str:
+    """A held-out score ("exact_match" or "format_match") before and after, in words, saying why one is missing."""
+    before, after = getattr(summary, f"{kind}_before"), getattr(summary, f"{kind}_after")
     if before is None and after is None:
         return ""
     if before is not None and after is not None:
@@ -64,17 +64,29 @@ def exact_match_line(summary: TrainSummary) -> str:
     if after is None:
         ended = "was stopped" if summary.status == "stopped" else f"ended with status {html.escape(summary.status)}"
         return (f"{_percent(before)} before training; not scored after it: the run {ended} after "
-                f"{summary.steps_done} of {summary.total_steps} steps, and exact match is scored only when a run "
+                f"{summary.steps_done} of {summary.total_steps} steps, and answers are scored only when a run "
                 "completes")
     return f"{_percent(after)} after training (resumed run: the score before training was taken in its first part)"
 
 
+def exact_match_line(summary: TrainSummary) -> str:
+    """The exact-match scores in words (see ``score_line``)."""
+    return score_line(summary, "exact_match")
+
+
+SCORES = {  # summary field -> what the score counts
+    "format_match": "Format match (answers in the task's form, right or not)",
+    "exact_match": "Exact match on held-out questions",
+}
+
+
 def preview_html(summary: TrainSummary) -> str:
-    """The generation preview (prompt | before | after) and the exact-match scores as an HTML fragment."""
+    """The generation preview (prompt | before | after) and the held-out scores as an HTML fragment."""
     parts = []
-    line = exact_match_line(summary)
-    if line:
-        parts.append(f"<p><b>Exact match on held-out questions:</b> {line}</p>")
+    for kind, label in SCORES.items():
+        line = score_line(summary, kind)
+        if line:
+            parts.append(f"<p><b>{label}:</b> {line}</p>")
     if summary.preview:
         after = ("after training" if summary.status == "completed"
                  else f"after {summary.steps_done} of {summary.total_steps} steps")
