@@ -193,15 +193,3 @@ def test_batches_are_deterministic_and_count_tokens_on_cpu(tokenizer):
     flat = build_batches(TrainConfig(batch_size=3, padding_free=True), tokenizer, records, pin=False)
     fb = flat.collate(flat.order(0)[0])
     assert fb["inputs"]["input_ids"].shape[0] == 1 and fb["n_tokens"] == batch["n_tokens"]
-
-
-def test_rows_of_equal_length_need_no_attention_mask(tokenizer):
-    """No padding, no mask: transformers then runs causal attention without reading the mask on the host."""
-    from lorakit.training.config import TrainConfig
-    from lorakit.training.data import build_batches
-
-    records = ["one two three four"] * 4
-    batches = build_batches(TrainConfig(batch_size=2, max_seq_length=64), tokenizer, records, pin=False)
-    batch = batches.collate(batches.order(0)[0])
-    assert "attention_mask" not in batch["inputs"]
-    assert batch["n_tokens"] == batch["inputs"]["input_ids"].numel()

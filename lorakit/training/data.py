@@ -223,8 +223,6 @@ class Batches:
 
 
 def _collate_padded(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Rows padded to the longest. Rows of equal length get no attention_mask: with one, transformers asks on
-    every forward whether it is all ones (a device read each step); without, attention is plainly causal."""
     width = max(len(r["input_ids"]) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
@@ -234,8 +232,6 @@ def _collate_padded(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         ids[i, :n] = torch.tensor(r["input_ids"])
         labels[i, :n] = torch.tensor(r["labels"])
         mask[i, :n] = 1
-    if all(len(r["input_ids"]) == width for r in rows):
-        return {"input_ids": ids, "labels": labels}
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
