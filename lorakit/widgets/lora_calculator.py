@@ -140,10 +140,12 @@ class LoraCalculator(widgets.VBox):
                                              style=_STYLE, layout=_wide())
         # max: the config's own bound for now; _sync_r_bound() lowers it to what the model and targets allow
         self.r_slider = widgets.IntSlider(value=r, min=1, max=BOUNDS["r"][1], description="r",
-                                          continuous_update=False, style=_STYLE, layout=_wide())
+                                          continuous_update=False, style=_STYLE,
+                                          layout=widgets.Layout(width="auto", flex="2 1 0%", min_width="0"))
         self.r_slider.add_class("lorakit-r")
         self.r_note = _html("lorakit-r-note")
-        self.alpha_text = widgets.FloatText(value=16.0, description="lora_alpha", style=_STYLE, layout=_wide())
+        self.alpha_text = widgets.FloatText(value=16.0, description="lora_alpha", style=_STYLE,
+                                            layout=widgets.Layout(width="auto", flex="1 1 0%", min_width="0"))
         self.all_linear_checkbox = widgets.Checkbox(value=True, description=ALL_LINEAR, indent=False)
         self.target_checkboxes: dict[str, widgets.Checkbox] = {}
         self.targets_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
@@ -203,17 +205,18 @@ class LoraCalculator(widgets.VBox):
         gpu_row = widgets.HBox([self.gpu_dropdown, self.gpu_gb_text])  # GPU names are long: a row of their own
         controls = widgets.VBox([
             widgets.GridBox([self.preset_dropdown, self.config_path_text], layout=grid),
-            widgets.GridBox([widgets.VBox([self.r_slider, self.r_note]), self.alpha_text], layout=grid),
+            # the slider gets two thirds of the row: a track long enough to drag on a narrow page
+            widgets.VBox([widgets.HBox([self.r_slider, self.alpha_text]), self.r_note]),
             targets, settings, gpu_row, self.error_label,
         ], layout=widgets.Layout(flex="1 1 28em", min_width="0", max_width="40em", margin="0 16px 0 0"))
         controls.add_class("lorakit-controls")
-        results = widgets.VBox([self.trainable_label, self.advice_label, self.kernel_label, self.fused_label,
-                                 self.chart, self.chart_note],
+        results = widgets.VBox([self.trainable_label, self.advice_label, self.chart, self.chart_note],
                                layout=widgets.Layout(flex="1 1 28em", min_width="0"))
         results.add_class("lorakit-results")
         # side by side where the notebook is wide enough, one above the other where it is not
         top = widgets.HBox([controls, results], layout=widgets.Layout(flex_flow="row wrap"))
-        return [top, self.comparison_table, self.per_gpu_table, self.module_table]
+        # below the controls and the chart, so that both fit on one screen: the kernel, the fused head, the tables
+        return [top, self.kernel_label, self.fused_label, self.comparison_table, self.per_gpu_table, self.module_table]
 
     def _wire(self) -> None:
         self.preset_dropdown.observe(self._on_preset_change, names="value")
