@@ -63,7 +63,8 @@ def test_a_lora_model_on_a_tiny_base_prints_no_notice(tiny_model_dir):
 def test_no_progress_bars_restores_the_setting():
     from transformers.utils import logging as hf_logging
 
-    assert hf_logging.is_progress_bar_enabled()
+    was_on = hf_logging.is_progress_bar_enabled()  # other code in this process may have turned them off
+    hf_logging.enable_progress_bar()
     with quiet.no_progress_bars():
         assert not hf_logging.is_progress_bar_enabled()
     assert hf_logging.is_progress_bar_enabled()
@@ -73,7 +74,7 @@ def test_no_progress_bars_restores_the_setting():
             pass
         assert not hf_logging.is_progress_bar_enabled()  # off before, off after
     finally:
-        hf_logging.enable_progress_bar()
+        (hf_logging.enable_progress_bar if was_on else hf_logging.disable_progress_bar)()
 
 
 def test_only_the_int8_cast_notice_of_bitsandbytes_is_dropped():
