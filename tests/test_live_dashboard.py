@@ -123,9 +123,8 @@ def test_frames_cost_at_most_max_overhead_of_the_run(monkeypatch):
     assert all(0.1 * (i + 1) <= 0.02 * (t + 0.1) + 1e-9 for i, t in enumerate(frames_at))
 
 
-def test_when_the_budget_holds_plots_back_the_text_goes_ahead_and_says_so(monkeypatch):
-    """A machine so busy that a draw takes 1 s: frames ~67 s apart at 1.5 %; meanwhile progress and status
-    follow the run every text_interval_s and name the step the plots show."""
+def slow_dashboard(monkeypatch) -> tuple[FakeClock, LiveDashboard]:
+    """A dashboard on a fake clock where every draw takes 1 s: the budget holds its frames far apart."""
     clock = FakeClock()
 
     def slow_png(fig):
@@ -133,7 +132,13 @@ def test_when_the_budget_holds_plots_back_the_text_goes_ahead_and_says_so(monkey
         return PNG_SIGNATURE
 
     monkeypatch.setattr(live, "figure_to_png", slow_png)
-    dash = LiveDashboard(clock=clock, cost_clock=clock, background=False)
+    return clock, LiveDashboard(clock=clock, cost_clock=clock, background=False)
+
+
+def test_when_the_budget_holds_plots_back_the_text_goes_ahead_and_says_so(monkeypatch):
+    """A machine so busy that a draw takes 1 s: frames ~67 s apart at 1.5 %; meanwhile progress and status
+    follow the run every text_interval_s and name the step the plots show."""
+    clock, dash = slow_dashboard(monkeypatch)
     dash.on_train_start(info(total_steps=200))
     dash.tick()  # the figure is built and rendered once: 1 s, the estimate for the first frame
     seen = []
@@ -400,14 +405,7 @@ def test_learning_rate_axis_has_no_offset_label():
 def test_an_evaluation_before_the_first_step_leaves_the_status_to_the_phase(monkeypatch):
     """The held-out loss before training arrives while the plots lag (no train record yet): the text frame
     keeps the phase on the status line instead of failing on an empty history."""
-    clock = FakeClock()
-
-    def slow_png(fig):
-        clock.now += 1.0
-        return PNG_SIGNATURE
-
-    monkeypatch.setattr(live, "figure_to_png", slow_png)
-    dash = LiveDashboard(clock=clock, cost_clock=clock, background=False)
+    clock, dash = slow_dashboard(monkeypatch)
     dash.on_train_start(info(total_steps=20))
     dash.tick()
     dash.on_phase("evaluating", "evaluating the loss on 4 held-out examples")

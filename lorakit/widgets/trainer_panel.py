@@ -69,11 +69,6 @@ def score_line(summary: TrainSummary, kind: str = "exact_match") -> str:
     return f"{_percent(after)} after training (resumed run: the score before training was taken in its first part)"
 
 
-def exact_match_line(summary: TrainSummary) -> str:
-    """The exact-match scores in words (see ``score_line``)."""
-    return score_line(summary, "exact_match")
-
-
 SCORES = {  # summary field -> what the score counts
     "format_match": "Format match (answers in the task's form, right or not)",
     "exact_match": "Exact match on held-out questions",
