@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lorakit.choices import PRECISIONS
-
-MIB = 1024**2
-GIB = 1024**3
+from lorakit.units import GIB, MIB
 
 
 @dataclass(frozen=True)

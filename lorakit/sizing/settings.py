@@ -27,8 +27,8 @@ from lorakit.choices import (
     dtype_bytes,
 )
 from lorakit.sizing.lora_count import ALL_LINEAR, targets_key
+from lorakit.units import GIB
 
-GIB = 1024**3
 # the CUDA context, kernels and the caching allocator's slack: real, but outside torch.cuda.max_memory_allocated
 DEFAULT_RUNTIME_OVERHEAD = GIB // 2
 

@@ -5,7 +5,6 @@ Every function draws on a matplotlib Axes it is given, from plain numbers; nothi
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,13 +47,6 @@ def make_panel(
     left, right, bottom, top = margins
     fig.subplots_adjust(left=left, right=right, bottom=bottom, top=top)
     return fig, ax
-
-
-def figure_png(fig: Figure) -> bytes:
-    """The figure rendered as PNG bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def tick_labels(values: Sequence[float], stored: float) -> tuple[list[float], list[str], str]:

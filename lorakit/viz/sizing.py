@@ -7,14 +7,15 @@ number. The chosen GPU is always drawn; the others only where their labels have 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-GIB = 1024**3
+from lorakit.units import GIB
+from lorakit.viz.png import figure_to_png
+
 # one colour per memory component, in stacking order (bottom first)
 COMPONENT_COLOURS = {
     "weights": "#4c72b0",
@@ -35,13 +36,6 @@ def make_figure(width_in: float = 7.5, height_in: float = 3.4, dpi: int = 80) ->
     # fixed margins: tight/constrained layout measures every label and doubles the cost of a redraw
     fig.subplots_adjust(left=0.2, right=0.97, top=0.97, bottom=0.25)
     return fig, fig.add_subplot(1, 1, 1)
-
-
-def figure_png(fig: Figure) -> bytes:
-    """The figure as PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def draw_memory_bars(
@@ -179,4 +173,4 @@ def memory_chart_png(
     """PNG of ``draw_memory_bars`` on a fresh figure."""
     fig, ax = make_figure()
     draw_memory_bars(ax, bars, gpu_lines, highlight)
-    return figure_png(fig)
+    return figure_to_png(fig)

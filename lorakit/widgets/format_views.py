@@ -16,9 +16,9 @@ from lorakit.viz.formats import (
     draw_codebook,
     draw_number_line,
     draw_range_chart,
-    figure_png,
     make_panel,
 )
+from lorakit.viz.png import figure_to_png
 from lorakit.widgets.runtime import Throttle  # noqa: F401 -- re-exported for float_explorer
 
 FIELD_COLOURS = {
@@ -105,5 +105,5 @@ class FormatPicture:
         key = (fmt.name, f"{abs(e.stored):.3g}")
         if self._range is None or self._range[0] != key:
             draw_range_chart(self.range_ax, self._rows, highlight=fmt.name, value=e.stored)
-            self._range = key, figure_png(self.range_fig)
-        return figure_png(self.line_fig), self._range[1]
+            self._range = key, figure_to_png(self.range_fig)
+        return figure_to_png(self.line_fig), self._range[1]
