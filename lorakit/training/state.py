@@ -42,7 +42,7 @@ class Window:
 
     steps: int = 0
     tokens: int = 0
-    start: float = field(default_factory=time.perf_counter)
+    start: float = field(default_factory=lambda: time.perf_counter())
 
 
 @dataclass
@@ -102,7 +102,7 @@ class RunState:
     final_loss: float | None = None  # the last logged window's mean loss
     session_tokens: int = 0  # tokens trained on in this session (tokens_per_s = session_tokens / train_s)
     peak_rss: int = 0  # largest resident memory seen at a logging step (bytes)
-    started: float = field(default_factory=time.perf_counter)  # this session's start
+    started: float = field(default_factory=lambda: time.perf_counter())  # this session's start
     loop_started: float | None = None  # when the training loop began (the ETA's rate)
     host_reads: collections.Counter = field(default_factory=collections.Counter)  # device reads by reason
     warnings: list[str] = field(default_factory=list)
