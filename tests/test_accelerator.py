@@ -113,3 +113,25 @@ def test_fsdp_on_cpu_makes_prepare_take_the_fsdp2_path():
         dist.destroy_process_group()
     """)
     assert "FSDP" in out  # FSDP2 makes the module's class FSDP<Model>
+
+
+def test_launcher_on_cpu_lifts_the_bitsandbytes_refusal_and_puts_everything_back(monkeypatch):
+    """notebook_launcher still looks both names up in its module (so replacing them there works), and
+    launcher_on_cpu replaces them only for CPU runs and only while the block lasts."""
+    import types
+
+    import accelerate.launchers as launchers
+    from accelerate import notebook_launcher
+
+    from lorakit.training.accelerator import launcher_on_cpu
+
+    assert {"are_libraries_initialized", "print"} <= set(notebook_launcher.__code__.co_names)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", sys.modules.get("bitsandbytes", types.ModuleType("bnb")))
+    original = launchers.are_libraries_initialized
+    assert original("bitsandbytes") == ["bitsandbytes"]  # what makes notebook_launcher refuse to fork
+    with launcher_on_cpu("cuda"):
+        assert launchers.are_libraries_initialized is original and "print" not in vars(launchers)
+    with launcher_on_cpu("cpu"):
+        assert launchers.are_libraries_initialized("bitsandbytes", "torch") == ["torch"]
+        assert launchers.print("Launching training on 2 CUDAs.") is None
+    assert launchers.are_libraries_initialized is original and "print" not in vars(launchers)

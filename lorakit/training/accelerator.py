@@ -4,7 +4,9 @@ A run makes one Accelerator: in a single process with ``mixed_precision="no"`` (
 GradScaler itself, see ``parts.autocast_for``); in a launched process DDP, or FSDP2 through accelerate's public
 ``Accelerator(fsdp_plugin=...)`` and its launch environment variables.
 
-Two things have no public API in accelerate (checked against accelerate 1.15 and its main branch), and each is
+Multi-process runs from a notebook start through accelerate's ``notebook_launcher`` (``launch_from_notebook``).
+
+Three things have no public API in accelerate (checked against accelerate 1.15 and its main branch), and each is
 one function here, tested in tests/test_accelerator.py so that an accelerate release that changes them fails
 loudly instead of silently:
 
@@ -14,15 +16,18 @@ loudly instead of silently:
 * ``fsdp_on_cpu``: accelerate turns on FSDP only for accelerators; on CPUs it silently runs DDP. torch's FSDP2
   runs on CPUs over gloo, so lorakit marks the state FSDP itself: a two-process CPU run is then the same code
   path as a multi-GPU one (notebook 06 and the distributed tests use that).
+* ``launcher_on_cpu``: two of notebook_launcher's GPU habits, switched off for CPU runs while it starts them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from lorakit.training.config import TrainConfig
 
-__all__ = ["fsdp_on_cpu", "fsdp_plugin", "make_accelerator", "reset_accelerate_state"]
+__all__ = ["fsdp_on_cpu", "fsdp_plugin", "launch_from_notebook", "launcher_on_cpu", "make_accelerator",
+           "reset_accelerate_state"]
 
 
 def make_accelerator(config: TrainConfig, device: str):
@@ -73,6 +78,15 @@ def fsdp_plugin(device: str):
     )
 
 
+def launch_from_notebook(function, args: tuple, num_processes: int, port: int, device: str) -> None:
+    """``function(*args)`` in num_processes processes forked by accelerate's notebook_launcher (on ``port``)."""
+    from accelerate import notebook_launcher
+
+    reset_accelerate_state()  # notebook_launcher refuses while this process holds a state (an earlier run's)
+    with launcher_on_cpu(device):
+        notebook_launcher(function, args=args, num_processes=num_processes, use_port=str(port))
+
+
 # ---- where accelerate has no public API: one function each, guarded by tests/test_accelerator.py --------------
 def reset_accelerate_state() -> None:
     """Forget accelerate's process-wide state (accelerator and partial state), as a fresh process has none."""
@@ -102,3 +116,27 @@ def fsdp_on_cpu(accelerator, plugin) -> None:
         raise RuntimeError(f"accelerate {accelerate.__version__} no longer takes FSDP on CPUs the way lorakit "
                            "sets it (lorakit.training.accelerator.fsdp_on_cpu); use device='cuda' or "
                            "distributed='ddp'")
+
+
+@contextlib.contextmanager
+def launcher_on_cpu(device: str):
+    """Two of notebook_launcher's GPU habits, switched off for CPU runs while the block lasts.
+
+    It refuses to fork once bitsandbytes is imported, because on a GPU machine that import initialises CUDA,
+    which forked processes cannot use again; on the CPU there is no CUDA to break (an earlier QLoRA run in the
+    same kernel imported it). And it announces "Launching training on 2 CUDAs." when it finds no accelerator.
+    Both are names notebook_launcher looks up in its module, replaced there and put back after.
+    """
+    if device != "cpu":
+        yield
+        return
+    import accelerate.launchers as launchers
+
+    check = launchers.are_libraries_initialized
+    launchers.are_libraries_initialized = lambda *names: [n for n in check(*names) if n != "bitsandbytes"]
+    launchers.print = lambda *args, **kwargs: None  # shadows the builtin in that module only
+    try:
+        yield
+    finally:
+        launchers.are_libraries_initialized = check
+        del launchers.print

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from lorakit.training.accelerator import reset_accelerate_state
+from lorakit.training.accelerator import launch_from_notebook
 from lorakit.training.checkpoint import check_resume_processes, output_dir_for
 from lorakit.training.config import TrainConfig
 from lorakit.training.distributed import launched_world
@@ -217,15 +217,11 @@ def _check_fork_safe() -> None:
 
 def _launch_ranks(config: TrainConfig, resume_from, channel: _Channel, device: str, outcome: dict) -> None:
     """The launcher thread: notebook_launcher(_rank_main) on a free port; keeps the exception it ends with."""
-    from accelerate import notebook_launcher
-
-    # notebook_launcher refuses when this process holds an accelerate state (a single-process run before).
-    reset_accelerate_state()
     threads = str(threads_per_process(config.num_processes))
     try:
-        with _quiet_launcher(), _on_the_cpu(device), _env(OMP_NUM_THREADS=threads):
-            notebook_launcher(_rank_main, args=(config, resume_from, channel), num_processes=config.num_processes,
-                              use_port=str(_free_port()))
+        with _quiet_launcher(), _env(OMP_NUM_THREADS=threads):
+            launch_from_notebook(_rank_main, (config, resume_from, channel), config.num_processes, _free_port(),
+                                 device)
     except Exception as exc:  # noqa: BLE001 -- the caller turns it into the summary
         outcome["error"] = exc
 
@@ -319,26 +315,3 @@ def _quiet_launcher():
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _on_the_cpu(device: str):
-    """Two of notebook_launcher's GPU habits, switched off for CPU runs.
-
-    It refuses to fork once bitsandbytes is imported, because on a GPU machine that import initialises CUDA,
-    which forked processes cannot use again; on the CPU there is no CUDA to break (an earlier QLoRA run in the
-    same kernel imported it). And it announces "Launching training on 2 CUDAs." when it finds no accelerator.
-    """
-    if device != "cpu":
-        yield
-        return
-    import accelerate.launchers as launchers
-
-    check = launchers.are_libraries_initialized
-    launchers.are_libraries_initialized = lambda *names: [n for n in check(*names) if n != "bitsandbytes"]
-    launchers.print = lambda *args, **kwargs: None  # shadows the builtin in that module only
-    try:
-        yield
-    finally:
-        launchers.are_libraries_initialized = check
-        del launchers.print
