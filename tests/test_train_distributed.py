@@ -10,8 +10,9 @@ import json
 import os
 
 import pytest
+from tiny import Recorder, tiny_run_config
 
-from lorakit.training import MetricsSink, StopHandle, TrainConfig, read_metrics, train
+from lorakit.training import StopHandle, TrainConfig, read_metrics, train
 
 # Sentences of different lengths (padding), 13 of them: with a global batch of 4 the last batch of each epoch
 # has one row, so rank 1 gets an empty slice there (the case that must not desynchronise the ranks).
@@ -20,33 +21,9 @@ STEPS = 6
 
 
 def config(model_dir, out, **overrides) -> TrainConfig:
-    settings = dict(model=str(model_dir), dataset=SENTENCES, batch_size=2, num_processes=2, max_steps=STEPS,
-                    logging_steps=1, learning_rate=1e-2, eval_split=0.0, max_seq_length=32, output_dir=str(out),
-                    device="cpu")  # these runs are about the CPU path (gloo); a GPU machine runs them there too
-    settings.update(overrides)
-    return TrainConfig(**settings)
-
-
-class Recorder(MetricsSink):
-    """Keeps every event; asks to stop after step ``stop_at`` when given a handle."""
-
-    def __init__(self, stop: StopHandle | None = None, stop_at: int | None = None) -> None:
-        self.events: list[tuple[str, object]] = []
-        self.stop, self.stop_at = stop, stop_at
-
-    def on_train_start(self, info):
-        self.events.append(("start", info))
-
-    def on_log(self, record):
-        self.events.append(("log", record))
-        if self.stop is not None and record["step"] >= self.stop_at:
-            self.stop.request_stop("test")
-
-    def on_train_end(self, summary):
-        self.events.append(("end", summary))
-
-    def logs(self) -> list[dict]:
-        return [r for kind, r in self.events if kind == "log"]
+    """The suite's tiny run config (tests/tiny.py) in two processes of batch 2 on SENTENCES, writing to ``out``."""
+    settings = dict(dataset=SENTENCES, batch_size=2, num_processes=2, max_steps=STEPS, output_dir=str(out))
+    return tiny_run_config(model_dir, out, **{**settings, **overrides})
 
 
 def assert_same_losses(got: list[float], want: list[float]) -> None:
