@@ -186,10 +186,10 @@ def test_block_absmax_is_shown_wherever_it_applies(explorer):
 
 def test_bnb_fp4_signed_zero_is_said_on_screen(explorer):
     explorer.format_dropdown.value, explorer.value_text.value = "bnb_fp4", "0.001"
-    assert _bits(explorer) == "1000" and "−0 (code 0b1000)" in _text(explorer.note_label)
-    assert "bitsandbytes" in _text(explorer.note_label)
-    explorer.value_text.value = "-0.001"
     assert _bits(explorer) == "0000" and "+0 (code 0b0000)" in _text(explorer.note_label)
+    assert "bitsandbytes' CUDA kernel" in _text(explorer.note_label)
+    explorer.value_text.value = "-0.001"
+    assert _bits(explorer) == "1000" and "−0 (code 0b1000)" in _text(explorer.note_label)
 
 
 def test_small_wordings_an_8_bit_pattern_and_a_nan_error(explorer):
