@@ -10,9 +10,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
-pytest.importorskip("accelerate")
 
 
 def run_python(code: str) -> str:
