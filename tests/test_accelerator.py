@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 
-
 def run_python(code: str) -> str:
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                          timeout=300)
