@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from lorakit.training import preflight
 from lorakit.training.accelerator import launch_from_notebook
 from lorakit.training.checkpoint import check_resume_processes, output_dir_for
 from lorakit.training.config import TrainConfig
@@ -42,7 +43,6 @@ from lorakit.training.events import (
 )
 from lorakit.training.loop import run_process
 from lorakit.training.modeling import check_model_on_meta
-from lorakit.training.preflight import check_before_load, resolve_device
 
 _REASON_BYTES = 64
 
@@ -77,7 +77,7 @@ def check_launch(config: TrainConfig, resume_from: str | Path | None) -> str:
     once its parent has (GPUs are counted through NVML instead).
     """
     with _env(PYTORCH_NVML_BASED_CUDA_CHECK="1"):
-        device = resolve_device(config)
+        device = preflight.resolve_device(config)
         gpus = _gpu_count() if device == "cuda" else 0
     n = config.num_processes
     if device == "cuda" and n > gpus:
@@ -86,7 +86,7 @@ def check_launch(config: TrainConfig, resume_from: str | Path | None) -> str:
             f"num_processes <= {gpus}, or device='cpu' to try the same run as {n} CPU processes."
         )
     if device == "cpu":  # every single-process check too (on a GPU machine each process checks its GPU)
-        check_before_load(config)
+        preflight.check_before_load(config)
     if resume_from is not None:
         check_resume_processes(resume_from, n)
     path = resolve_model(config.model)  # the embedded model is converted here once, not by every rank at once
