@@ -207,6 +207,7 @@ def test_embedded_load_cached_smoke():
     assert_rows_ok(rows)
 
 
+@pytest.mark.slow  # runs the quantization benchmark
 def test_run_command_writes_results(tmp_path, capsys):
     import run
 

@@ -149,7 +149,7 @@ def test_number_line_ticks_tell_the_values_apart(explorer):
             assert labels[3] == "0" and labels[4] == "+7.45e\u221209" and labels[2] == "\u22127.45e\u221209"
 
 
-@settings(max_examples=60, deadline=None, database=None)
+@settings(deadline=None, database=None)  # examples: the Hypothesis profile (tests/conftest.py)
 @given(fmt=st.sampled_from([n for n, f in FORMATS.items() if f.is_float]), x=st.floats(allow_nan=False))
 def test_number_line_labels_are_distinct_for_any_value(fmt, x):
     from lorakit.formats import values_around

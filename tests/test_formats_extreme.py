@@ -40,9 +40,8 @@ BLOCK_FORMATS = [name for name in ALL_FORMATS if name not in FLOAT_FORMATS]
 BUDGET_S = 0.05
 # No example database (nothing written into the checkout); no wall-clock deadline: the budget below is
 # measured in CPU time, which a loaded machine does not inflate.
-PROPERTY = settings(
-    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+# The number of examples comes from the Hypothesis profile (tests/conftest.py: "ci" by default).
+PROPERTY = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 

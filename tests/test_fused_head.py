@@ -206,6 +206,7 @@ def test_the_fused_head_keeps_at_most_a_tenth_of_the_plain_heads_bytes_at_vocab_
     assert fused <= 0.10 * plain, (fused, plain)
 
 
+@pytest.mark.slow  # runs the fused-head benchmark at its quick size
 def test_the_benchmark_rows_are_well_formed():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import bench_fused_head
