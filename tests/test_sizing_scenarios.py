@@ -85,6 +85,7 @@ def test_calculator_labels_full_finetune_weights_as_trainable(calc):
 
 def test_calculator_fused_head_control_shrinks_the_logits(calc):
     calc.seq_text.value = 2048
+    calc.loss_kernel_dropdown.value = "plain"
     plain = calc.estimates[LORA]
     assert "fused head: peak" in calc.fused_label.value
     calc.loss_kernel_dropdown.value = "fused"
