@@ -27,7 +27,7 @@ COMPONENT_COLOURS = {
 }
 LABEL_ROWS = (30.0, 15.0)  # baselines of the two rows of GPU labels: row 0 nearer the bars
 TOP = 38  # where the first run's name sits
-ROW, BAR = 36, 14  # height of one run (name + bar), of its bar
+ROW, BAR = 32, 13  # height of one run (name + bar), of its bar
 AS_SET = "as set"
 
 

@@ -102,7 +102,9 @@ class FloatExplorer(widgets.VBox):
         self.range_picture = _box("lorakit-range-picture", "0 1 460px")
         row = widgets.Layout(flex_flow="row wrap", align_items="flex-start")  # flex-start: a row would stretch
         self.explanation_box = widgets.HBox([self.details_html, self.picture], layout=row)
-        self.pictures = widgets.HBox([self.compare_html, self.range_picture], layout=row)
+        self.pictures = widgets.HBox([self.compare_html, self.range_picture],
+                                     layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start",
+                                                           margin="10px 0 0 0"))
         self.explanation: Explanation | None = None  # the one answer every view shows; None after an error
         self._source = str(value)  # what to explain: typed text, or a '0x..' pattern after a bit click
         self._syncing = False  # True while the widget writes its own text box

@@ -80,6 +80,11 @@ def _gpu_options() -> list[tuple[str, str]]:
     return [(f"{name} \u00b7 {gpu.memory_gib:.1f} GiB", name) for name, gpu in GPUS.items()] + [(MY_GPU, MY_GPU)]
 
 
+def _lines(text: str) -> str:
+    """HTML text at the page's own line height (an HTML widget gives every line a control's 28 px)."""
+    return f"<div style='line-height:1.45;padding:3px 0'>{text}</div>"
+
+
 def _short(label: str) -> str:
     """'fp16 (autocast + loss scaling)' -> 'fp16': what a dropdown shows (the rest goes in its tooltip)."""
     return label.split(" (")[0]
@@ -108,7 +113,7 @@ class LoraCalculator(widgets.VBox):
         self.rank = RankControl(r, BOUNDS["r"][1], style=_STYLE)
         self.r_note = _html("lorakit-r-note")
         self.alpha_text = widgets.FloatText(value=16.0, description="lora_alpha", style={"description_width": "initial"},
-                                            layout=widgets.Layout(width="10em", min_width="10em"))
+                                            layout=widgets.Layout(width="9em", min_width="9em"))
         self.all_linear_checkbox = widgets.Checkbox(value=True, description=ALL_LINEAR, indent=False)
         self.target_checkboxes: dict[str, widgets.Checkbox] = {}
         self.targets_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
@@ -122,7 +127,9 @@ class LoraCalculator(widgets.VBox):
                                                       layout=_wide())
         options, tip = _options(OPTIMIZERS)
         self.optimizer_dropdown = widgets.Dropdown(options=options, value="adamw", description="optimizer",
-                                                   tooltip=tip, style=_STYLE, layout=_wide())
+                                                   tooltip=tip, style=_STYLE,  # two cells: "paged AdamW 8-bit"
+                                                   # (grid_area: ipywidgets clears grid-column with grid-area)
+                                                   layout=widgets.Layout(width="auto", grid_area="auto / span 2"))
         self.batch_text = widgets.IntText(value=1, description="batch", style=_STYLE, layout=_wide())
         self.seq_text = widgets.IntText(value=512, description="seq len", style=_STYLE, layout=_wide())
         self.checkpointing_checkbox = widgets.Checkbox(value=False, description="gradient checkpointing",
@@ -164,8 +171,8 @@ class LoraCalculator(widgets.VBox):
 
     def _layout(self) -> list[widgets.Widget]:
         grid = widgets.Layout(grid_template_columns="repeat(auto-fill, minmax(15em, 1fr))", grid_gap="2px 12px")
-        targets = widgets.VBox([widgets.HTML("target modules:"), widgets.HBox(
-            [self.all_linear_checkbox, self.targets_box], layout=widgets.Layout(flex_flow="row wrap"))])
+        targets = widgets.HBox([widgets.HTML("target modules:", layout=widgets.Layout(margin="0 8px 0 0")),
+                                self.all_linear_checkbox, self.targets_box], layout=widgets.Layout(flex_flow="row wrap"))
         settings = widgets.GridBox([
             self.precision_dropdown, self.quantization_dropdown, self.optimizer_dropdown,
             self.double_quant_checkbox, self.batch_text, self.seq_text, self.checkpointing_checkbox,
@@ -173,7 +180,7 @@ class LoraCalculator(widgets.VBox):
         gpu_row = widgets.HBox([self.gpu_dropdown, self.gpu_gb_text])  # GPU names are long: a row of their own
         controls = widgets.VBox([
             widgets.GridBox([self.preset_dropdown, self.config_path_text], layout=grid),
-            # the slider gets two thirds of the row: a track long enough to drag on a narrow page
+            # r's slider takes what lora_alpha leaves of the row: a track long enough to drag on a narrow page
             widgets.VBox([widgets.HBox([self.rank, self.alpha_text]), self.r_note]),
             targets, settings, gpu_row, self.error_label,
         ], layout=widgets.Layout(flex="1 1 28em", min_width="0", max_width="40em", margin="0 16px 0 0"))
@@ -359,19 +366,19 @@ class LoraCalculator(widgets.VBox):
         plain, fused = fused_head_saving(source, **settings)
         advice = suggest_fit(source, gpu, **settings)
         self.count, self.estimates, self.per_gpu, self.advice = count, columns, devices, advice
-        self.kernel_label.value = (f"attention: {html.escape(current.attention_kernel)} "
-                                   f"({html.escape(current.attention_reason)}); peak at the "
-                                   f"{html.escape(current.peak_phase)}")
-        self.fused_label.value = (f"fused head: peak {gib(fused.total_bytes)} GiB instead of "
-                                  f"{gib(plain.total_bytes)} GiB with the plain head "
-                                  f"(logits + loss {gib(fused.logits_bytes)} vs {gib(plain.logits_bytes)} GiB)")
+        self.kernel_label.value = _lines(f"attention: {html.escape(current.attention_kernel)} "
+                                         f"({html.escape(current.attention_reason)}); peak at the "
+                                         f"{html.escape(current.peak_phase)}")
+        self.fused_label.value = _lines(f"fused head: peak {gib(fused.total_bytes)} GiB instead of "
+                                        f"{gib(plain.total_bytes)} GiB with the plain head "
+                                        f"(logits + loss {gib(fused.logits_bytes)} vs {gib(plain.logits_bytes)} GiB)")
         self.per_gpu_table.value = per_gpu_html(devices, settings["distributed"], gpu)
-        self.trainable_label.value = (
+        self.trainable_label.value = _lines(
             f"<b>trainable {count.trainable_params:,}</b> of {count.total_params:,} parameters "
             f"({count.trainable_percent:.3f}%), r={count.r}, {sum(m.count for m in count.modules)} adapted matrices"
         )
         verdict = gpu.verdict(current.total_bytes, settings["precision"])
-        self.advice_label.value = f"{html.escape(advice.sentence)}<br>As set: {html.escape(verdict)}"
+        self.advice_label.value = _lines(f"{html.escape(advice.sentence)}<br>As set: {html.escape(verdict)}")
         self.module_table.value = module_table_html(count)
         self.comparison_table.value = comparison_html(columns, gpu, self.breakdown_toggle.value)
         # the run these settings describe: the column whose settings are the current ones

@@ -40,5 +40,7 @@ def scroll_table(rows: str, css_class: str = "lorakit-table", table_style: str =
     """``rows`` (``<tr>`` elements) in a table that scrolls sideways in its own box when its column is narrower."""
     cap = (f"<caption style='caption-side:bottom;text-align:left;padding:2px 4px;white-space:normal'>{caption}"
            "</caption>") if caption else ""
-    return (f"<div class='lorakit-scroll' style='overflow-x:auto;max-width:100%;background:{_SHADOWS}'>"
+    # width 0 + min-width 100%: the box takes its column's width and never widens it (a flex item grows to fit
+    # its content's widest line otherwise, and runs past the widget's edge)
+    return (f"<div class='lorakit-scroll' style='overflow-x:auto;width:0;min-width:100%;background:{_SHADOWS}'>"
             f"<table class='{css_class}' style='border-collapse:collapse;{table_style}'>{cap}{rows}</table></div>")
