@@ -160,7 +160,7 @@ def actions() -> list[Action]:
     return [
         Action("FloatExplorer", "bit clicked", ".lorakit-hex", _bit),
         Action("FloatExplorer", "value typed", ".lorakit-hex", _typed),
-        Action("FloatExplorer", "format changed", ".lorakit-hex", _select(fmts)),
+        Action("FloatExplorer", "format changed", ".lorakit-hex, .lorakit-fields", _select(fmts)),
         Action("LoraCalculator", "model changed", ".lorakit-trainable", _select_labelled("model", models)),
         Action("LoraCalculator", "r changed", ".lorakit-trainable", _r_track),
         Action("LoraCalculator", "precision changed", RESULTS, _select_labelled("precision", ["bf16", "fp32", "fp16"])),

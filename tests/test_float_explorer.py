@@ -11,6 +11,7 @@ import pytest
 
 from lorakit.formats import FORMATS
 from lorakit.widgets.float_explorer import FloatExplorer
+from lorakit.widgets.format_views import FIELD_COLOURS
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -45,8 +46,9 @@ def test_bits_are_buttons_coloured_by_field(explorer):
     assert _bits(explorer) == "0011110000000000" and len(explorer.bit_buttons) == 16
     fields = [next(c for c in b._dom_classes if c.startswith("lorakit-bit-")) for b in explorer.bit_buttons]
     assert fields == ["lorakit-bit-sign"] + ["lorakit-bit-exponent"] * 5 + ["lorakit-bit-mantissa"] * 10
-    colours = {b.style.button_color for b in explorer.bit_buttons}
-    assert len(colours) == 3
+    # colours by class (one message per button on a format change), drawn by rules in the fields line
+    rules = dict(re.findall(r"\.lorakit-bit\.lorakit-bit-(\w+)\{background-color:(#\w+)\}", explorer.fields_label.value))
+    assert set(rules) == set(FIELD_COLOURS) and len({rules[f] for f in ("sign", "exponent", "mantissa")}) == 3
     assert all("lorakit-bit" in b._dom_classes for b in explorer.bit_buttons)
     assert "lorakit-float-explorer" in explorer._dom_classes
 
@@ -127,6 +129,23 @@ def test_overflow_policy_toggle(explorer):
     explorer.overflow_toggle.value = "saturate"
     assert explorer.explanation.stored == 448.0 and "saturate" in _part(explorer, "note")
     explorer.overflow_toggle.value = "standard"
+
+
+def test_a_format_change_reuses_the_bit_buttons(explorer, monkeypatch):
+    """No widget is created on a format change (a new Button is three new widgets for the browser to build):
+    the first n of one pool of buttons are shown, re-labelled and re-classed."""
+    import ipywidgets
+
+    explorer.format_dropdown.value = "fp16"
+    pool = list(explorer._bit_pool)
+    created = []
+    monkeypatch.setattr(ipywidgets.Widget, "open", lambda self: created.append(self))
+    for name in ("fp32", "nf4", "fp8_e4m3fn", "fp16"):
+        explorer.format_dropdown.value = name
+        assert explorer.bit_buttons == pool[: FORMATS[name].bits] and list(explorer.bits_box.children) == pool[
+            : FORMATS[name].bits]
+    assert created == []
+    assert [b.tooltip for b in explorer.bit_buttons[:2]] == ["bit 15: sign", "bit 14: exponent"]
 
 
 def test_format_change_keeps_the_value_and_rebuilds_the_bits(explorer):

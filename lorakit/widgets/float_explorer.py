@@ -39,9 +39,14 @@ from lorakit.widgets.format_views import FIELD_COLOURS, FormatPicture, compare_t
 __all__ = ["FloatExplorer"]
 
 NO_BIT = "·"  # what a bit button reads while the input is not a value of the format
-ONE = "lorakit-one"  # the class of a bit button that reads 1: bold (BOLD_ONES), in the button's own update
-# in the fields line's HTML: a rule (not a ButtonStyle, a widget of its own) makes the 1 bits bold
-BOLD_ONES = "<style>.lorakit-bit.lorakit-one{font-weight:bold}</style>"
+ONE = "lorakit-one"  # the class of a bit button that reads 1 (bold)
+MAX_BITS = max(f.bits for f in FORMATS.values())
+# A bit's colour (its field) and weight (1 in bold) are classes of the button, so that a format change or a click
+# updates a button in one message; these rules, in the fields line's HTML, draw them (a ButtonStyle would be a
+# widget of its own per button, with a message of its own).
+BIT_STYLE = "<style>.lorakit-bit.lorakit-one{font-weight:bold}" + "".join(
+    f".lorakit-bit.lorakit-bit-{field}{{background-color:{colour}}}" for field, colour in FIELD_COLOURS.items()
+) + "</style>"
 BLOCK_NAMES = ", ".join(name for name, f in FORMATS.items() if not f.is_float)
 
 
@@ -93,12 +98,13 @@ class FloatExplorer(widgets.VBox):
             value=absmax, description="block absmax", step=0.1, style=fit, layout=widgets.Layout(width="190px"),
             tooltip=f"the block scale of {BLOCK_NAMES}: here and in the table below",
         )  # fmt: skip
-        self.bit_buttons: list[widgets.Button] = []
+        self._bit_pool = [self._new_bit() for _ in range(MAX_BITS)]  # a format change reuses them
+        self.bit_buttons: list[widgets.Button] = []  # the format's bits, most significant first
         self.bits_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.fields_label, self.error_label = _label("lorakit-fields"), _label("lorakit-error")
         self.details_html = _box("lorakit-details", "1 1 300px")  # stored value, class, hex, formula, ...
         self.picture = _box("lorakit-picture", "0 1 460px")  # the number line, or the codebook's levels
-        self.compare_html = _box("lorakit-compare", "0 1 auto")
+        self.compare_html = _box("lorakit-compare", "1 1 470px")  # ~ the table: beside the chart, or a row of its own
         self.range_picture = _box("lorakit-range-picture", "0 1 460px")
         row = widgets.Layout(flex_flow="row wrap", align_items="flex-start")  # flex-start: a row would stretch
         self.explanation_box = widgets.HBox([self.details_html, self.picture], layout=row)
@@ -127,7 +133,7 @@ class FloatExplorer(widgets.VBox):
 
     # ----- handlers: each one records what changed, then funnels into _refresh --------------------------------
     def _on_format_dropdown_change(self, change: dict) -> None:
-        with self.value_text.hold_sync(), self.fields_label.hold_sync():
+        with self.value_text.hold_sync(), self.fields_label.hold_sync(), _batched(*self._bit_pool):
             if self.explanation is not None and _is_bit_pattern(self._source, get_format(change["old"])):
                 self._source = repr(self.explanation.stored)  # a bit pattern means nothing in another width
                 self._set_text(self._source)
@@ -148,6 +154,8 @@ class FloatExplorer(widgets.VBox):
     def _on_bit_change(self, button: widgets.Button) -> None:
         if self.explanation is None:
             return  # the input is not a value of this format: the bits are disabled, there is nothing to flip
+        if button not in self.bit_buttons:
+            return  # a click that crossed a format change: that bit is not on screen any more
         position = self.bit_buttons.index(button)
         code = self.explanation.code ^ (1 << (len(self.bit_buttons) - 1 - position))
         self._source = f"0x{code:X}"
@@ -159,8 +167,9 @@ class FloatExplorer(widgets.VBox):
     def _refresh(self) -> None:
         """Explain the current state once and show the answer in every view (an error empties them all)."""
         fmt = get_format(self.format_dropdown.value)
-        views = (self.error_label, self.details_html, self.picture, self.compare_html, self.range_picture,
-                 self.explanation_box.layout, self.pictures.layout, *self.bit_buttons)
+        # held in this order, sent in the reverse one: the bits, the details and the number line first
+        views = (self.error_label, self.range_picture, self.compare_html, self.explanation_box.layout,
+                 self.pictures.layout, self.picture, self.details_html, *self.bit_buttons)
         with _batched(*views):
             try:
                 e = explain(self._source, fmt, overflow=self.overflow_toggle.value, absmax=self.absmax_text.value)
@@ -202,18 +211,21 @@ class FloatExplorer(widgets.VBox):
             self._syncing = False
 
     # ----- bits ------------------------------------------------------------------------------------------
+    def _new_bit(self) -> widgets.Button:
+        button = widgets.Button(description=NO_BIT, layout=widgets.Layout(width="24px", height="30px", padding="0"))
+        button.add_class("lorakit-bit")
+        button.on_click(self._on_bit_change)
+        return button
+
     def _build_bits(self) -> None:
         """One Button per bit, most significant first, coloured by field, like the usual diagrams."""
         fmt = get_format(self.format_dropdown.value)
-        buttons = []
-        for position, field in enumerate(fmt.field_of_bit):
-            button = widgets.Button(description=NO_BIT, tooltip=f"bit {fmt.bits - 1 - position}: {field}",
-                                    layout=widgets.Layout(width="24px", height="30px", padding="0"))  # fmt: skip
-            button.style.button_color = FIELD_COLOURS[field]
-            button.add_class("lorakit-bit")
-            button.add_class(f"lorakit-bit-{field}")
-            button.on_click(self._on_bit_change)
-            buttons.append(button)
+        buttons = self._bit_pool[: fmt.bits]
+        for position, (button, field) in enumerate(zip(buttons, fmt.field_of_bit, strict=True)):
+            with button.hold_sync():
+                button.tooltip = f"bit {fmt.bits - 1 - position}: {field}"
+                one = (ONE,) if ONE in button._dom_classes else ()
+                button._dom_classes = ("lorakit-bit", f"lorakit-bit-{field}", *one)
         self.bit_buttons = buttons
         self.bits_box.children = buttons
         legend = " ".join(
@@ -221,7 +233,7 @@ class FloatExplorer(widgets.VBox):
             for name, width in fmt.field_widths.items()
         )
         note = " — TF32 is a matmul compute mode, not a storage type" if fmt.compute_only else ""
-        self.fields_label.value = f"{BOLD_ONES}<b>{fmt.name}</b>, {fmt.bits} bits: {legend}{html.escape(note)}"
+        self.fields_label.value = f"{BIT_STYLE}<b>{fmt.name}</b>, {fmt.bits} bits: {legend}{html.escape(note)}"
 
     def _show_bits(self, e: Explanation) -> None:
         for button, bit in zip(self.bit_buttons, e.bits, strict=True):

@@ -306,9 +306,10 @@ class LoraCalculator(widgets.VBox):
         message and withdraw the results."""
         if self._quiet:
             return
-        views = (self.error_label, self.trainable_label, self.advice_label, self.comparison_table,
-                 self.module_table, self.per_gpu_table, self.kernel_label, self.fused_label, self.chart,
-                 self.chart.layout, self.r_note, self.rank.text, self.rank.slider)
+        # held in this order, sent in the reverse one: the count, the advice and the chart before the tables
+        views = (self.error_label, self.module_table, self.per_gpu_table, self.comparison_table, self.fused_label,
+                 self.kernel_label, self.r_note, self.chart.layout, self.chart, self.advice_label,
+                 self.trainable_label, self.rank.text, self.rank.slider)
         with ExitStack() as held:
             for view in views:
                 held.enter_context(view.hold_sync())

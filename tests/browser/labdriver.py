@@ -363,8 +363,24 @@ def copy_notebooks(src_dir: Path, dst_dir: Path) -> list[str]:
     return names
 
 
+# Every text node under an element, one per line: what the widget shows, its SVG labels included (innerText
+# leaves SVG text out, textContent runs neighbouring labels together).
+_TEXT_JS = """(el) => { const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT), out = [];
+  while (walker.nextNode()) {
+    const t = walker.currentNode.textContent.trim();
+    if (t && !walker.currentNode.parentElement.closest('style, script')) out.push(t);
+  }
+  return out.join('\\n'); }"""
+
+
+def shown_text(locator: Any) -> str:
+    """What a widget shows, one text node per line (scripts/readme_pictures.py keeps it with the picture)."""
+    return locator.evaluate(_TEXT_JS)
+
+
 def screenshot(page: Any, locator: Any, path: Path) -> None:
-    """Save a picture of one widget; the window is made tall enough that the notebook does not clip it."""
+    """Save a picture of one widget, and beside it (``.txt``) the text it showed; the window is made tall enough
+    that the notebook does not clip it."""
     size = page.viewport_size
     box = locator.bounding_box()
     # The notebook scrolls inside the page: a widget taller than its panel would be cut off.
@@ -372,6 +388,7 @@ def screenshot(page: Any, locator: Any, path: Path) -> None:
     try:
         locator.scroll_into_view_if_needed()
         locator.screenshot(path=str(path), animations="disabled")
+        Path(path).with_suffix(".txt").write_text(shown_text(locator), encoding="utf-8")
     finally:
         page.set_viewport_size(size)
 

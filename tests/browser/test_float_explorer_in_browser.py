@@ -69,6 +69,7 @@ _MEASURE_JS = r"""(root) => {
     firstScreen: Math.max(...['.lorakit-value', '.lorakit-bit', '.lorakit-picture svg'].map(
       sel => Math.max(...[...root.querySelectorAll(sel)].map(el => box(el).bottom)))) - top,
     viewHeight: view.height,
+    tableScrolls: (s => s.scrollWidth > s.clientWidth + 1)(root.querySelector('.lorakit-compare .lorakit-scroll')),
   };
 }"""
 
@@ -114,6 +115,8 @@ def test_float_explorer_layout(lab_server, page, artifacts, width, browser_open)
         problems.append(f"labels cut by their box: {m['cutLabels']}")
     if m["brokenNumbers"]:
         problems.append(f"numbers broken over two lines: {m['brokenNumbers']}")
+    if m["tableScrolls"] and width >= 1400:  # room for the whole table: it has a row of its own if need be
+        problems.append("the compare table scrolls at 1,400 px")
     if len(m["pictures"]) != 2:
         problems.append(f"{len(m['pictures'])} pictures, not 2 (number line, range chart): {m['pictures']}")
     if m["firstScreen"] > m["viewHeight"]:  # issue 24: the bits and the number line were never on one screen
