@@ -90,6 +90,9 @@ def test_config_path(calc, tmp_path):
     assert calc.count.total_params == count_lora_params("Qwen2.5-0.5B", r=8).total_params
     calc.config_path_text.value = str(tmp_path / "missing.json")
     assert "model:" in calc.error_label.value
+    calc.all_linear_checkbox.value = False  # with a model that cannot be read: the message, not a crash
+    calc.all_linear_checkbox.value = True
+    assert "model:" in calc.error_label.value
 
 
 @pytest.mark.parametrize(

@@ -290,8 +290,10 @@ class LoraCalculator(widgets.VBox):
         """With all-linear: the layers it adapts ticked and greyed (the head is not one); else the person's ticks."""
         covered: set[str] = set()
         if self.all_linear_checkbox.value:
-            arch = describe_architecture(self.model_source)
-            covered = {layer.suffix for layer in select_targets(arch, ALL_LINEAR)}
+            try:
+                covered = {layer.suffix for layer in select_targets(describe_architecture(self.model_source), ALL_LINEAR)}
+            except ValueError:
+                pass  # a model that cannot be read: _refresh() shows why
         self._quiet = True
         try:
             for name, box in self.target_checkboxes.items():
