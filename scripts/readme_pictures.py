@@ -14,8 +14,8 @@ whose numbers come from a training run, the text saved with its picture), and th
 record describes. When the code changes what a widget shows, that test fails until this script has run and
 the alt text says the new numbers.
 
-The TrainerPanel's picture is notebook 03 run in the browser: minutes of CPU training (up to 30 on a busy
-2-core machine).
+The TrainerPanel's picture is taken during a run (a tiny model, until two frames of the live plot have been
+drawn): a minute or two.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ PICTURES = {
                        "float_explorer.png"),
     "lora_calculator": ("tests/browser/test_widget_layout_in_browser.py::"
                         "test_lora_calculator_fits_and_lines_up[1400-True]", "lora_calculator_1400.png"),
-    "trainer_panel": ("tests/browser/test_notebooks_in_browser.py::test_notebook_runs_in_jupyterlab[03_finetune.ipynb]",
-                      "03_finetune-lorakit-trainer-panel-0.png"),
+    "trainer_panel": ("tests/browser/test_widgets_in_browser.py::test_trainer_panel_start_plot_stop_saves_adapter",
+                      "trainer_panel.png"),
 }
 
 

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
-
-pytest.importorskip("ipywidgets")
-pytest.importorskip("transformers")
 
 from lorakit.sizing import GPUS, count_lora_params, estimate_memory  # noqa: E402
 from lorakit.sizing.advice import suggest_fit  # noqa: E402
@@ -303,15 +299,20 @@ def test_a_change_sends_one_update_per_view(calc, monkeypatch):
     assert {calc.chart.model_id, calc.trainable_label.model_id, calc.comparison_table.model_id} <= set(sent)
 
 
-def test_update_on_70b_is_fast():
+def test_an_update_on_70b_builds_no_model(monkeypatch):
+    """Changing r re-plans from the cached architecture: no meta-device model is built per update.
+
+    The time per update is measured in benchmarks/bench_lora_calculator.py, not asserted here.
+    """
+    import transformers
+
     calc = LoraCalculator("Llama-3.1-70B")
     calc.rank.value = 9  # warm the per-architecture caches
-    times = []
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_config",
+                        lambda *a, **k: pytest.fail("an r update built a model"))
     for r in range(10, 20):
-        start = time.perf_counter()
         calc.rank.value = r
-        times.append(time.perf_counter() - start)
-    assert sorted(times)[len(times) // 2] < 0.1  # 50 ms target, measured in benchmarks/; slack for CI load
+        assert f"r={r}" in calc.trainable_label.value
 
 
 SVG = "{http://www.w3.org/2000/svg}"
