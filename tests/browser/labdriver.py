@@ -467,7 +467,7 @@ def set_width(page: Any, width: int, height: int = 900) -> None:
 # widget's right edge as it shows on the page (within the output column and the notebook panel); in a table
 # that scrolls, a first column that does not stay put; an SVG label outside its picture; a dropdown option or
 # a placeholder wider than its box.
-_CUT_JS = r"""(root) => {
+_CUT_JS = r"""(root, options) => {
   const box = (el) => el.getBoundingClientRect();
   const output = root.closest('.jp-OutputArea-output'), panel = root.closest('.jp-NotebookPanel');
   const right = Math.min(box(root).right, output ? box(output).right : Infinity, panel ? box(panel).right : Infinity);
@@ -502,6 +502,7 @@ _CUT_JS = r"""(root) => {
   const ctx = document.createElement('canvas').getContext('2d');
   const room = (el) => { const st = getComputedStyle(el); ctx.font = st.font;
     return el.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight); };
+  if (!options) return problems;
   for (const select of [...root.querySelectorAll('select')].filter(shown)) {
     const free = room(select);
     for (const option of select.options) {
@@ -517,9 +518,10 @@ _CUT_JS = r"""(root) => {
 }"""
 
 
-def cut_problems(locator: Any) -> list[str]:
-    """Tables, pictures, labels, dropdown options and placeholders under ``locator`` that a person sees cut."""
-    return locator.evaluate(_CUT_JS)
+def cut_problems(locator: Any, options: bool = True) -> list[str]:
+    """Tables, pictures, labels and (``options``) dropdown options and placeholders under ``locator`` that a
+    person sees cut."""
+    return locator.evaluate(_CUT_JS, options)
 
 
 # The layouts a person meets: JupyterLab with its file browser open at 900 px (a laptop) and 1,400 px, and a
