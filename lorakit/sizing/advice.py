@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorakit.choices import PRECISIONS, QUANTIZATIONS, choose
-from lorakit.sizing.gpus import GIB, GPU
+from lorakit.sizing.gpus import GPU, gib_amount, gib_pair
 from lorakit.sizing.memory import MemoryEstimate, estimate_memory
 
 # levers in the order a person would reach for them; the cost ranks equally small changes
@@ -91,9 +91,9 @@ def suggest_fit(model_or_config: Any, gpu: GPU, **settings: Any) -> FitAdvice:
             return FitAdvice(gpu, change, estimate, _sentence(gpu, change, estimate))
     worst = estimate_memory(model_or_config, **dict(settings, quantization="nf4", gradient_checkpointing=True,
                                                     batch_size=1))
+    need, have = gib_pair(worst.total_bytes, gpu.memory_bytes)  # never "needs 8.0 GiB of 8.0"
     text = (f"Nothing tried fits {_a(gpu.name)}: even nf4 + gradient checkpointing + batch 1 needs "
-            f"{worst.total_bytes / GIB:.1f} GiB of {gpu.memory_gib:.1f}; use a larger GPU, a shorter sequence "
-            f"or a smaller model.")
+            f"{need} GiB of {have}; use a larger GPU, a shorter sequence or a smaller model.")
     return FitAdvice(gpu, {}, None, text)
 
 
@@ -105,8 +105,8 @@ def _a(name: str) -> str:
 
 
 def _sentence(gpu: GPU, change: dict[str, Any], estimate: MemoryEstimate) -> str:
-    free = (gpu.memory_bytes - estimate.total_bytes) / GIB
-    peak = estimate.total_bytes / GIB
+    peak, _ = gib_pair(estimate.total_bytes, gpu.memory_bytes)  # a peak just under the GPU never reads as over it
+    free = gib_amount(gpu.memory_bytes - estimate.total_bytes)
     if not change:
-        return f"Fits {_a(gpu.name)} as configured: peak {peak:.1f} GiB, {free:.1f} GiB to spare."
-    return f"{_describe(change)} fits {_a(gpu.name)}: peak {peak:.1f} GiB, {free:.1f} GiB to spare."
+        return f"Fits {_a(gpu.name)} as configured: peak {peak} GiB, {free} GiB to spare."
+    return f"{_describe(change)} fits {_a(gpu.name)}: peak {peak} GiB, {free} GiB to spare."
