@@ -195,18 +195,9 @@ def _settle(page: Any, gap_s: float) -> None:
 def measure(repeats: int = 15, warmup: int = 2, gap_s: float = GAP_S, timeout_s: float = 10.0,
             width: int = 1280) -> tuple[list[Action], dict]:
     """Open each widget in JupyterLab and time ``repeats`` changes of every action (after ``warmup`` untimed)."""
-    from labdriver import (
-        CHROMIUM,
-        CHROMIUM_ARGS,
-        LabServer,
-        open_notebook,
-        run_all_cells,
-        wait_all_cells_done,
-        write_notebook,
-    )
+    from labdriver import CHROMIUM, CHROMIUM_ARGS, LabServer
     from playwright.sync_api import sync_playwright
 
-    todo = actions()
     info = {"load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="lorakit-latency-") as tmp:
         base = Path(tmp)
@@ -218,30 +209,38 @@ def measure(repeats: int = 15, warmup: int = 2, gap_s: float = GAP_S, timeout_s:
                 viewport={"width": width, "height": 900}, env=server.env)
             context.set_default_timeout(60_000)
             info["browser"] = context.browser.version if context.browser else "chromium"
-            page = context.new_page()
-            for widget, (root_sel, cell, picture) in WIDGETS.items():
-                name = f"latency_{widget}.ipynb"
-                write_notebook(server.root / name, [cell])
-                open_notebook(page, server, name)
-                run_all_cells(page)
-                wait_all_cells_done(page, server, name, timeout_s=180)
-                page.locator(f"{root_sel} {picture}").first.wait_for()
-                _settle(page, 2 * gap_s)
-                for action in (a for a in todo if a.widget == widget):
-                    for i in range(warmup + repeats):
-                        timed = i >= warmup
-                        if not timed:
-                            kept = (len(action.text_ms), len(action.picture_ms), action.missed_text,
-                                    action.missed_picture)
-                        _time_one(page, root_sel, picture, action, i, timeout_s)
-                        if not timed:  # warm-up: forget what it measured
-                            del action.text_ms[kept[0]:], action.picture_ms[kept[1]:]
-                            action.missed_text, action.missed_picture = kept[2:]
-                        _settle(page, gap_s)
-                server.shutdown_sessions()
+            todo = measure_on(context.new_page(), server, repeats, warmup, gap_s, timeout_s)
             context.close()
     info["load_after"] = os.getloadavg()
     return todo, info
+
+
+def measure_on(page, server, repeats: int = 15, warmup: int = 2, gap_s: float = GAP_S,
+               timeout_s: float = 10.0) -> list[Action]:
+    """The timed clicks in an open page of a running JupyterLab (the tests pass their own browser and server)."""
+    from labdriver import open_notebook, run_all_cells, wait_all_cells_done, write_notebook
+
+    todo = actions()
+    for widget, (root_sel, cell, picture) in WIDGETS.items():
+        name = f"latency_{widget}.ipynb"
+        write_notebook(server.root / name, [cell])
+        open_notebook(page, server, name)
+        run_all_cells(page)
+        wait_all_cells_done(page, server, name, timeout_s=180)
+        page.locator(f"{root_sel} {picture}").first.wait_for()
+        _settle(page, 2 * gap_s)
+        for action in (a for a in todo if a.widget == widget):
+            for i in range(warmup + repeats):
+                timed = i >= warmup
+                if not timed:
+                    kept = (len(action.text_ms), len(action.picture_ms), action.missed_text, action.missed_picture)
+                _time_one(page, root_sel, picture, action, i, timeout_s)
+                if not timed:  # warm-up: forget what it measured
+                    del action.text_ms[kept[0]:], action.picture_ms[kept[1]:]
+                    action.missed_text, action.missed_picture = kept[2:]
+                _settle(page, gap_s)
+        server.shutdown_sessions()
+    return todo
 
 
 def _stats(values: list[float]) -> tuple[float, float, float]:

@@ -17,10 +17,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
-def test_every_action_changes_its_text_and_its_picture(lab_server):
+def test_every_action_changes_its_text_and_its_picture(lab_server, page):
     import bench_widget_latency
 
-    todo, info = bench_widget_latency.measure(repeats=4, warmup=1, gap_s=0.3)
+    # the suite's own server and browser (a second Playwright in this process would refuse to start)
+    todo = bench_widget_latency.measure_on(page, lab_server, repeats=4, warmup=1, gap_s=0.3)
     assert len(todo) == 8 and {a.widget for a in todo} == {"FloatExplorer", "LoraCalculator"}
     for action in todo:
         assert (action.missed_text, action.missed_picture) == (0, 0), action
