@@ -47,6 +47,8 @@ from lorakit.widgets.format_views import (
 __all__ = ["FloatExplorer"]
 
 NO_BIT = "·"  # what a bit button reads while the input is not a value of the format
+ULP_TITLE = ("unit in the last place: what one step of the last bit is worth at the stored value "
+             "(the gap to the next representable value away from zero)")
 BLOCK_NAMES = ", ".join(name for name, f in FORMATS.items() if not f.is_float)
 
 
@@ -233,8 +235,10 @@ class FloatExplorer(widgets.VBox):
     def _show_details(self, e: Explanation) -> None:
         exact = html.escape(e.stored_exact)  # up to ~150 digits (FP32 subnormals): only those may wrap
         exact = nowrap(exact) if len(exact) <= 40 else f'<span style="overflow-wrap:anywhere">{exact}</span>'
-        self.value_label.value = f"<b>stored</b> {exact} <small>(exact decimal)</small>"
-        self.class_label.value = f"<b>class</b> {e.value_class}"
+        finite = e.value_class not in ("inf", "nan")  # a special value has no decimal to write out
+        self.value_label.value = f"<b>stored</b> {exact}" + (" <small>(exact decimal)</small>" if finite else "")
+        outcome = f", {e.outcome}" if e.outcome != e.value_class else ""  # "normal, saturated": the note says why
+        self.class_label.value = f"<b>class</b> {e.value_class}{outcome}"
         self.hex_label.value = f"<b>hex</b> {e.hex} &nbsp; <b>bits</b> {' '.join(e.field_bits.values())}"
         self.formula_label.value = f"<b>formula</b> {html.escape(e.formula)}"
         self.rounding_label.value = " &nbsp; ".join(
@@ -242,9 +246,11 @@ class FloatExplorer(widgets.VBox):
             for name, text in (("input", html.escape(shorten(e.input_text))),
                                ("abs error", number_text(e.abs_error, 6)), ("rel error", number_text(e.rel_error, 6)))
         )  # fmt: skip
+        neighbours = [("next down", e.next_down, 10), ("next up", e.next_up, 10)]
+        if get_format(e.format).is_float:  # a codebook's levels are not evenly spaced: no "last place" there
+            neighbours.append((f'<span title="{ULP_TITLE}">ULP</span>', e.ulp, 6))
         self.neighbours_label.value = " &nbsp; ".join(
-            nowrap(f"<b>{name}</b> {number_text(x, digits)}")
-            for name, x, digits in (("next down", e.next_down, 10), ("next up", e.next_up, 10), ("ULP", e.ulp, 6))
+            nowrap(f"<b>{name}</b> {number_text(x, digits)}") for name, x, digits in neighbours
         )
         self.note_label.value = f"<i>{html.escape(e.note)}</i>" if e.note else ""
 

@@ -41,6 +41,9 @@ def nowrap(text: str) -> str:
 def compare_table_html(rows: dict[str, Explanation | ValueError], current: str, absmax: float = 1.0) -> str:
     """HTML table: every format's stored value, error and class for the same input; the current row in bold.
 
+    The class column says 'saturated' (or 'clamped', block formats) where a value past the format's largest
+    was stored as that largest value: the stored value is normal, but the input was not kept.
+
     Numbers never wrap; a table wider than its column scrolls sideways instead of being cut. The block
     formats' absmax is said under the table, since it applies there whatever format is selected above.
     """
@@ -56,7 +59,7 @@ def compare_table_html(rows: dict[str, Explanation | ValueError], current: str, 
             cells = f'<td colspan="4" style="{pad}">{html.escape(str(e).split(";")[0])}</td>'
         else:
             errors = (number_text(e.abs_error, 3), number_text(e.rel_error, 3))
-            values = (number_text(e.stored, 10), *errors, e.value_class)
+            values = (number_text(e.stored, 10), *errors, e.outcome)
             cells = "".join(f"{number}{v}</td>" for v in values)
         body.append(f"<tr{style}>{cell}{label}</td>{number}{FORMATS[name].bits}</td>{cells}</tr>")
     blocks = [name for name in rows if not FORMATS[name].is_float]
