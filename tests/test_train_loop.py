@@ -235,6 +235,7 @@ def test_an_eval_forward_leaves_the_gradient_through_a_4_bit_base_intact(tiny_mo
     adapters got about half their gradient. The same run with and without that forward must agree."""
     import warnings
 
+    from lorakit.training import TrainConfig
     from lorakit.training.modeling import add_lora, load_base
 
     config = TrainConfig(model=str(tiny_model_dir), quantization="nf4", precision="fp32",
