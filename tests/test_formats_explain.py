@@ -178,3 +178,20 @@ def test_explain_all_maps_unrepresentable_inputs_to_their_error():
     assert rows["fp16"].value_class == "nan"
     assert isinstance(rows["fp4_e2m1"], ValueError) and isinstance(rows["nf4"], ValueError)
     assert list(explain_all("1")) == list(FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt", "overflow", "outcome"),
+    [("65520", "fp4_e2m1", "standard", "saturated"), ("65520", "fp6_e2m3", "standard", "saturated"),
+     ("7", "fp4_e2m1", "standard", "saturated"), ("6", "fp4_e2m1", "standard", "normal"),
+     ("0x7", "fp4_e2m1", "standard", "normal"), ("inf", "fp4_e2m1", "standard", "saturated"),
+     ("500", "fp8_e4m3fn", "saturate", "saturated"), ("500", "fp8_e4m3fn", "standard", "nan"),
+     ("65520", "fp16", "standard", "inf"), ("65520", "fp16", "saturate", "saturated"), ("inf", "fp16", "saturate", "inf"),
+     ("1e-9", "fp16", "standard", "zero"), ("3", "nf4", "standard", "clamped"), ("0.3", "nf4", "standard", "level")],
+)  # fmt: skip
+def test_outcome_says_where_the_largest_value_stood_in_for_the_input(value, fmt, overflow, outcome):
+    e = explain(value, fmt, overflow=overflow)
+    assert e.outcome == outcome
+    if outcome in ("saturated", "clamped"):  # the oracle: what is stored is the format's largest magnitude
+        largest = FORMATS[fmt].max if FORMATS[fmt].is_float else e.absmax  # a codebook's top level is 1.0
+        assert e.value_class in ("normal", "level") and abs(e.stored) == largest

@@ -380,6 +380,34 @@ def test_end_of_run_status_and_static_content(tmp_path):
     assert raw is False and image.data.startswith(PNG_SIGNATURE)
 
 
+def test_the_final_plots_show_once_the_static_copy_holds_them(tmp_path, monkeypatch):
+    """Seen in a browser after Run All of notebook 03: the four plots twice, in the widget and in the static
+    output under it. Once the static output holds the final PNG, the live picture hides."""
+    updates = []
+
+    class Handle:
+        def update(self, content, raw=False):
+            updates.append((content, raw))
+
+    monkeypatch.setattr(live, "in_ipython", lambda: True)
+    dash = LiveDashboard(background=False, min_interval_s=0, max_overhead=1.0)  # tick() draws, no budget
+    dash._static_handle = Handle()  # what display_static_slot() leaves in a kernel
+    dash.on_train_start(info())
+    dash.on_log(record(1))
+    dash.tick()
+    assert dash.redraw_count == 1 and dash.plot.layout.display is None  # live while the run goes on
+    dash.on_train_end(summary(tmp_path))
+    dash.tick()  # the final frame fills the static output
+    image, raw = updates[-1]
+    assert raw is False and image.data.startswith(PNG_SIGNATURE) and dash.plot.layout.display == "none"
+    dash.on_train_start(info())  # a new run: the static copy empties, the live picture returns with a frame
+    dash.tick()
+    assert updates[-1] == ({"text/plain": ""}, True) and dash.plot.layout.display == "none"
+    dash.on_log(record(1))
+    dash.redraw()  # what the new run's first frame does
+    assert dash.plot.layout.display is None
+
+
 @pytest.mark.parametrize(("seconds", "text"), [(None, "?"), (-1, "?"), (0, "0:00"), (59.6, "1:00"),
                                                (61, "1:01"), (3725, "1:02:05")])
 def test_format_duration(seconds, text):

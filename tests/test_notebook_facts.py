@@ -131,3 +131,29 @@ def test_saved_outputs_come_from_the_current_code(path):
             stale.append(f"cell {index}: " + ("never executed by the script" if stamp is None else "edited since"))
     assert not stale, (f"{path.name}: run `.venv/bin/python scripts/execute_notebooks.py notebooks/{path.name}`"
                        "\n" + "\n".join(stale))
+
+
+MARKER = re.compile(r"^\s*#\s*(?:NBVAL|PYTEST_VALIDATE)_\w+", re.M)
+
+
+def test_nbval_reads_the_cell_tags_the_notebooks_use():
+    """nbval takes a marker from a cell tag as from a comment; a tag stays out of the code a reader sees."""
+    from nbval.plugin import metadata_tags
+
+    assert metadata_tags["nbval-check-output"] == "check"
+    assert metadata_tags["nbval-ignore-output"] == ("check", False)
+
+
+LEAD_REEXECUTES = {"03_finetune.ipynb"}  # its marker moves with the re-execution the lead does (issue 22)
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="re-executed by the lead"))
+                                  if p.name in LEAD_REEXECUTES else p for p in NOTEBOOKS], ids=lambda p: p.name)
+def test_test_markers_are_cell_tags_not_comments_in_the_code(path):
+    """Seen in a browser: "# NBVAL_CHECK_OUTPUT" at the top of most cells a participant reads, unexplained.
+    Compared cells carry the tag ``nbval-check-output`` instead (``nbval-ignore-output`` where output varies)."""
+    commented = [i for i, cell in enumerate(_cells(path)) if cell["cell_type"] == "code" and
+                 MARKER.search("".join(cell["source"]))]
+    assert not commented, f"{path.name}: cells {commented} carry an nbval marker in their code; use a cell tag"
+    tags = {t for cell in _cells(path) for t in cell.get("metadata", {}).get("tags", []) if t.startswith("nbval")}
+    assert tags <= {"nbval-check-output", "nbval-ignore-output"}, tags

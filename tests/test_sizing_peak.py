@@ -220,3 +220,20 @@ def test_fused_head_peak_matches_a_measured_cpu_step(checkpointing):
                                 runtime_overhead_bytes=0)
     assert predicted.peak_phase == "fused head"
     assert predicted.total_bytes == pytest.approx(measured, rel=0.02)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_full_finetune_with_fp32_master_weights_under_bf16_autocast(checkpointing):
+    """fp32 weights, bf16 compute: the weights' bf16 copies and the fp32 residual stream are in the peak."""
+    torch.manual_seed(0)
+    model = tiny_model(PRESET, precision="fp32", attention="sdpa", device="cpu", **TINY)
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    model.train()
+    ids = torch.randint(0, TINY["vocab_size"], (2, 128))
+    measured = measure_peak_step(model, ids, torch.optim.AdamW(model.parameters()), autocast=torch.bfloat16,
+                                 loss_fn=plain_loss)
+    predicted = estimate_memory(shrink_config(PRESET, **TINY), finetune="full", precision="bf16", batch_size=2,
+                                seq_len=128, gradient_checkpointing=checkpointing, device="cpu",
+                                runtime_overhead_bytes=0)
+    assert predicted.total_bytes == pytest.approx(measured, rel=0.02), predicted.peak_phase

@@ -23,6 +23,17 @@ def test_local_folders_and_hub_ids_pass_through(tmp_path):
     )
 
 
+def test_the_embedded_model_is_itself_a_4_bit_model():
+    """What notebooks 03 and 04 and the README say: every linear weight Q4_1, the embedding Q8_0, norms F32."""
+    pytest.importorskip("gguf")
+    assert embedded.gguf_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert embedded.gguf_storage() == {
+        "linear layers": {"Q4_1": (210, 5.0)},  # 30 layers x q, k, v, o, gate, up, down; 32 codes + fp16 scale, min
+        "embedding": {"Q8_0": (1, 8.5)},  # tied: the head reads it too; 32 int8 codes + one fp16 scale
+        "norms": {"F32": (61, 32.0)},  # two per layer and the final one
+    }
+
+
 @pytest.mark.slow
 def test_conversion_is_cached_as_plain_safetensors(embedded_model_dir, monkeypatch):
     assert (embedded_model_dir / "model.safetensors").exists()

@@ -269,3 +269,40 @@ def test_export_merged_matches_base_plus_adapter(tiny_model_dir, tmp_path):
     torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)
     assert (merged - plain).abs().max() > 1e-3  # the adapter changed something
     assert not any(k.startswith("base_model") for k in json.loads((merged_dir / "config.json").read_text()))
+
+
+def test_an_eval_forward_leaves_the_gradient_through_a_4_bit_base_intact(tiny_model_dir):
+    """Found running notebook 06 on a CPU with AVX512-BF16: after one eval-mode forward without gradients (the
+    fused head's check, a held-out evaluation), bitsandbytes had repacked every Linear4bit for inference, and
+    backward skipped the frozen base from then on ("an autograd kernel was not registered"): the first layer's
+    adapters got about half their gradient. The same run with and without that forward must agree."""
+    import warnings
+
+    from lorakit.training import TrainConfig
+    from lorakit.training.modeling import add_lora, load_base
+
+    config = TrainConfig(model=str(tiny_model_dir), quantization="nf4", precision="fp32",
+                         bnb_4bit_compute_dtype="fp32", max_seq_length=64, lora_dropout=0.0)
+
+    def first_layer_gradient(eval_first: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model, _ = load_base(config, "cpu", str(tiny_model_dir))
+        model = add_lora(model, config, gradient_checkpointing=False)
+        ids = torch.randint(0, 1000, (2, 16))
+        if eval_first:
+            model.eval()
+            with torch.no_grad():
+                model(input_ids=ids)
+        model.train()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # torch's "autograd kernel was not registered"
+            model(input_ids=ids, labels=ids).loss.backward()
+        packed = [m for m in model.modules() if getattr(getattr(getattr(m, "weight", None), "quant_state", None),
+                                                        "packing_format_for_cpu", False)]
+        assert not packed, f"{len(packed)} layers repacked for CPU inference"
+        q = model.base_model.model.model.layers[0].self_attn.q_proj
+        return q.lora_B["default"].weight.grad.clone()  # B's gradient: A starts random, B at zero
+
+    plain = first_layer_gradient(eval_first=False)
+    assert plain.abs().sum() > 0
+    torch.testing.assert_close(first_layer_gradient(eval_first=True), plain)

@@ -59,6 +59,16 @@ def test_cpu_bf16_detection_reads_cpuinfo_flags():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cpu_features_name_the_model_and_the_flags_that_decide_the_speeds():
+    zen4 = "processor\t: 0\nmodel name\t: AMD EPYC 9R14 96-Core Processor\nflags\t\t: fpu avx2 avx512f avx512_bf16 sse\n"
+    assert preflight.cpu_features(zen4) == ("AMD EPYC 9R14 96-Core Processor", ["avx2", "avx512f", "avx512_bf16"])
+    assert preflight.cpu_features("flags : fpu avx2\n") == ("unknown", ["avx2"])
+    assert preflight.cpu_features("") == ("unknown", [])
+    model, flags = preflight.cpu_features()  # this machine: the same answer cpu_has_native gives
+    assert ("avx512_bf16" in flags or "amx_bf16" in flags) == preflight.cpu_has_native("bf16")
+    assert ("avx512_fp16" in flags or "amx_fp16" in flags) == preflight.cpu_has_native("fp16")
+
+
 def test_cuda_without_a_gpu_is_refused():
     with pytest.raises(ValueError, match="device='cuda' but torch sees no CUDA GPU"):
         preflight.check_before_load(TrainConfig(device="cuda"))

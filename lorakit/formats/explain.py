@@ -52,6 +52,17 @@ class Explanation:
         """Bits per element."""
         return len(self.bits)
 
+    @property
+    def outcome(self) -> str:
+        """What storing the input did, for a table's class column: the class of the stored value, except where
+        the largest finite value stood in for the input -- 'saturated' (a float format past its max, or an infinite
+        input where the format has no inf: FP6/FP4 always, FP8 with overflow="saturate") or 'clamped' (a block
+        format, |input| above the block's absmax)."""
+        past_max = self.overflowed or (math.isinf(self.input_value) and math.isfinite(self.stored))
+        if past_max and self.value_class not in ("inf", "nan"):
+            return "saturated" if self.biased_exponent is not None else "clamped"
+        return self.value_class
+
 
 def _check_absmax(absmax: float, fmt: FloatFormat) -> np.float32:
     """The block scale as float32, as bitsandbytes stores it; it must be a normal float32 number."""

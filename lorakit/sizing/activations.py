@@ -59,6 +59,14 @@ class ActivationSetup:
         return FP32 if self.dtype == "fp32" else 2
 
     @property
+    def stream_bytes(self) -> int:
+        """Bytes per element of the residual stream. Autocast over fp32 weights (a full fine-tune with fp32
+        master weights) leaves it in fp32: the embedding's output is fp32, each residual add promotes to it,
+        and the norms' outputs and rope's cos/sin follow; only the matmuls' outputs are in the compute dtype."""
+        fp32_weights = self.full_finetune and self.adapter_bytes == FP32
+        return FP32 if (fp32_weights and self.autocast) else self.dtype_bytes
+
+    @property
     def mask_bytes(self) -> int:
         """Bytes per element of a saved dropout mask."""
         return 1 if self.device == "cuda" else self.dtype_bytes
@@ -112,19 +120,25 @@ def _norm_bytes(arch: Architecture, s: ActivationSetup) -> int:
         saved = t * h * FP32 + t * FP32
     if arch.model_type == "gemma2":
         saved += h * FP32  # Gemma scales by (1 + weight), a new tensor the multiply keeps
-    if s.full_finetune:  # the weight's gradient needs the normalized input as well
-        saved += t * h * s.dtype_bytes
+    if s.full_finetune:  # the weight's gradient needs the normalized input as well, in the stream's dtype
+        saved += t * h * (s.dtype_bytes if arch.model_type == "gpt2" else s.stream_bytes)
     return saved
 
 
-def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway: bool = False
-                 ) -> list[tuple[str, int]]:
-    """What the linear layers fed by one tensor keep: ("held", int8 base) and ("lora", adapters) stages."""
+def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway: bool = False,
+                 from_stream: bool = False) -> list[tuple[str, int]]:
+    """What the linear layers fed by one tensor keep: ("held", int8 base) and ("lora", adapters) stages.
+
+    ``from_stream``: the tensor is a norm's output, in the residual stream's dtype (``stream_bytes``).
+    """
     chosen = [lin for lin in lins if lin.suffix in s.adapted]
     t, dt = s.tokens, s.dtype_bytes
     width = lins[0].in_features if lins else 0
     if s.full_finetune:  # the weight's gradient needs the input
-        return [("lora", t * width * dt if (chosen and not input_saved_anyway) else 0)]
+        # autocast casts an fp32 input for each matmul on its own (it caches only casts of weights): q, k and
+        # v each keep their own copy
+        copies = len(chosen) if (from_stream and s.stream_bytes != dt) else 1
+        return [("lora", copies * t * width * dt if (chosen and not input_saved_anyway) else 0)]
     adapters_share = bool(chosen) and s.lora_dropout == 0 and not s.adapters_cast_input
     # an 8-bit base keeps its input unless that same tensor is kept anyway
     held = t * width * dt if (s.int8_base and lins and not adapters_share and not input_saved_anyway) else 0
@@ -166,11 +180,11 @@ def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]
                             softcap=arch.model_type == "gemma2")
     return [
         ("op", _norm_bytes(arch, s)),
-        *_lora_inputs(roles["attn_in"], s),
+        *_lora_inputs(roles["attn_in"], s, from_stream=True),
         ("op", attention),
         *_lora_inputs(roles["attn_out"], s, input_saved_anyway=o_input_kept),
         ("op", resid_drop + extra_norm + _norm_bytes(arch, s)),
-        *_lora_inputs(roles["mlp_in"], s),
+        *_lora_inputs(roles["mlp_in"], s, from_stream=True),
         ("op", _mlp_bytes(arch, s, roles["mlp_out"][0].in_features)),
         *_lora_inputs(roles["mlp_out"], s),
         ("op", extra_norm + resid_drop),
@@ -210,31 +224,44 @@ class StackBytes:
 def stack_bytes(arch: Architecture, s: ActivationSetup) -> StackBytes:
     """Activations of the decoder stack and final norm (the logits are counted separately)."""
     t, h, dt, n_layers = s.tokens, arch.hidden_size, s.dtype_bytes, arch.num_layers
-    rope = 0 if arch.model_type == "gpt2" else 2 * s.seq_len * arch.head_dim * dt  # cos, sin: shared by layers
+    stream = t * h * s.stream_bytes  # one layer's input
+    rope = 0 if arch.model_type == "gpt2" else 2 * s.seq_len * arch.head_dim * s.stream_bytes  # cos, sin: shared
     head = arch.output_head.rsplit(".", 1)[-1] if arch.output_head else None
     head_keeps_input = (s.full_finetune or head in s.adapted) and not s.fused_head
     head_input = t * h * dt if head_keeps_input else 0
-    tail = _norm_bytes(arch, s) + head_input
-    # autocast keeps a low-precision copy of each fp32 adapter weight for the matmuls that use it
-    casts = s.adapter_weight_elements * dt if (s.autocast and s.adapter_bytes != dt) else 0
+    layer_casts, head_cast = _full_finetune_casts(arch, s)
+    tail = _norm_bytes(arch, s) + head_input + head_cast
+    # autocast keeps a low-precision copy of each fp32 LoRA matrix for the matmuls that use it
+    casts = s.adapter_weight_elements * dt if (s.autocast and s.adapter_bytes != dt and not s.full_finetune) else 0
     if s.gradient_checkpointing:
-        # each layer keeps only its input; backward recomputes one layer at a time
-        kept = n_layers * t * h * dt + rope + tail + casts // n_layers
-        layer, visible = layer_bytes(arch, s), layer_bytes(arch, s, held=False)
-        bottom = t * h * dt + rope + casts // n_layers
+        # each layer keeps only its input; backward recomputes one layer at a time (its weight copies with it)
+        kept = n_layers * stream + rope + tail + casts // n_layers
+        layer, visible = layer_bytes(arch, s) + layer_casts, layer_bytes(arch, s, held=False) + layer_casts
+        bottom = stream + rope + casts // n_layers
         return StackBytes(kept, tail, head_input, bottom, layer - _input_kept_twice(arch, s), kept + visible)
     # the embedding is frozen, so the first layer's input carries no gradient
-    first = layer_bytes(arch, s, input_needs_grad=s.full_finetune)
-    first_visible = layer_bytes(arch, s, input_needs_grad=s.full_finetune, held=False)
-    rest, rest_visible = layer_bytes(arch, s), layer_bytes(arch, s, held=False)
+    first = layer_bytes(arch, s, input_needs_grad=s.full_finetune) + layer_casts
+    first_visible = layer_bytes(arch, s, input_needs_grad=s.full_finetune, held=False) + layer_casts
+    rest, rest_visible = layer_bytes(arch, s) + layer_casts, layer_bytes(arch, s, held=False) + layer_casts
     kept = first + (n_layers - 1) * rest + rope + tail + casts
     visible = first_visible + (n_layers - 1) * rest_visible + rope + tail + casts
     return StackBytes(kept, tail, head_input, first + rope + casts // n_layers, 0, visible)
 
 
+def _full_finetune_casts(arch: Architecture, s: ActivationSetup) -> tuple[int, int]:
+    """(one decoder layer's, the head's) compute-dtype weight copies that autocast keeps for backward in a full
+    fine-tune with fp32 weights: every linear layer's weight, the head's too (tied or not). Not the embedding,
+    whose lookup autocast does not cast, nor the norms' weights, whose multiply it leaves in fp32."""
+    if not (s.full_finetune and s.autocast and s.adapter_bytes != s.dtype_bytes):
+        return 0, 0
+    head = sum(lin.weight_params for lin in arch.linears if lin.name == arch.output_head)
+    layers = sum(lin.weight_params for lin in arch.linears) - head
+    return layers * s.dtype_bytes // max(arch.num_layers, 1), head * s.dtype_bytes
+
+
 def _input_kept_twice(arch: Architecture, s: ActivationSetup) -> int:
-    """A recomputed fp32 layer's RMSNorm keeps its input "upcast" to fp32: the checkpointed input itself."""
-    return s.tokens * arch.hidden_size * FP32 if (s.dtype == "fp32" and arch.model_type != "gpt2") else 0
+    """A recomputed layer's RMSNorm keeps its fp32 input "upcast" to fp32: the checkpointed input itself."""
+    return s.tokens * arch.hidden_size * FP32 if (s.stream_bytes == FP32 and arch.model_type != "gpt2") else 0
 
 
 def model_activation_bytes(arch: Architecture, s: ActivationSetup) -> int:

@@ -33,6 +33,25 @@ def gguf_path() -> Path:
     )
 
 
+def gguf_storage(path: str | Path | None = None) -> dict[str, dict[str, tuple[int, float]]]:
+    """How the GGUF (default: the embedded model's) stores its tensors, by kind and GGML type:
+    ``{"linear layers": {"Q4_1": (tensors, bits per weight)}, ...}``, block scales and minimums included.
+
+    The embedded model is 4-bit: ``ensure_embedded`` de-quantizes these tensors to fp32, so its "fp32" linear
+    weights lie on Q4_1's grid, and quantizing them to NF4 is a second quantization.
+    """
+    from gguf import GGML_QUANT_SIZES, GGUFReader
+
+    kinds: dict[str, dict[str, tuple[int, float]]] = {}
+    for tensor in GGUFReader(str(path or gguf_path())).tensors:
+        name = tensor.name
+        kind = "embedding" if name.startswith("token_embd") else "norms" if "norm" in name else "linear layers"
+        block, nbytes = GGML_QUANT_SIZES[tensor.tensor_type]
+        count, bits = kinds.setdefault(kind, {}).get(tensor.tensor_type.name, (0, 8 * nbytes / block))
+        kinds[kind][tensor.tensor_type.name] = (count + 1, bits)
+    return kinds
+
+
 def _atomic_save(target: Path, save) -> Path:
     """Call save(tmp_dir) and rename the finished folder into place, so a crash never leaves half a model."""
     target.parent.mkdir(parents=True, exist_ok=True)

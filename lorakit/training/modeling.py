@@ -44,7 +44,22 @@ def load_base(config: TrainConfig, device: str, path: str | None = None):
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     tokenizer = _load_tokenizer(path, config.trust_remote_code, _stamp(path))
     model.config.use_cache = False  # the KV cache only costs memory while training
+    keep_4bit_layers_trainable(model)
     return model, tokenizer
+
+
+def keep_4bit_layers_trainable(model) -> int:
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference; returns how many layers it touched.
+
+    On a CPU with AVX512-BF16, bitsandbytes (0.50) repacks a ``Linear4bit``'s weight the first time the layer
+    runs in eval mode without gradients (a held-out evaluation, the fused head's check), for good, and from then
+    on multiplies with ``gemv_4bit``, which has no backward: gradients stop flowing through the frozen base to
+    the adapters below it (torch warns "an autograd kernel was not registered"). A training run never wants that.
+    """
+    layers = [m for m in model.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
 
 
 def _stamp(path: str) -> float:

@@ -45,6 +45,26 @@ def cpu_has_native(precision: str) -> bool:
     return bool(re.search(r"\b(" + "|".join(flags) + r")\b", text))
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16", "amx_fp16")  # what decides the speeds
+
+
+def cpu_features(cpuinfo: str | None = None) -> tuple[str, list[str]]:
+    """This CPU's model name and which of ``CPU_FLAGS`` it reports, from /proc/cpuinfo (or the text given).
+
+    ("unknown", []) where there is no /proc/cpuinfo (not Linux). Machines of one kind differ: some have AVX2
+    only, others AVX512-BF16 or AMX, so a notebook prints what the machine it runs on has.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "unknown", []
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M)
+    present = set(flags.group(1).split()) if flags else set()
+    return (model.group(1).strip() if model else "unknown"), [f for f in CPU_FLAGS if f in present]
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16)."""
     return cpu_has_native("bf16")

@@ -34,11 +34,16 @@ class NotAnAnswer(ValueError):
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
 _POWER = re.compile(r"^([+-]?\d+(?:\.\d*)?)\s*(?:\^|\*\*)\s*\(?\s*([+-]?\d+)\s*\)?$")
 _FRACTION = re.compile(r"^([+-]?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)$")
+# A count written with a multiplier, as people write parameter counts: 16.8M, 131k, 8.0 G
+_SUFFIXED = re.compile(r"^([+-]?\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*([kKMG])$")
+MULTIPLIERS = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 
 
 def parse_number(text: Any, unit: str = "") -> float:
-    """A number as people type it: 131072, 131 072, 131,072, 0.5, 1e-3, 2^-8, 2**-8, 1/8, "16 GiB" for unit GiB.
+    """A number as people type it: 131072, 131 072, 131,072, 0.5, 1e-3, 2^-8, 2**-8, 1/8, "16 GiB" for unit GiB;
+    without a unit also a count with a multiplier: 16.8M, 131k, 8G (k = 10^3, M = 10^6, G = 10^9).
 
+    A multiplier is refused where the answer has a unit: "21.8G" for a number of GiB is ambiguous.
     Raises NotAnAnswer with a friendly message for anything else (empty, letters, inf, nan).
     """
     if text is None or not str(text).strip():
@@ -52,10 +57,12 @@ def parse_number(text: Any, unit: str = "") -> float:
         clean = clean.replace(",", "")
     clean = re.sub(r"(?<=\d) (?=\d{3}\b)", "", clean)  # 131 072
     value = _to_float(clean)
+    if value is None and not unit and (match := _SUFFIXED.match(clean)):
+        value = float(match[1]) * MULTIPLIERS[match[2]]
     if value is None or not math.isfinite(value):
-        example = f" (a unit of {unit} is fine)" if unit else ""
+        example = f" (a unit of {unit} is fine)" if unit else " or 16.8M"
         raise NotAnAnswer(
-            f"“{html.escape(raw[:40])}” is not a number I can read. Type digits such as 42, 0.32, 1e-3, 2^-8 or "
+            f"“{html.escape(raw[:40])}” is not a number I can read. Type digits such as 42, 0.32, 1e-3, 2^-8, "
             f"1/8{example}."
         )
     return value
@@ -250,7 +257,7 @@ class BitsAnswer:
                 wrong[name] = wrong.get(name, 0) + 1
         where = ", ".join(f"{n} {name} bit{'s' if n > 1 else ''}" for name, n in wrong.items())
         stored = explain(f"0b{bits}", self.format).stored_exact
-        return f"Your bits make {stored}; {where} differ."
+        return f"Your bits make {stored}; {where} {'differs' if sum(wrong.values()) == 1 else 'differ'}."
 
     @property
     def solution(self) -> str:

@@ -4,7 +4,8 @@ An ``Exercise`` shows a prompt, an answer control built from its answer spec (``
 a text box for numbers, radio buttons for one choice, check boxes for several, a text box plus clickable bits
 for a bit pattern), and Check / Hint / Reveal buttons. Its state is ``status`` ("unanswered", "wrong",
 "right", "revealed"), ``attempts`` and ``hint_shown``; whatever is entered gets a message in ``feedback``
-and nothing raises. A ``Quiz`` creates a notebook's exercises and keeps their score live::
+and nothing raises. Once right, an exercise stays right: another answer checked afterwards is judged too,
+but does not take the point away. A ``Quiz`` creates a notebook's exercises and keeps their score live::
 
     quiz = Quiz("Workshop")
     quiz                                     # the score line
@@ -127,12 +128,15 @@ class Exercise(widgets.VBox):
     # ----- handlers -------------------------------------------------------------------------------------
     def _on_check_button_click(self, _button=None) -> None:
         self.verdict = verdict = self._judge(self.raw_answer)
+        message = verdict.message
         if verdict.status != "invalid":
             self.attempts += 1
-            if self.status != "revealed":
+            if self.status == "right" and verdict.status == "wrong":
+                message += " Your earlier right answer still counts."  # trying another answer costs no point
+            elif self.status != "revealed":
                 self.status = verdict.status
         colour, symbol = _COLOURS[verdict.status], _SYMBOLS[verdict.status]
-        self.feedback.value = f'<span style="color:{colour}">{symbol} {verdict.message}</span>'
+        self.feedback.value = f'<span style="color:{colour}">{symbol} {message}</span>'
 
     def _judge(self, read: Callable) -> Verdict:
         """The answer spec's verdict; a failing checker is reported in the feedback, never raised."""

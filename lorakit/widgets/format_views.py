@@ -12,6 +12,9 @@ from lorakit.formats.parse import shorten
 from lorakit.viz.format_svg import RangeRow, codebook_svg, number_line_svg, range_chart_svg
 from lorakit.widgets.tables import FIRST, scroll_table
 
+ULP_TITLE = ("unit in the last place: what one step of the last bit is worth at the stored value "
+             "(the gap to the next representable value away from zero)")
+
 FIELD_COLOURS = {
     "sign": "#f4b6b6", "exponent": "#a9cce3", "mantissa": "#b7e1a1", "index": "#f9d29d", "integer": "#d7bde2",
 }  # fmt: skip
@@ -32,6 +35,9 @@ def nowrap(text: str) -> str:
 def compare_table_html(rows: dict[str, Explanation | ValueError], current: str, absmax: float = 1.0) -> str:
     """HTML table: every format's stored value, error and class for the same input; the current row in bold.
 
+    The class column says 'saturated' (or 'clamped', block formats) where a value past the format's largest
+    was stored as that largest value: the stored value is normal, but the input was not kept.
+
     Numbers never wrap; a table wider than its column scrolls sideways in its own box, the format names fixed.
     The block formats' absmax is said under the table, since it applies there whatever format is selected above.
     """
@@ -49,7 +55,7 @@ def compare_table_html(rows: dict[str, Explanation | ValueError], current: str, 
             cells = f'<td colspan="4" style="{pad}">{html.escape(str(e).split(";")[0])}</td>'
         else:
             errors = (number_text(e.abs_error, 3), number_text(e.rel_error, 3))
-            values = (number_text(e.stored, 10), *errors, e.value_class)
+            values = (number_text(e.stored, 10), *errors, e.outcome)
             cells = "".join(f"{number}{v}</td>" for v in values)
         body.append(f'<tr{style}><td style="{pad};white-space:nowrap;{first}">{label}</td>'
                     f"{number}{FORMATS[name].bits}</td>{cells}</tr>")
@@ -74,13 +80,17 @@ def details_html(e: Explanation) -> str:
         for name, text in (("input", html.escape(shorten(e.input_text))),
                            ("abs error", number_text(e.abs_error, 6)), ("rel error", number_text(e.rel_error, 6)))
     )  # fmt: skip
+    neighbour_values = [("next down", e.next_down, 10), ("next up", e.next_up, 10)]
+    if get_format(e.format).is_float:  # a codebook's levels are not evenly spaced: no "last place" there
+        neighbour_values.append((f'<span title="{ULP_TITLE}">ULP</span>', e.ulp, 6))
     neighbours = " &nbsp; ".join(
-        nowrap(f"<b>{name}</b> {number_text(x, digits)}")
-        for name, x, digits in (("next down", e.next_down, 10), ("next up", e.next_up, 10), ("ULP", e.ulp, 6))
+        nowrap(f"<b>{name}</b> {number_text(x, digits)}") for name, x, digits in neighbour_values
     )
+    finite = e.value_class not in ("inf", "nan")  # a special value has no decimal to write out
+    outcome = f", {e.outcome}" if e.outcome != e.value_class else ""  # "normal, saturated": the note says why
     lines = [
-        ("value", f"<b>stored</b> {exact} <small>(exact decimal)</small>"),
-        ("class", f"<b>class</b> {e.value_class}"),
+        ("value", f"<b>stored</b> {exact}" + (" <small>(exact decimal)</small>" if finite else "")),
+        ("class", f"<b>class</b> {e.value_class}{outcome}"),
         ("hex", f"<b>hex</b> {e.hex} &nbsp; <b>bits</b> {' '.join(e.field_bits.values())}"),
         ("formula", f"<b>formula</b> {html.escape(e.formula)}"),
         ("rounding", rounding),

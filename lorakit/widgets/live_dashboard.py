@@ -263,8 +263,8 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         plotted = self._shown["data"][0]
         where = f"step {plotted[-1].get('step')}" if plotted else "none yet"
         self.status.value = html.escape(
-            f"{step_line(history, evals)} Plots: {where} (redrawn as often as drawing stays under "
-            f"{self.max_overhead:.1%} of the run).")
+            f"{step_line(history, evals)} Plots: {where} (redrawn as often as the live frames stay under "
+            f"{self.max_overhead:.1%} of the time since the run started).")
 
     def _final_frame(self, history: list[dict], evals: list[dict], summary: TrainSummary) -> None:
         self._shown["final"] = True
@@ -373,10 +373,15 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         self._static_handle = display(content, raw=raw, display_id=True)
 
     def show_static(self) -> None:
-        """Fill the static output with the final figure, if this dashboard has been displayed in IPython."""
+        """Fill the static output with the final figure, if this dashboard has been displayed in IPython.
+
+        The live picture then hides: the static one stands under the widget, and a front end that shows
+        widgets would otherwise show the same plots twice."""
         if self._static_handle is not None and in_ipython():
             content, raw = self._static_content()
             self._static_handle.update(content, raw=raw)
+            if not raw:  # the final PNG is in the output
+                self.plot.layout.display = "none"
 
     def _static_content(self) -> tuple[Any, bool]:
         """(object, raw) for display(): the final PNG, or an empty placeholder while no run has ended."""
