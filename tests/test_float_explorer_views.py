@@ -226,19 +226,19 @@ def test_specials_saturation_and_ulp_are_named_for_what_they_are(explorer):
     """Seen in a browser: "stored inf (exact decimal)", 65520 -> 6 in fp4_e2m1 classed plain "normal", and an
     "ULP" shown for NF4's unevenly spaced levels."""
     explorer.format_dropdown.value, explorer.value_text.value = "fp16", "65520"
-    assert _text(explorer.value_label) == "stored inf"  # a special value has no exact decimal
+    assert _part(explorer, "value") == "stored inf"  # a special value has no exact decimal
     assert _compare_cell(explorer, "fp16", 5) == "inf" and _compare_cell(explorer, "fp4_e2m1", 5) == "saturated"
     assert _compare_cell(explorer, "fp6_e2m3", 2) == "7.5" and _compare_cell(explorer, "fp6_e2m3", 5) == "saturated"
     assert _compare_cell(explorer, "fp32", 5) == "normal" and _compare_cell(explorer, "nf4", 5) == "clamped"
     explorer.format_dropdown.value = "fp4_e2m1"
-    assert _text(explorer.class_label) == "class normal, saturated" and _text(explorer.note_label).startswith("overflow")
+    assert _part(explorer, "class") == "class normal, saturated" and _part(explorer, "note").startswith("overflow")
     explorer.value_text.value = "6"  # the largest value itself is not saturated
-    assert _text(explorer.class_label) == "class normal" and _compare_cell(explorer, "fp4_e2m1", 5) == "normal"
+    assert _part(explorer, "class") == "class normal" and _compare_cell(explorer, "fp4_e2m1", 5) == "normal"
     explorer.format_dropdown.value, explorer.value_text.value = "bf16", "nan"
-    assert _text(explorer.value_label) == "stored nan"
+    assert _part(explorer, "value") == "stored nan"
     explorer.value_text.value = "0.1"
-    assert _text(explorer.value_label).endswith("(exact decimal)")
-    assert f"ULP {number_text(2.0**-11, 6)}" in _text(explorer.neighbours_label)  # 0.1 = 1.6 x 2^-4, 7 mantissa bits
-    assert 'title="unit in the last place' in explorer.neighbours_label.value
+    assert _part(explorer, "value").endswith("(exact decimal)")
+    assert f"ULP {number_text(2.0**-11, 6)}" in _part(explorer, "neighbours")  # 0.1 = 1.6 x 2^-4, 7 mantissa bits
+    assert 'title="unit in the last place' in explorer.details_html.value
     explorer.format_dropdown.value, explorer.value_text.value = "nf4", "0.3"
-    assert "ULP" not in _text(explorer.neighbours_label) and "next up" in _text(explorer.neighbours_label)
+    assert "ULP" not in _part(explorer, "neighbours") and "next up" in _part(explorer, "neighbours")
