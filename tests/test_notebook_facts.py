@@ -144,7 +144,7 @@ def test_nbval_reads_the_cell_tags_the_notebooks_use():
     assert metadata_tags["nbval-ignore-output"] == ("check", False)
 
 
-LEAD_REEXECUTES = {"03_finetune.ipynb"}  # its marker moves with the re-execution the lead does (issue 22)
+LEAD_REEXECUTES: set[str] = set()  # notebooks whose marker moves with a re-execution still to come
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="re-executed by the lead"))
