@@ -213,3 +213,16 @@ def test_drawing_functions_draw_the_data_they_are_given():
     draw_codebook(top, levels, chosen=9, value=0.3, absmax=2.0)
     chosen = [c for c in top.collections if c.get_label().startswith("level 9")]
     assert len(chosen) == 1 and chosen[0].get_segments()[0][0][0] == levels[9]
+
+
+def test_a_format_says_which_quantization_options_store_their_codes_in_it():
+    """The FloatExplorer links each format to the trainer's options that store weights in it (their records)."""
+    import html
+
+    from lorakit.quantization import QUANTIZATIONS
+
+    for name, q in QUANTIZATIONS.items():
+        if q.code_format:
+            shown = html.unescape(FloatExplorer(q.code_format).fields_label.value)
+            assert f"quantization={name!r} stores {q.stores}" in shown
+    assert "quantization=" not in FloatExplorer("fp16").fields_label.value

@@ -19,6 +19,18 @@ def calc():
     return LoraCalculator("SmolLM2-135M", r=8, gpu="T4 16 GB")
 
 
+def test_controls_start_from_the_trainers_defaults(calc):
+    """The calculator's first run is TrainConfig()'s run: the same options, defaults and estimate."""
+    from lorakit.training.config import FIELD_CHOICES, TrainConfig
+
+    config = TrainConfig(model="SmolLM2-135M")
+    assert [v for _, v in calc.quantization_dropdown.options] == list(FIELD_CHOICES["quantization"])
+    assert [v for _, v in calc.optimizer_dropdown.options] == list(FIELD_CHOICES["optimizer"])
+    assert calc.precision_dropdown.value == config.precision and calc.batch_text.value == config.batch_size
+    assert calc.seq_text.value == config.max_seq_length and calc.checkpointing_dropdown.value == "auto"
+    assert calc.estimates["LoRA"] == estimate_memory(config, compute_capability=(7, 5))  # the T4's
+
+
 def test_shows_the_api_numbers(calc):
     expected = count_lora_params("SmolLM2-135M", r=8, target_modules="all-linear")
     assert calc.count == expected
@@ -44,7 +56,7 @@ def test_controls_update_the_numbers(calc):
     calc.target_checkboxes["o_proj"].value = True
     want = count_lora_params("SmolLM2-135M", r=16, target_modules=["q_proj", "v_proj", "o_proj"])
     assert calc.count.trainable_params == want.trainable_params
-    calc.checkpointing_checkbox.value = True
+    calc.checkpointing_dropdown.value = True
     calc.batch_text.value = 4
     want = estimate_memory("SmolLM2-135M", r=16, target_modules=["q_proj", "v_proj", "o_proj"],
                            gradient_checkpointing=True, batch_size=4, compute_capability=(7, 5))  # the T4's
@@ -57,15 +69,18 @@ def test_the_quantization_dropdown_changes_the_numbers_as_set(calc, quantization
     not depend on it, so it cannot show whether the dropdown works)."""
     import html
 
+    from lorakit.quantization import QUANTIZATIONS
+
     calc.preset_dropdown.value = "Llama-3.1-8B"  # big enough that every choice changes the verdict's numbers
     before = calc.advice_label.value
     calc.double_quant_checkbox.value = double_quant
     calc.quantization_dropdown.value = quantization
-    want = estimate_memory("Llama-3.1-8B", r=8, quantization=quantization, double_quant=double_quant,
+    offered = QUANTIZATIONS[quantization].double_quant  # the checkbox counts only where it is offered
+    want = estimate_memory("Llama-3.1-8B", r=8, quantization=quantization, double_quant=double_quant and offered,
                            compute_capability=(7, 5))  # the T4's
-    label = f"yours ({quantization}{'' if double_quant else ', no dq'})"
+    label = f"yours ({quantization}{'' if double_quant or not offered else ', no dq'})"
     assert calc.estimates[label].total_bytes == want.total_bytes
-    verdict = GPUS["T4 16 GB"].verdict(want.total_bytes, "bf16")
+    verdict = GPUS["T4 16 GB"].verdict(want.total_bytes, calc.precision_dropdown.value)
     assert f"As set: {html.escape(verdict)}" in calc.advice_label.value and calc.advice_label.value != before
 
 
@@ -94,7 +109,7 @@ def test_config_path(calc, tmp_path):
     "control, value, field",
     [
         ("batch_text", 0, "batch_size"),
-        ("seq_text", -1, "seq_len"),
+        ("seq_text", -1, "max_seq_length"),
         ("alpha_text", 0.0, "lora_alpha"),
         ("gpu_gb_text", -2.0, "memory_gb"),
     ],
@@ -104,12 +119,12 @@ def test_bad_input_shows_the_message_and_keeps_working(calc, control, value, fie
     if control == "gpu_gb_text":
         calc.gpu_dropdown.value = "my GPU"
     getattr(calc, control).value = value
-    assert f"{field}:" in calc.error_label.value
+    assert f"{field}:" in calc.error_label.value or f"{field}={value}" in calc.error_label.value
     assert calc.count == good  # the last good numbers stay in the object ...
     # ... but not on screen as if they answered these settings: no verdict, no count, greyed tables
     assert "trainable" not in calc.trainable_label.value and calc.advice_label.value == ""
     assert "lorakit-stale" in calc.comparison_table.value and calc.chart.layout.visibility == "hidden"
-    getattr(calc, control).value = {"alpha_text": 16.0, "gpu_gb_text": 12.0}.get(control, 2)
+    getattr(calc, control).value = {"alpha_text": 16.0, "gpu_gb_text": 12.0, "seq_text": 64}.get(control, 2)
     assert calc.error_label.value == ""
     assert calc.count.r == calc.r_slider.value
     assert "trainable" in calc.trainable_label.value and "As set:" in calc.advice_label.value
@@ -162,6 +177,7 @@ def test_gpu_labels_use_the_charts_convention(calc):
 
 
 def test_advice_matches_the_search(calc):
+    calc.precision_dropdown.value = "bf16"
     calc.preset_dropdown.value = "Llama-3.1-8B"
     calc.batch_text.value = 4
     calc.seq_text.value = 2048

@@ -1,4 +1,4 @@
-"""Load the base model (optionally bitsandbytes-quantized) and its tokenizer, then add LoRA adapters with peft."""
+"""Load the base model (optionally quantized) and its tokenizer, then add LoRA adapters with peft."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from lorakit.choices import torch_dtype
+from lorakit.quantization import param_numel
 from lorakit.quiet import no_progress_bars
 from lorakit.training.config import TrainConfig
 from lorakit.training.embedded import resolve_model
@@ -32,10 +33,10 @@ def load_base(config: TrainConfig, device: str, path: str | None = None):
     if path is None:
         path = resolve_model(config.model)
         check_model_on_meta(config, path)
-    quant = config.bnb_config()
+    quant = config.quantization_config()
     kwargs = {"dtype": torch_dtype(config.prec.storage), "trust_remote_code": config.trust_remote_code}
     if quant is not None:
-        # bitsandbytes quantizes while loading onto the target device, so place it now, not in accelerate
+        # the quantizer runs while loading onto the target device, so place it now, not in accelerate
         # (this process's GPU: accelerate has made it the current one); under FSDP accelerate places the shards.
         kwargs["quantization_config"] = quant
         if config.distributed != "fsdp" or device == "cpu":
@@ -85,14 +86,12 @@ def add_lora(model, config: TrainConfig, gradient_checkpointing: bool):
 def count_params(model) -> tuple[int, int]:
     """(trainable, total) parameters as peft counts them, for any module (peft, DDP-wrapped or plain).
 
-    A bitsandbytes ``Params4bit`` packs two 4-bit values per byte of its storage dtype, so its ``numel()`` is
-    a fraction of the weights it holds; tied weights count once.
+    A packed quantized parameter's ``numel()`` can be a fraction of the weights it holds: its quantization
+    record counts it (``lorakit.quantization.param_numel``). Tied weights count once.
     """
     trainable = total = 0
     for param in model.parameters():
-        n = param.numel()
-        if type(param).__name__ == "Params4bit":
-            n *= 2 * param.element_size()
+        n = param_numel(param)
         total += n
         trainable += n if param.requires_grad else 0
     return trainable, total

@@ -20,7 +20,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.choices import DISTRIBUTED, LOSS_KERNELS, OPTIMIZERS, PRECISIONS, QUANTIZATIONS
+from lorakit.quantization import QUANTIZATIONS
 from lorakit.sizing import (
     GPUS,
     PRESETS,
@@ -34,8 +34,9 @@ from lorakit.sizing.gpus import GIB
 from lorakit.sizing.lora_count import ALL_LINEAR, smallest_adapted_dimension
 from lorakit.sizing.memory import MemoryEstimate
 from lorakit.sizing.scenarios import COMPONENT_LABELS, fused_head_saving, per_gpu, scenarios
-from lorakit.training.config import BOUNDS
+from lorakit.training.config import BOUNDS, DEFAULTS, FIELD_ALIASES
 from lorakit.viz.sizing import memory_chart_png
+from lorakit.widgets.config_form import CHOICES
 from lorakit.widgets.runtime import Throttle
 
 __all__ = ["LoraCalculator"]
@@ -131,7 +132,7 @@ def per_gpu_html(per_device: dict[int, MemoryEstimate], strategy: str, gpu: Any)
 class LoraCalculator(widgets.VBox):
     """Size a LoRA / QLoRA run: parameters per module, memory by component, which GPU it fits."""
 
-    def __init__(self, model: str = "SmolLM2-135M", r: int = 8, gpu: str = "T4 16 GB",
+    def __init__(self, model: str = "SmolLM2-135M", r: int = DEFAULTS["r"], gpu: str = "T4 16 GB",
                  redraw_interval_s: float = 0.25) -> None:
         self.preset_dropdown = widgets.Dropdown(options=list(PRESETS), value=model if model in PRESETS else None,
                                                 description="model", style=_STYLE, layout=_wide())
@@ -144,29 +145,28 @@ class LoraCalculator(widgets.VBox):
                                           layout=widgets.Layout(width="auto", flex="2 1 0%", min_width="0"))
         self.r_slider.add_class("lorakit-r")
         self.r_note = _html("lorakit-r-note")
-        self.alpha_text = widgets.FloatText(value=16.0, description="lora_alpha", style=_STYLE,
+        self.alpha_text = widgets.FloatText(value=DEFAULTS["lora_alpha"], description="lora_alpha", style=_STYLE,
                                             layout=widgets.Layout(width="auto", flex="1 1 0%", min_width="0"))
         self.all_linear_checkbox = widgets.Checkbox(value=True, description=ALL_LINEAR, indent=False)
         self.target_checkboxes: dict[str, widgets.Checkbox] = {}
         self.targets_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
-        self.precision_dropdown = widgets.Dropdown(options=[(p.label, n) for n, p in PRECISIONS.items()],
-                                                   value="bf16", description="precision", style=_STYLE, layout=_wide())
-        self.quantization_dropdown = widgets.Dropdown(options=[(q.label, n) for n, q in QUANTIZATIONS.items()],
-                                                      value="none", description="base", style=_STYLE,
-                                                      layout=_wide())
-        self.double_quant_checkbox = widgets.Checkbox(value=True, description="double quant", indent=False,
-                                                      layout=_wide())
-        self.optimizer_dropdown = widgets.Dropdown(options=[(o.label, n) for n, o in OPTIMIZERS.items()],
-                                                   value="adamw", description="optimizer", style=_STYLE,
-                                                   layout=_wide())
-        self.batch_text = widgets.IntText(value=1, description="batch", style=_STYLE, layout=_wide())
-        self.seq_text = widgets.IntText(value=512, description="seq len", style=_STYLE, layout=_wide())
-        self.checkpointing_checkbox = widgets.Checkbox(value=False, description="gradient checkpointing",
-                                                       indent=False, layout=_wide())
-        self.loss_kernel_dropdown = widgets.Dropdown(options=list(LOSS_KERNELS), value="plain",
-                                                     description="loss kernel", style=_STYLE, layout=_wide())
-        self.distributed_dropdown = widgets.Dropdown(options=list(DISTRIBUTED), value="ddp",
-                                                     description="multi-GPU", style=_STYLE, layout=_wide())
+        # options and defaults: TrainConfig's (the planner's default run is the trainer's)
+        def dropdown(field: str, description: str) -> widgets.Dropdown:
+            return widgets.Dropdown(options=CHOICES[field], value=DEFAULTS[field], description=description,
+                                    style=_STYLE, layout=_wide())
+
+        self.precision_dropdown = dropdown("precision", "precision")
+        self.quantization_dropdown = dropdown("quantization", "base")
+        self.double_quant_checkbox = widgets.Checkbox(value=DEFAULTS[FIELD_ALIASES["double_quant"]],
+                                                      description="double quant", indent=False, layout=_wide())
+        self.optimizer_dropdown = dropdown("optimizer", "optimizer")
+        self.batch_text = widgets.IntText(value=DEFAULTS["batch_size"], description="batch", style=_STYLE,
+                                          layout=_wide())
+        self.seq_text = widgets.IntText(value=DEFAULTS["max_seq_length"], description="seq len", style=_STYLE,
+                                        layout=_wide())
+        self.checkpointing_dropdown = dropdown("gradient_checkpointing", "checkpoint")
+        self.loss_kernel_dropdown = dropdown("loss_kernel", "loss kernel")
+        self.distributed_dropdown = dropdown("distributed", "multi-GPU")
         self.gpu_dropdown = widgets.Dropdown(options=_gpu_options(), value=gpu, description="GPU", style=_STYLE,
                                              layout=widgets.Layout(width="auto", flex="2 1 0%", min_width="0"))
         self.gpu_gb_text = widgets.FloatText(value=12.0, description="my GiB", disabled=gpu != MY_GPU,
@@ -200,7 +200,7 @@ class LoraCalculator(widgets.VBox):
             [self.all_linear_checkbox, self.targets_box], layout=widgets.Layout(flex_flow="row wrap"))])
         settings = widgets.GridBox([
             self.precision_dropdown, self.quantization_dropdown, self.optimizer_dropdown,
-            self.double_quant_checkbox, self.batch_text, self.seq_text, self.checkpointing_checkbox,
+            self.double_quant_checkbox, self.batch_text, self.seq_text, self.checkpointing_dropdown,
             self.loss_kernel_dropdown, self.distributed_dropdown], layout=grid)
         gpu_row = widgets.HBox([self.gpu_dropdown, self.gpu_gb_text])  # GPU names are long: a row of their own
         controls = widgets.VBox([
@@ -225,7 +225,7 @@ class LoraCalculator(widgets.VBox):
         self.gpu_dropdown.observe(self._on_gpu_change, names="value")
         for control in (self.r_slider, self.alpha_text, self.precision_dropdown, self.quantization_dropdown,
                         self.double_quant_checkbox, self.optimizer_dropdown, self.batch_text, self.seq_text,
-                        self.checkpointing_checkbox, self.gpu_gb_text, self.loss_kernel_dropdown,
+                        self.checkpointing_dropdown, self.gpu_gb_text, self.loss_kernel_dropdown,
                         self.distributed_dropdown):
             control.observe(self._on_setting_change, names="value")
 
@@ -274,15 +274,17 @@ class LoraCalculator(widgets.VBox):
         return GPUS[self.gpu_dropdown.value]
 
     def settings(self) -> dict[str, Any]:
-        """The controls as keyword arguments of ``estimate_memory`` (the attention kernel follows the GPU)."""
+        """The controls as keyword arguments of ``estimate_memory`` for one GPU (the attention kernel follows the
+        GPU; the multi-GPU strategy goes to the per-GPU table only). Double quantization where it is offered."""
         gpu = GPUS.get(self.gpu_dropdown.value)
+        offered = QUANTIZATIONS[self.quantization_dropdown.value].double_quant
         return dict(r=self.r_slider.value, lora_alpha=self.alpha_text.value, target_modules=self.target_modules,
                     precision=self.precision_dropdown.value,
                     quantization=self.quantization_dropdown.value,
-                    double_quant=self.double_quant_checkbox.value, optimizer=self.optimizer_dropdown.value,
-                    batch_size=self.batch_text.value, seq_len=self.seq_text.value,
-                    gradient_checkpointing=self.checkpointing_checkbox.value,
-                    loss_kernel=self.loss_kernel_dropdown.value, distributed=self.distributed_dropdown.value,
+                    double_quant=self.double_quant_checkbox.value and offered, optimizer=self.optimizer_dropdown.value,
+                    batch_size=self.batch_text.value, max_seq_length=self.seq_text.value,
+                    gradient_checkpointing=self.checkpointing_dropdown.value,
+                    loss_kernel=self.loss_kernel_dropdown.value,
                     compute_capability=gpu.compute_capability if gpu else None)
 
     def _rebuild_targets(self) -> None:
@@ -358,17 +360,18 @@ class LoraCalculator(widgets.VBox):
                                   quantization=settings["quantization"])
         current = estimate_memory(source, **settings)
         columns = scenarios(source, **settings)
-        devices = per_gpu(source, **settings)
+        devices = per_gpu(source, distributed=self.distributed_dropdown.value, **settings)
         plain, fused = fused_head_saving(source, **settings)
         advice = suggest_fit(source, gpu, **settings)
         self.count, self.estimates, self.per_gpu, self.advice = count, columns, devices, advice
+        stores = QUANTIZATIONS[settings["quantization"]].stores  # what the base's linear weights hold
         self.kernel_label.value = (f"attention: {html.escape(current.attention_kernel)} "
                                    f"({html.escape(current.attention_reason)}); peak at the "
-                                   f"{html.escape(current.peak_phase)}")
+                                   f"{html.escape(current.peak_phase)}; base linear layers: {html.escape(stores)}")
         self.fused_label.value = (f"fused head: peak {_gib(fused.total_bytes)} GiB instead of "
                                   f"{_gib(plain.total_bytes)} GiB with the plain head "
                                   f"(logits + loss {_gib(fused.logits_bytes)} vs {_gib(plain.logits_bytes)} GiB)")
-        self.per_gpu_table.value = per_gpu_html(devices, settings["distributed"], gpu)
+        self.per_gpu_table.value = per_gpu_html(devices, self.distributed_dropdown.value, gpu)
         self.trainable_label.value = (
             f"<b>trainable {count.trainable_params:,}</b> of {count.total_params:,} parameters "
             f"({count.trainable_percent:.3f}%), r={count.r}, {sum(m.count for m in count.modules)} adapted matrices"
