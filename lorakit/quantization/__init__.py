@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from lorakit.quantization import bitsandbytes
+from lorakit.quantization import bitsandbytes, torchao
 from lorakit.quantization.base import NONE, LogNotice, Quantization
 
 __all__ = ["ALIASES", "NONE", "QLORA", "QUANTIZATIONS", "LogNotice", "Quantization", "fit_steps",
            "make_optimizer", "notices", "param_numel", "recognize", "stored_tensors"]
 
-BACKENDS = (bitsandbytes,)  # each module's RECORDS, in the order the dropdowns list them
+BACKENDS = (bitsandbytes, torchao)  # each module's RECORDS, in the order the dropdowns list them
 
 QUANTIZATIONS: dict[str, Quantization] = {q.name: q for q in (NONE, *(r for b in BACKENDS for r in b.RECORDS))}
 ALIASES: dict[str, str] = {alias: q.name for q in QUANTIZATIONS.values() for alias in q.aliases}
