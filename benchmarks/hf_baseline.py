@@ -9,6 +9,7 @@ and saving are outside the window.
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,15 +47,18 @@ LLAMA_3_2_1B = Shape(2048, 16, 32, 8, 8192, 128256, 4096, tie_word_embeddings=Tr
 
 
 def build_model_dir(shape: Shape, directory: str | Path | None = None, seed: int = 0) -> Path:
-    """Save a random-initialised LlamaForCausalLM (fp32) and a one-word-one-token tokenizer; return the folder."""
+    """Save a random-initialised LlamaForCausalLM (fp32) and a one-word-one-token tokenizer; return the folder.
+
+    The model comes from the test suite's one tiny-model builder (tests/tiny.py), at this shape.
+    """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tiny import tiny_causal_lm
 
     path = Path(directory or tempfile.mkdtemp(prefix="lorakit-bench-model-"))
-    config = LlamaConfig(**shape.__dict__, bos_token_id=1, eos_token_id=2, pad_token_id=3)
-    torch.manual_seed(seed)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # a 1B init takes minutes on a CPU
-        model = LlamaForCausalLM(config)
+        model = tiny_causal_lm("llama", seed=seed, **shape.__dict__, bos_token_id=1, eos_token_id=2, pad_token_id=3)
     model.save_pretrained(path)
     del model
     word_tokenizer(shape.vocab_size).save_pretrained(path)

@@ -138,8 +138,10 @@ def test_dashboard_and_sync_smoke():
 
     rows = bench_trainer.run_dashboard(quick=True, repeats=1)
     assert_rows_ok(rows)
-    syncs = next(r for r in rows if r.metric.startswith("syncs per non-logging"))
-    assert syncs.lorakit >= 0 and syncs.base >= 0
+    quiet = next(r for r in rows if r.metric.startswith("syncs per non-logging"))
+    logging = next(r for r in rows if r.metric.startswith("syncs per logging"))
+    assert logging.lorakit >= 1  # the counter sees the loss read at each logging step
+    assert quiet.lorakit < quiet.base  # lorakit reads less than the Trainer between logging steps
 
 
 def test_latency_rows_apply_the_target_to_handler_time_only():
@@ -192,7 +194,9 @@ def test_planner_quick_grid_meets_its_targets():
 
     rows = memory_planner.run(quick=True, repeats=1)
     assert_rows_ok(rows)
-    assert all(r.status == "pass" for r in rows if r.target is not None), [(r.metric, r.lorakit) for r in rows]
+    targeted = [r for r in rows if r.target is not None]
+    assert targeted, "the planner benchmark states no target"
+    assert all(r.status == "pass" for r in targeted), [(r.metric, r.lorakit) for r in targeted]
 
 
 @pytest.mark.slow
@@ -203,6 +207,7 @@ def test_embedded_load_cached_smoke():
     assert_rows_ok(rows)
 
 
+@pytest.mark.slow  # runs the quantization benchmark
 def test_run_command_writes_results(tmp_path, capsys):
     import run
 

@@ -144,7 +144,7 @@ ANSWERS = {
 }
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)  # examples: the Hypothesis profile (tests/conftest.py)
 @given(raw=ANY_INPUT)
 def test_no_input_makes_a_check_raise(raw):
     for answer in ANSWERS.values():

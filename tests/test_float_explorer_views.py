@@ -149,7 +149,7 @@ def test_number_line_ticks_tell_the_values_apart(explorer):
             assert labels[3] == "0" and labels[4] == "+7.45e\u221209" and labels[2] == "\u22127.45e\u221209"
 
 
-@settings(max_examples=60, deadline=None, database=None)
+@settings(deadline=None, database=None)  # examples: the Hypothesis profile (tests/conftest.py)
 @given(fmt=st.sampled_from([n for n, f in FORMATS.items() if f.is_float]), x=st.floats(allow_nan=False))
 def test_number_line_labels_are_distinct_for_any_value(fmt, x):
     from lorakit.formats import values_around
@@ -186,10 +186,10 @@ def test_block_absmax_is_shown_wherever_it_applies(explorer):
 
 def test_bnb_fp4_signed_zero_is_said_on_screen(explorer):
     explorer.format_dropdown.value, explorer.value_text.value = "bnb_fp4", "0.001"
-    assert _bits(explorer) == "1000" and "−0 (code 0b1000)" in _text(explorer.note_label)
-    assert "bitsandbytes" in _text(explorer.note_label)
-    explorer.value_text.value = "-0.001"
     assert _bits(explorer) == "0000" and "+0 (code 0b0000)" in _text(explorer.note_label)
+    assert "bitsandbytes' CUDA kernel" in _text(explorer.note_label)
+    explorer.value_text.value = "-0.001"
+    assert _bits(explorer) == "1000" and "−0 (code 0b1000)" in _text(explorer.note_label)
 
 
 def test_small_wordings_an_8_bit_pattern_and_a_nan_error(explorer):

@@ -30,8 +30,7 @@ def test_nf4_levels_come_from_normal_quantiles():
 
 @pytest.mark.slow
 def test_codebooks_equal_bitsandbytes_tables():
-    pytest.importorskip("torch")
-    functional = pytest.importorskip("bitsandbytes.functional")
+    from bitsandbytes import functional
     for ours, theirs in (("nf4", "nf4"), ("bnb_fp4", "fp4")):
         table = functional.get_4bit_type(theirs, device="cpu").numpy()
         assert np.array_equal(np.array(FORMATS[ours].levels, dtype=np.float32), table)
@@ -44,8 +43,8 @@ def test_codebooks_equal_bitsandbytes_tables():
 @pytest.mark.parametrize("shape", [(1024, 1024), (1000, 6)])
 @pytest.mark.parametrize("block_size", [64, 256])
 def test_matches_bitsandbytes_quantize_dequantize_bit_for_bit(quant_type, shape, block_size):
-    torch = pytest.importorskip("torch")
-    functional = pytest.importorskip("bitsandbytes.functional")
+    import torch
+    from bitsandbytes import functional
     x = torch.randn(shape, generator=torch.Generator().manual_seed(block_size))
     packed, state = functional.quantize_4bit(x, blocksize=block_size, quant_type=quant_type)
     reference = functional.dequantize_4bit(packed, state).numpy()
@@ -55,8 +54,8 @@ def test_matches_bitsandbytes_quantize_dequantize_bit_for_bit(quant_type, shape,
 
 @pytest.mark.slow
 def test_bf16_tensor_matches_bitsandbytes_after_its_bf16_output_cast():
-    torch = pytest.importorskip("torch")
-    functional = pytest.importorskip("bitsandbytes.functional")
+    import torch
+    from bitsandbytes import functional
     x = torch.randn(256, 256, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
     packed, state = functional.quantize_4bit(x, blocksize=64, quant_type="nf4")
     reference = functional.dequantize_4bit(packed, state)  # bitsandbytes returns the input dtype
@@ -67,7 +66,7 @@ def test_bf16_tensor_matches_bitsandbytes_after_its_bf16_output_cast():
 @pytest.mark.slow
 def test_libraries_disagree_on_e4m3fn_overflow():
     # ml_dtypes turns values past the rounding boundary into NaN ("standard"); torch's CPU cast saturates.
-    torch = pytest.importorskip("torch")
+    import torch
     rng = np.random.default_rng(5)
     edges = [448.0, 464.0, 465.0, 480.0, 1e6, np.inf, -np.inf, -500.0, 0.0, 2.0**-10, 2.0**-9 * 1.5]
     x = np.concatenate([rng.standard_normal(3000) * np.exp2(rng.uniform(-12, 12, 3000)), edges]).astype(np.float32)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import tiny_causal_lm
 
 from lorakit.training import fused_head, liger
 from lorakit.training.data import IGNORE, Batches, Example, pack
@@ -25,25 +26,12 @@ VOCAB = 1000
 
 
 def llama(tied: bool):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=tied, pad_token_id=0,
-    ))
+    return tiny_causal_lm("llama", vocab_size=VOCAB, tie_word_embeddings=tied)
 
 
 def gemma2(softcap: float | None = 0.05):
     """Random logits are small (about 0.1), so a cap of 0.05 bends them well into tanh's curve."""
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    torch.manual_seed(0)
-    return Gemma2ForCausalLM(Gemma2Config(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, max_position_embeddings=256,
-        sliding_window=64, final_logit_softcapping=softcap, pad_token_id=0, attn_implementation="eager",
-    ))
+    return tiny_causal_lm("gemma2", vocab_size=VOCAB, final_logit_softcapping=softcap)
 
 
 def adapt(model, targets, modules_to_save=None):
@@ -218,6 +206,7 @@ def test_the_fused_head_keeps_at_most_a_tenth_of_the_plain_heads_bytes_at_vocab_
     assert fused <= 0.10 * plain, (fused, plain)
 
 
+@pytest.mark.slow  # runs the fused-head benchmark at its quick size
 def test_the_benchmark_rows_are_well_formed():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import bench_fused_head

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
+from tiny import Recorder, tiny_causal_lm
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import lorakit
 from lorakit.training.events import MetricsSink, StopHandle
@@ -31,14 +32,12 @@ class TokenDataset(torch.utils.data.Dataset):
 
 
 def make_trainer(tmp_path, callback, max_steps=6, extra_callbacks=()) -> Trainer:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    model = tiny_causal_lm(vocab_size=128, max_position_embeddings=64, tie_word_embeddings=False)
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=4,
                              learning_rate=1e-3, logging_steps=1, eval_strategy="steps", eval_steps=3,
                              save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
                              include_num_input_tokens_seen=True, dataloader_num_workers=0)
-    return Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=TokenDataset(),
+    return Trainer(model=model, args=args, train_dataset=TokenDataset(),
                    eval_dataset=TokenDataset(n=8), callbacks=[callback, *extra_callbacks])
 
 
@@ -102,28 +101,6 @@ def test_start_training_runs_in_the_background_and_wait_returns(tmp_path):
     with pytest.raises(RuntimeError, match="trainer.train\\(\\) failed"):
         callback.wait(timeout=60)
     assert callback.dashboard.status.value.startswith("Failed:")
-
-
-class Recorder(MetricsSink):
-    """Keeps every event, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, object]] = []
-
-    def on_train_start(self, info):
-        self.events.append(("start", info))
-
-    def on_phase(self, phase, detail):
-        self.events.append(("phase", phase))
-
-    def on_log(self, record):
-        self.events.append(("log", record))
-
-    def on_eval(self, record):
-        self.events.append(("eval", record))
-
-    def on_train_end(self, summary):
-        self.events.append(("end", summary))
 
 
 class Broken(MetricsSink):

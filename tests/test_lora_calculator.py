@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-
-pytest.importorskip("ipywidgets")
-pytest.importorskip("transformers")
 
 from lorakit.sizing import GPUS, count_lora_params, estimate_memory  # noqa: E402
 from lorakit.sizing.advice import suggest_fit  # noqa: E402
@@ -202,15 +197,20 @@ def test_chart_is_drawn_on_flush(calc):
     assert calc.chart.value != png
 
 
-def test_update_on_70b_is_fast():
+def test_an_update_on_70b_builds_no_model(monkeypatch):
+    """Changing r re-plans from the cached architecture: no meta-device model is built per update.
+
+    The time per update is measured in benchmarks/bench_lora_calculator.py, not asserted here.
+    """
+    import transformers
+
     calc = LoraCalculator("Llama-3.1-70B")
     calc.r_slider.value = 9  # warm the per-architecture caches
-    times = []
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_config",
+                        lambda *a, **k: pytest.fail("an r update built a model"))
     for r in range(10, 20):
-        start = time.perf_counter()
         calc.r_slider.value = r
-        times.append(time.perf_counter() - start)
-    assert sorted(times)[len(times) // 2] < 0.1  # 50 ms target, measured in benchmarks/; slack for CI load
+        assert f"r={r}" in calc.trainable_label.value
 
 
 def _scenarios(model: str) -> dict[str, dict[str, float]]:

@@ -7,8 +7,6 @@ import pytest
 from lorakit.sizing import GPUS, custom_gpu, estimate_memory
 from lorakit.sizing.advice import suggest_fit
 
-pytest.importorskip("transformers")
-
 WISH = dict(r=16, batch_size=4, seq_len=1024, precision="bf16", loss_kernel="plain", gradient_checkpointing=False)
 
 

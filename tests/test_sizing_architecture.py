@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 from lorakit.sizing import PRESETS, describe_architecture
 from lorakit.sizing.architecture import load_config_dict
-
-pytest.importorskip("transformers")
 
 # parameter counts the model cards / safetensors indexes publish; a typo in a preset shows here
 PUBLISHED_PARAMS = {
@@ -59,15 +56,14 @@ def test_config_sources_agree(tmp_path):
     assert by_path.linears == describe_architecture(data).linears == describe_architecture(config).linears
 
 
-def test_seventy_b_is_described_quickly_and_cached():
-    describe_architecture("SmolLM2-135M")  # imports transformers and the Llama modelling code
-    start = time.perf_counter()
-    describe_architecture("Llama-3.1-70B")
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    describe_architecture("Llama-3.1-70B")
-    assert first < 1.0
-    assert time.perf_counter() - start < 0.01
+def test_seventy_b_is_described_once_and_cached():
+    """A widget update re-describes the model: the second time it is the same object (no meta-device build).
+
+    How fast the first description is lives in benchmarks/bench_lora_calculator.py, not in a timed assert.
+    """
+    first = describe_architecture("Llama-3.1-70B")
+    assert describe_architecture("Llama-3.1-70B") is first
+    assert first.total_params > 70e9
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,9 @@ are small enough for any GPU and large enough that a few MiB of allocator roundi
 
 from __future__ import annotations
 
+import peft
 import pytest
-
-torch = pytest.importorskip("torch")
-peft = pytest.importorskip("peft")
+import torch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="compares with torch.cuda memory: needs a GPU")
 

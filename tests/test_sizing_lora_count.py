@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+import peft
 import pytest
 
 from lorakit.sizing import PRESETS, count_lora_params, describe_architecture
-
-peft = pytest.importorskip("peft")
-pytest.importorskip("transformers")
-
 from lorakit.sizing.architecture import shrink_config  # noqa: E402
 from lorakit.sizing.measure import tiny_model  # noqa: E402
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import peft
 import pytest
+import torch
 
 from lorakit.sizing import GPUS, custom_gpu, estimate_inference_memory, estimate_memory, smallest_fitting_gpu
 from lorakit.sizing.architecture import LinearLayer, shrink_config
+from lorakit.sizing.measure import measure_training_step, tiny_model  # noqa: E402
 from lorakit.sizing.memory import linear_weight_bytes
 from lorakit.training.config import TrainConfig
-
-torch = pytest.importorskip("torch")
-peft = pytest.importorskip("peft")
-
-from lorakit.sizing.measure import measure_training_step, tiny_model  # noqa: E402
 
 # a Llama-like model small enough for the CPU, big enough that every term shows
 TINY = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, vocab_size=512)

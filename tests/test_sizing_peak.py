@@ -130,8 +130,8 @@ def test_per_device_memory_with_ddp_and_fsdp():
 
 # ---------------------------------------------------------------- the peak of a real CPU step
 
-torch = pytest.importorskip("torch")
-peft = pytest.importorskip("peft")
+import peft  # noqa: E402
+import torch  # noqa: E402
 
 from lorakit.sizing.measure import measure_peak_step, plain_loss, tiny_model  # noqa: E402
 from lorakit.training.config import TrainConfig  # noqa: E402
@@ -202,7 +202,7 @@ def test_peak_matches_more_families(case):
 
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_fused_head_peak_matches_a_measured_cpu_step(checkpointing):
-    fused_head = pytest.importorskip("lorakit.training.fused_head")
+    from lorakit.training import fused_head
     torch.manual_seed(0)
     dims = dict(TINY, vocab_size=8192)
     model = peft.get_peft_model(tiny_model(PRESET, device="cpu", **dims),

@@ -16,8 +16,6 @@ from lorakit.sizing.scenarios import (
     scenarios,
 )
 
-pytest.importorskip("transformers")
-
 
 @pytest.mark.parametrize("precision, full_columns", [
     ("bf16", ["full fine-tune, fp32 master weights (16 B/param)", "full fine-tune, pure bf16 (8 B/param)"]),
@@ -61,7 +59,6 @@ def test_every_component_has_a_label():
 
 # ---------------------------------------------------------------- the widget renders them
 
-pytest.importorskip("ipywidgets")
 
 from lorakit.widgets.lora_calculator import LoraCalculator  # noqa: E402
 

@@ -6,52 +6,10 @@ import json
 
 import pytest
 import torch
+from tiny import SENTENCE, Recorder
+from tiny import tiny_run_config as tiny_config
 
-from lorakit.training import MetricsSink, StopHandle, TrainConfig, read_metrics, train
-
-# One repeated sentence: even a random model learns it within a few steps, so "the loss falls" is a sharp test.
-SENTENCE = ["the quick brown fox jumps over the lazy dog"] * 8
-
-
-def tiny_config(model_dir, tmp_path, **overrides) -> TrainConfig:
-    settings = dict(
-        model=str(model_dir),
-        dataset=SENTENCE,
-        batch_size=4,
-        max_steps=6,
-        logging_steps=1,
-        learning_rate=1e-2,
-        eval_split=0.0,
-        max_seq_length=32,
-        output_dir=str(tmp_path / "run"),
-        device="cpu",  # these tests are about the CPU path; a GPU machine runs them there too
-    )
-    settings.update(overrides)
-    return TrainConfig(**settings)
-
-
-class Recorder(MetricsSink):
-    def __init__(self, stop_at: int | None = None, stop: StopHandle | None = None):
-        self.events: list[tuple[str, object]] = []
-        self.stop_at, self.stop = stop_at, stop
-
-    def on_train_start(self, info):
-        self.events.append(("start", info))
-
-    def on_log(self, record):
-        self.events.append(("log", record))
-        if self.stop_at is not None and record["step"] >= self.stop_at:
-            self.stop.request_stop("test")
-
-    def on_eval(self, record):
-        self.events.append(("eval", record))
-
-    def on_train_end(self, summary):
-        self.events.append(("end", summary))
-
-    def losses(self):
-        return [r["loss"] for kind, r in self.events if kind == "log"]
-
+from lorakit.training import MetricsSink, StopHandle, read_metrics, train
 
 CPU_COMBOS = [
     ("fp32", "none", {}),
@@ -146,7 +104,7 @@ def test_stop_then_resume_gives_the_uninterrupted_losses(tiny_model_dir, tmp_pat
     train(tiny_config(tiny_model_dir, tmp_path / "a", **settings), sinks=[whole])
 
     stop = StopHandle()
-    first = Recorder(stop_at=3, stop=stop)
+    first = Recorder(stop, stop_at=3)
     config = tiny_config(tiny_model_dir, tmp_path / "b", **settings)
     summary = train(config, sinks=[first], stop=stop)
     assert summary.status == "stopped" and summary.steps_done == 3

@@ -5,6 +5,9 @@ float32, so that ``quantize_array`` reproduces ``bitsandbytes.functional.quantiz
 bit for bit: scale a full block by ``x * (1 / absmax)`` (the last, partial block by ``x / absmax``), clamp to
 [-1, 1], pick the level by comparing with the float32 midpoints between sorted levels (a value exactly on a
 midpoint goes to the lower level, as ``torch.bucketize`` does), and dequantize as ``level * absmax``.
+One exception, bitsandbytes' FP4 zero: its table holds +0 and -0, and lorakit gives a value that rounds to zero
+its own sign, as bitsandbytes' CUDA kernel does (where people train); bitsandbytes' CPU code does not (see
+``signed_zero_codes`` and tests/test_formats_extreme.py).
 """
 
 from __future__ import annotations
@@ -75,7 +78,27 @@ def codes_for_scaled(scaled: np.ndarray, fmt: FloatFormat) -> np.ndarray:
         qmax = 2 ** (fmt.bits - 1) - 1
         q = np.rint(scaled * np.float32(qmax)).astype(np.int64)
         return (q % 2**fmt.bits).astype(np.uint8)
-    return order[np.searchsorted(midpoints, scaled, side="left")].astype(np.uint8)
+    codes = order[np.searchsorted(midpoints, scaled, side="left")].astype(np.uint8)
+    zeros = signed_zero_codes(fmt)
+    if zeros is None:
+        return codes
+    # A table with +0 and -0 (bitsandbytes' FP4): a value that rounds to zero keeps its own sign, as bitsandbytes'
+    # CUDA kernel stores it (sign bit from x < 0, then the magnitude's code). Its CPU code picks by position in
+    # the sorted table instead, which puts a tiny positive value on the -0 code: see DESIGN.md and the tests.
+    positive_zero, negative_zero = zeros
+    on_zero = np.isin(codes, zeros)
+    return np.where(on_zero, np.where(scaled < 0, negative_zero, positive_zero), codes).astype(np.uint8)
+
+
+@cache
+def signed_zero_codes(fmt: FloatFormat) -> tuple[int, int] | None:
+    """(code of +0, code of -0) when the table holds both zeros, else None."""
+    levels = np.array(fmt.levels, dtype=np.float32)
+    positive = np.flatnonzero((levels == 0) & ~np.signbit(levels))
+    negative = np.flatnonzero((levels == 0) & np.signbit(levels))
+    if fmt.kind == "int" or not positive.size or not negative.size:
+        return None
+    return int(positive[0]), int(negative[0])
 
 
 def level_values(codes: np.ndarray, fmt: FloatFormat) -> np.ndarray:

@@ -294,11 +294,13 @@ def _block_formula(code: int, fmt: FloatFormat, scale: float, stored: float) -> 
 def _block_note(fmt: FloatFormat, code: int, scale: float, clamped: bool, flushed: bool) -> str:
     if clamped:
         return f"clamped: |value| > block absmax {scale!r}; in a real block absmax is the largest |x|, so it fits"
-    if flushed and fmt.name == "bnb_fp4":  # its table holds +0 (code 0) and -0 (code 8); see the tests
-        zero = "−0 (code 0b1000)" if code == 8 else "+0 (code 0b0000)"
+    zeros = codebooks.signed_zero_codes(fmt)
+    if flushed and zeros is not None:  # bitsandbytes' FP4: its table holds +0 and -0
+        zero = f"−0 (code 0b{zeros[1]:04b})" if code == zeros[1] else f"+0 (code 0b{zeros[0]:04b})"
         return (
-            f"rounded to zero, stored as {zero}: bitsandbytes' FP4 stores a tiny positive value as −0 and a tiny "
-            "negative one as +0 (lorakit matches it bit for bit)"
+            f"rounded to zero, stored as {zero}: a zero keeps the value's sign, as bitsandbytes' CUDA kernel "
+            f"stores it. Its CPU code differs: it stores a tiny positive value as code 0b{zeros[1]:04b}, read back "
+            "as −0 or +0 depending on the CPU's kernel"
         )
     if flushed:
         return f"rounded to the zero level of {fmt.name} at this absmax"

@@ -96,7 +96,8 @@ from lorakit.training.events import TrainSummary
 
 
 def fake_train(config, *, sinks=(), stop=None, resume_from=None):
-    # 30 steps of 0.3 s that honour Stop and resume from checkpoint/state.json, as the loop does
+    # 30 steps that honour Stop and resume from checkpoint/state.json, as the loop does. A fresh run holds at
+    # step 3 until Stop is pressed, so the test never races the machine's speed; a resumed run goes to the end.
     out = Path(config.output_dir)
     (out / "checkpoint").mkdir(parents=True, exist_ok=True)
     state = out / "checkpoint" / "state.json"
@@ -105,7 +106,9 @@ def fake_train(config, *, sinks=(), stop=None, resume_from=None):
         sink.on_train_start({{"total_steps": 30, "device": "cpu", "precision": "fp32", "quantization": "none",
                              "choices": {{"gradient_checkpointing": {{"value": False, "reason": "auto: fits"}}}}}})
     while step < 30 and not stop.stop_requested:
-        time.sleep(0.3)
+        time.sleep(0.1)
+        if step >= 3 and not resume_from:
+            continue  # held until Stop
         step += 1
         for sink in sinks:
             sink.on_log({{"step": step, "loss": 1 / step, "learning_rate": 1e-3, "rss_bytes": 2**30}})
@@ -144,7 +147,7 @@ def test_mouse_runs_stop_resume_and_leave_their_picture(lab_server, page, artifa
     expect(root.locator(".lorakit-message")).to_have_text("")  # "Stop requested" is gone with the run
     expect(static_png).to_have_count(1, timeout=15_000)  # the stopped run's picture, without showing it again
     stopped_at = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
-    assert 0 < stopped_at < 30
+    assert 1 <= stopped_at <= 3  # a fresh run holds at step 3 until Stop
     expect(root.locator(".lorakit-resume-from input")).to_have_value(str(run))
 
     root.locator(".lorakit-resume").click()
