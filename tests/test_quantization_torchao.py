@@ -6,16 +6,15 @@ training step measured with saved_tensors_hooks, and the loss of a few real trai
 
 from __future__ import annotations
 
+import peft
 import pytest
+import torch
+import torchao  # noqa: F401 -- a train dependency: a missing one fails here, not as a skip
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("torchao")
-peft = pytest.importorskip("peft")
-
-from lorakit.quantization import QUANTIZATIONS, recognize  # noqa: E402
-from lorakit.sizing import estimate_memory  # noqa: E402
-from lorakit.sizing.architecture import shrink_config  # noqa: E402
-from lorakit.sizing.measure import measure_training_step, tiny_model  # noqa: E402
+from lorakit.quantization import QUANTIZATIONS, recognize
+from lorakit.sizing import estimate_memory
+from lorakit.sizing.architecture import shrink_config
+from lorakit.sizing.measure import measure_training_step, tiny_model
 
 TORCHAO = [name for name, q in QUANTIZATIONS.items() if q.backend == "torchao"]
 PRESET = "Llama-3.1-8B"  # shrunk: GQA, an untied head that stays unquantized
