@@ -244,3 +244,16 @@ def test_chart_draws_the_chosen_gpu_and_no_label_collides(model):
         chosen_label = next(t.get_text() for t in ax.texts if t.get_fontweight() == "bold")
         assert f"{GPUS[chosen].memory_gib:.1f} GiB" in chosen_label
         assert all(ax.get_window_extent(renderer).contains(box.x0, box.y0) for _, box in labels)
+
+
+def test_every_quantization_is_offered_with_what_it_stores(calc):
+    """The base dropdown lists every record (bitsandbytes and torchao); the kernel line says what the base holds."""
+    import html
+
+    from lorakit.quantization import QUANTIZATIONS
+
+    assert [v for _, v in calc.quantization_dropdown.options] == list(QUANTIZATIONS)
+    for name in ("torchao_int4", "nf4"):
+        calc.quantization_dropdown.value = name
+        assert calc.error_label.value == ""
+        assert f"base linear layers: {QUANTIZATIONS[name].stores}" in html.unescape(calc.kernel_label.value)
