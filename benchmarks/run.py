@@ -49,6 +49,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool, int], list[Row]]]] = {
     "planner": ("4 memory planner vs measured", _module("memory_planner")),
     "float_explorer": ("5 FloatExplorer bit click latency", _module("bench_float_explorer")),
     "lora_calculator": ("5 LoraCalculator update latency", _module("bench_lora_calculator")),
+    "widget_latency": ("5 click to screen in a browser, both widgets", _module("bench_widget_latency")),
     "quantization": ("6 NF4/FP4/INT8 error vs bitsandbytes", _module("bench_quantization")),
     "load": ("7 embedded model load, first and cached", _module("bench_embedded_load")),
     "fused_head": ("8 fused output head vs plain head", _module("bench_fused_head")),

@@ -67,7 +67,12 @@ class ConsoleProgress(MetricsSink):
         self.stream.write("\n" + ", ".join(parts) + "\n")
 
     def on_train_end(self, summary) -> None:
+        from lorakit.widgets.run_text import describe_times  # plain text: no widget library is imported
+
         self.stream.write(f"\n{summary.status}: {summary.message}\n")
+        times = describe_times(summary)
+        if times:
+            self.stream.write(times + "\n")
         self.stream.flush()
 
 

@@ -160,6 +160,19 @@ def test_widget_latency_smoke(module):
     assert_rows_ok(importlib.import_module(module).run(quick=True, repeats=1))
 
 
+def test_widget_latency_table_reports_median_p90_and_misses():
+    from bench_widget_latency import Action, table
+
+    a = Action("FloatExplorer", "bit clicked", ".lorakit-hex", lambda *_: None,
+               text_ms=[10.0, 20.0, 30.0], picture_ms=[50.0, 60.0, 150.0], missed_picture=1)
+    b = Action("LoraCalculator", "r changed", ".lorakit-trainable", lambda *_: None,
+               text_ms=[40.0, 41.0], picture_ms=[42.0, 43.0])
+    lines = table([a, b]).splitlines()
+    assert lines[2] == ("| FloatExplorer | bit clicked | 3 (no change seen: 1 picture) | 20 ms | 30 ms | 60 ms | "
+                        "150 ms | 150 ms | no |")
+    assert lines[3].endswith("| 2 | 40 ms | 41 ms | 42 ms | 43 ms | 43 ms | yes |")
+
+
 def test_every_benchmark_exposes_run_quick_repeats():
     """run.py calls each benchmark module the same way: run(quick, repeats) -> list[Row]."""
     import importlib
@@ -168,7 +181,7 @@ def test_every_benchmark_exposes_run_quick_repeats():
     import run
 
     for name in ("memory_planner", "bench_float_explorer", "bench_lora_calculator", "bench_quantization",
-                 "bench_embedded_load"):
+                 "bench_embedded_load", "bench_widget_latency"):
         params = inspect.signature(importlib.import_module(name).run).parameters
         assert {"quick", "repeats"} <= set(params), (name, list(params))
     assert set(run.BENCHMARKS) >= {"trainer", "packing", "dashboard", "planner", "float_explorer", "lora_calculator"}

@@ -38,6 +38,10 @@ def test_train_end_to_end_with_progress_and_files(tiny_model_dir, tmp_path, caps
     assert code == 0
     assert "[" + "#" * 30 + "] 3/3 loss" in err and "completed: Completed 3 steps" in err
     assert out.strip().endswith(str(tmp_path / "run"))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    times = next(line for line in err.splitlines() if line.startswith("Time: "))  # the final line says each time
+    assert f"training {summary['train_s']:.1f} s ({summary['tokens_per_s']:,.0f} tokens/s)" in times, times
+    assert f"evaluation {summary['eval_s']:.1f} s, saving {summary['save_s']:.1f} s" in times, times
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["max_steps"] == 3
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import struct
-import time
-from concurrent.futures import ThreadPoolExecutor
+import xml.etree.ElementTree as ET
 
 import ml_dtypes
 import numpy as np
@@ -14,7 +11,9 @@ import pytest
 
 from lorakit.formats import FORMATS
 from lorakit.widgets.float_explorer import FloatExplorer
-from lorakit.widgets.format_views import LINE_SIZE, RANGE_SIZE, Throttle
+from lorakit.widgets.format_views import FIELD_COLOURS
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +23,12 @@ def explorer():
 
 def _bits(w: FloatExplorer) -> str:
     return "".join(b.description for b in w.bit_buttons)
+
+
+def _part(w: FloatExplorer, name: str) -> str:
+    """The HTML of one line of the details (``div.lorakit-<name>``)."""
+    found = re.search(rf'<div class="lorakit-{name}"[^>]*>(.*?)</div>', w.details_html.value)
+    return found.group(1) if found else ""
 
 
 def _table_rows(table_html: str) -> dict[str, list[str]]:
@@ -41,8 +46,9 @@ def test_bits_are_buttons_coloured_by_field(explorer):
     assert _bits(explorer) == "0011110000000000" and len(explorer.bit_buttons) == 16
     fields = [next(c for c in b._dom_classes if c.startswith("lorakit-bit-")) for b in explorer.bit_buttons]
     assert fields == ["lorakit-bit-sign"] + ["lorakit-bit-exponent"] * 5 + ["lorakit-bit-mantissa"] * 10
-    colours = {b.style.button_color for b in explorer.bit_buttons}
-    assert len(colours) == 3
+    # colours by class (one message per button on a format change), drawn by rules in the fields line
+    rules = dict(re.findall(r"\.lorakit-bit\.lorakit-bit-(\w+)\{background-color:(#\w+)\}", explorer.fields_label.value))
+    assert set(rules) == set(FIELD_COLOURS) and len({rules[f] for f in ("sign", "exponent", "mantissa")}) == 3
     assert all("lorakit-bit" in b._dom_classes for b in explorer.bit_buttons)
     assert "lorakit-float-explorer" in explorer._dom_classes
 
@@ -53,24 +59,26 @@ def test_clicking_a_bit_updates_everything_at_once(explorer):
     explorer.bit_buttons[-1].click()  # least significant mantissa bit
     assert _bits(explorer) == "0011110000000001"
     assert explorer.value_text.value == "1.0009765625"
-    assert "1.0009765625" in explorer.value_label.value and "0x3C01" in explorer.hex_label.value
-    assert "(1 + 1/1024)" in explorer.formula_label.value and "normal" in explorer.class_label.value
-    assert "abs error</b> 0" in explorer.rounding_label.value
+    details = explorer.details_html.value
+    assert re.search(r'class="lorakit-value"[^>]*><b>stored</b> <span[^>]*>1.0009765625<', details)
+    assert re.search(r'class="lorakit-hex"[^>]*><b>hex</b> 0x3C01', details)
+    assert "(1 + 1/1024)" in details and re.search(r'class="lorakit-class"[^>]*><b>class</b> normal<', details)
+    assert "abs error</b> 0" in details
     explorer.bit_buttons[0].click()  # sign
     assert explorer.explanation.stored == -1.0009765625 and explorer.value_text.value == "-1.0009765625"
     for position in range(1, 6):  # exponent all ones + mantissa 1: a NaN
         if explorer.bit_buttons[position].description == "0":
             explorer.bit_buttons[position].click()
-    assert "nan" in explorer.class_label.value and explorer.value_text.value == "nan"
+    assert "nan" in _part(explorer, "class") and explorer.value_text.value == "nan"
 
 
 def test_typing_updates_the_bits_and_65520_is_inf_in_fp16(explorer):
     explorer.format_dropdown.value = "fp16"
     explorer.value_text.value = "65520"
-    assert _bits(explorer) == "0111110000000000" and "inf" in explorer.class_label.value
-    assert "65504" in explorer.note_label.value
+    assert _bits(explorer) == "0111110000000000" and "inf" in _part(explorer, "class")
+    assert "65504" in _part(explorer, "note")
     explorer.value_text.value = "0.1"
-    assert "0.0999755859375" in explorer.value_label.value
+    assert "0.0999755859375" in _part(explorer, "value")
     assert explorer.explanation.code == int(np.array([0.1], np.float16).view(np.uint16)[0])
 
 
@@ -96,8 +104,8 @@ def test_bad_input_shows_the_message_and_empties_every_view(explorer):
 def _assert_emptied(w: FloatExplorer) -> None:
     assert w.explanation is None and w.error_label.value
     assert all(b.disabled and b.description == "·" for b in w.bit_buttons)
-    assert all(label.value == "" for label in w.detail_labels) and w.compare_html.value == ""
-    assert w.pictures.layout.display == "none"
+    assert w.details_html.value == w.compare_html.value == w.picture.value == ""
+    assert w.pictures.layout.display == w.explanation_box.layout.display == "none"
 
 
 def test_compare_view_shows_every_format(explorer):
@@ -117,10 +125,27 @@ def test_compare_view_shows_every_format(explorer):
 def test_overflow_policy_toggle(explorer):
     explorer.format_dropdown.value = "fp8_e4m3fn"
     explorer.value_text.value = "500"
-    assert "nan" in explorer.class_label.value
+    assert "nan" in _part(explorer, "class")
     explorer.overflow_toggle.value = "saturate"
-    assert explorer.explanation.stored == 448.0 and "saturate" in explorer.note_label.value
+    assert explorer.explanation.stored == 448.0 and "saturate" in _part(explorer, "note")
     explorer.overflow_toggle.value = "standard"
+
+
+def test_a_format_change_reuses_the_bit_buttons(explorer, monkeypatch):
+    """No widget is created on a format change (a new Button is three new widgets for the browser to build):
+    the first n of one pool of buttons are shown, re-labelled and re-classed."""
+    import ipywidgets
+
+    explorer.format_dropdown.value = "fp16"
+    pool = list(explorer._bit_pool)
+    created = []
+    monkeypatch.setattr(ipywidgets.Widget, "open", lambda self: created.append(self))
+    for name in ("fp32", "nf4", "fp8_e4m3fn", "fp16"):
+        explorer.format_dropdown.value = name
+        assert explorer.bit_buttons == pool[: FORMATS[name].bits] and list(explorer.bits_box.children) == pool[
+            : FORMATS[name].bits]
+    assert created == []
+    assert [b.tooltip for b in explorer.bit_buttons[:2]] == ["bit 15: sign", "bit 14: exponent"]
 
 
 def test_format_change_keeps_the_value_and_rebuilds_the_bits(explorer):
@@ -136,7 +161,7 @@ def test_format_change_keeps_the_value_and_rebuilds_the_bits(explorer):
 def test_codebook_view_uses_the_block_absmax(explorer):
     explorer.format_dropdown.value = "nf4"
     explorer.value_text.value = "0.3"
-    assert "nf4[11]" in explorer.formula_label.value
+    assert "nf4[11]" in _part(explorer, "formula")
     explorer.absmax_text.value = 2.0
     assert explorer.explanation.code == 9 and explorer.explanation.stored == float(
         np.float32(FORMATS["nf4"].levels[9]) * np.float32(2.0)
@@ -149,70 +174,67 @@ def test_codebook_view_uses_the_block_absmax(explorer):
     assert explorer.error_label.value == ""
 
 
-def test_pictures_are_pngs_drawn_at_twice_their_display_size_and_redrawn_in_place(explorer):
+def test_pictures_are_svgs_redrawn_in_the_same_update_as_the_text(explorer):
+    """SVG strings in HTML widgets: as wide as drawn (460 CSS px), narrower only with a narrower column, and
+    redrawn by the click itself: no throttle, no flush."""
     explorer.format_dropdown.value = "fp16"
     explorer.value_text.value = "1"
-    explorer.flush_pictures()
     first = explorer.picture.value
-    for picture, css_width in ((explorer.picture, LINE_SIZE[0]), (explorer.range_picture, RANGE_SIZE[0])):
-        assert picture.value[:8] == b"\x89PNG\r\n\x1a\n"
-        width, height = struct.unpack(">II", picture.value[16:24])  # the PNG's IHDR
-        assert picture.layout.width == f"{css_width}px" and width == 2 * css_width  # device-pixel ratio 2
-        assert picture.layout.height == "auto" and height > 0  # the aspect ratio is kept, never stretched
+    for picture in (explorer.picture, explorer.range_picture):
+        root = ET.fromstring(picture.value)
+        assert root.tag == f"{SVG}svg" and root.get("width") == "460" and "max-width:100%" in root.get("style")
+        assert root.get("viewBox") == f"0 0 460 {root.get('height')}"  # scales down, never stretched
+        assert picture.layout.min_width == "0" and picture.layout.max_width == "100%"
     explorer.bit_buttons[3].click()
-    assert explorer.picture_throttle.pending  # no event loop here: the redraw waits for a flush
-    explorer.flush_pictures()
-    assert explorer.picture.value != first and not explorer.picture_throttle.pending
+    assert explorer.picture.value != first and "0x2C00" in _part(explorer, "hex")  # 0x3C00 ^ 1 << 12
 
 
-async def _until(condition, timeout_s: float = 10.0) -> None:
-    """Yield to the event loop until condition() holds (bounded, so a loaded machine is only slower)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting on the event loop"
-        await asyncio.sleep(0.01)
+def test_a_bit_click_sends_one_update_per_widget(explorer, monkeypatch):
+    """hold_sync: one message per widget that changed (the flipped bit, the text box, the details, the picture,
+    the table), never one per trait; the bits that did not flip send nothing."""
+    import ipywidgets
 
+    explorer.format_dropdown.value, explorer.value_text.value = "fp16", "1"
+    sent: list[str] = []
+    original = ipywidgets.Widget._send
 
-def test_throttle_defers_and_coalesces_requests_on_an_event_loop():
-    runs = []  # monotonic time of each run
+    def record(self, msg, buffers=None):
+        if msg.get("method") == "update":
+            sent.append(self.model_id)
+        return original(self, msg, buffers)
 
-    async def bursts():
-        throttle = Throttle(lambda: runs.append(time.monotonic()), interval_s=0.3)
-        for _ in range(10):
-            throttle.request()
-        assert runs == []  # never inside the handler that asked ...
-        await _until(lambda: len(runs) == 1)  # ... but right after it, once for the whole burst
-        for _ in range(10):
-            throttle.request()
-        assert len(runs) == 1 and throttle.pending
-        await _until(lambda: len(runs) == 2)
-        await asyncio.sleep(0.05)
-        assert len(runs) == 2 and not throttle.pending  # the second burst ran once ...
-        assert runs[1] - runs[0] >= 0.3 - 1e-3  # ... and only after the interval had passed
-
-    # A loop of its own in a worker thread: in the full suite, Playwright's sync API (the browser tests)
-    # keeps an event loop running in the main thread, where asyncio.run() refuses to start.
-    with ThreadPoolExecutor(max_workers=1) as worker:
-        worker.submit(asyncio.run, bursts()).result()
+    monkeypatch.setattr(ipywidgets.Widget, "_send", record)
+    explorer.bit_buttons[-1].click()
+    assert len(sent) == len(set(sent)), "a widget sent more than one update"
+    views = {explorer.bit_buttons[-1], explorer.value_text, explorer.details_html, explorer.picture,
+             explorer.compare_html}
+    assert {w.model_id for w in views} <= set(sent)
+    assert not {b.model_id for b in explorer.bit_buttons[:-1]} & set(sent)
+    assert "lorakit-one" in explorer.bit_buttons[-1]._dom_classes  # a 1 is bold through its class
 
 
 def test_drawing_functions_draw_the_data_they_are_given():
-    from lorakit.viz.formats import RangeRow, draw_codebook, draw_number_line, draw_range_chart, make_panel
+    from lorakit.viz.format_svg import RangeRow, codebook_svg, number_line_svg, range_chart_svg
 
-    _, top = make_panel(460, 190, (0.05, 0.95, 0.3, 0.8))
-    draw_number_line(top, [0.5, 1.0, 1.5], stored=1.0, input_value=1.1, title="t")
-    stored_line = [c for c in top.collections if c.get_label().startswith("stored")]
-    assert len(stored_line) == 1 and stored_line[0].get_segments()[0][0][0] == 1.0
-    assert [t.get_text() for t in top.get_xticklabels()] == ["0.5", "1", "1.5"]
-    _, bottom = make_panel(460, 330, (0.25, 0.95, 0.15, 0.9))
-    rows = [RangeRow("fp16", 2.0**-24, 2.0**-14, 65504.0, 3.31), RangeRow("nf4", 0.08, 0.08, 1.0, 0.9, True)]
-    draw_range_chart(bottom, rows, highlight="fp16", value=100.0)
-    assert bottom.get_xscale() == "log" and len(bottom.collections) == 2 * len(rows)
-    assert [t.get_text() for t in bottom.get_yticklabels()] == ["fp16", "nf4 (×absmax)"]
+    def parse(svg):
+        root = ET.fromstring(svg)
+        return root, ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+
+    root, texts = parse(number_line_svg([0.5, 1.0, 1.5], stored=1.0, input_value=1.1, title="t"))
+    assert texts[0] == "t" and texts[-3:] == ["0.5", "1", "1.5"] and "input" in texts
+    ticks = [float(ln.get("x1")) for ln in root.iter(f"{SVG}line") if ln.get("stroke-width") == "1.5"]
+    stored = [float(ln.get("x1")) for ln in root.iter(f"{SVG}line") if ln.get("stroke-width") == "3"]
+    assert stored == [ticks[1]] and ticks[0] < ticks[1] < ticks[2]  # the stored line sits on the tick of 1.0
+    assert ticks[1] - ticks[0] == pytest.approx(ticks[2] - ticks[1], abs=0.02)  # a linear axis
+    _, texts = parse(range_chart_svg([RangeRow("fp16", 2.0**-24, 2.0**-14, 65504.0, 3.31),
+                                      RangeRow("nf4", 0.08, 0.08, 1.0, 0.9, True)], highlight="fp16", value=100.0))
+    assert "fp16" in texts and "nf4 (×absmax)" in texts and "|value| = 100" in texts and "3.3" in texts
     levels = [float(v) * 2 for v in FORMATS["nf4"].levels]
-    draw_codebook(top, levels, chosen=9, value=0.3, absmax=2.0)
-    chosen = [c for c in top.collections if c.get_label().startswith("level 9")]
-    assert len(chosen) == 1 and chosen[0].get_segments()[0][0][0] == levels[9]
+    root, texts = parse(codebook_svg(levels, chosen=9, value=0.3, absmax=2.0))
+    assert f"level 9: {levels[9]:.6g}" in texts and "input 0.3" in texts
+    chosen = [float(ln.get("x1")) for ln in root.iter(f"{SVG}line") if ln.get("stroke-width") == "3"]
+    level_lines = [float(ln.get("x1")) for ln in root.iter(f"{SVG}line") if ln.get("stroke-width") == "1.5"]
+    assert len(level_lines) == 16 and chosen == [level_lines[9]]
 
 
 def test_a_format_says_which_quantization_options_store_their_codes_in_it():

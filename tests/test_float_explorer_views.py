@@ -9,6 +9,7 @@ import functools
 import html
 import re
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -17,6 +18,8 @@ from hypothesis import strategies as st
 from lorakit.formats import FORMATS, explain
 from lorakit.widgets.float_explorer import NO_BIT, FloatExplorer
 from lorakit.widgets.format_views import number_text
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @functools.cache
@@ -45,6 +48,12 @@ def _text(label) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", label.value))
 
 
+def _part(w: FloatExplorer, name: str) -> str:
+    """What one line of the details shows (``div.lorakit-<name>``), tags dropped and entities decoded."""
+    found = re.search(rf'<div class="lorakit-{name}"[^>]*>(.*?)</div>', w.details_html.value)
+    return html.unescape(re.sub(r"<[^>]+>", "", found.group(1))) if found else ""
+
+
 def _compare_cell(w: FloatExplorer, name: str, column: int) -> str:
     for row in re.findall(r"<tr[^>]*>(.*?)</tr>", w.compare_html.value)[1:]:
         cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
@@ -65,23 +74,22 @@ def assert_one_state(w: FloatExplorer, draw: bool = True) -> None:
         assert _text(w.error_label).endswith(str(err))
         assert w.explanation is None
         assert all(b.disabled and b.description == NO_BIT for b in w.bit_buttons)
-        assert all(label.value == "" for label in w.detail_labels) and w.compare_html.value == ""
-        assert w.pictures.layout.display == "none"
+        assert w.details_html.value == "" and w.compare_html.value == ""
+        assert w.pictures.layout.display == "none" and w.explanation_box.layout.display == "none"
         return
     assert w.error_label.value == "" and w.explanation.format == fmt == want.format
     assert (w.explanation.code, w.explanation.input_text) == (want.code, want.input_text)
     assert _bits(w) == want.bits and not any(b.disabled for b in w.bit_buttons)
     assert len(w.bit_buttons) == FORMATS[fmt].bits
-    assert want.stored_exact in _text(w.value_label) and want.hex in _text(w.hex_label)
-    assert _text(w.formula_label) == f"formula {want.formula}" and want.value_class in _text(w.class_label)
-    assert f"abs error {number_text(want.abs_error, 6)}" in _text(w.rounding_label)
+    assert want.stored_exact in _part(w, "value") and want.hex in _part(w, "hex")
+    assert _part(w, "formula") == f"formula {want.formula}" and want.value_class in _part(w, "class")
+    assert f"abs error {number_text(want.abs_error, 6)}" in _part(w, "rounding")
     assert _compare_cell(w, fmt, 2) == number_text(want.stored, 10)  # the table's row for this format
     assert f"block absmax {float(w.absmax_text.value):g}" in _text(w.compare_html)
-    assert w.pictures.layout.display == ""
-    if not draw:  # the pictures are drawn from w.explanation (throttled); see draw=True
+    assert w.pictures.layout.display == "" and w.explanation_box.layout.display == ""
+    if not draw:
         return
-    w.flush_pictures()
-    title = w._painter.line_ax.get_title()
+    title = ET.fromstring(w.picture.value).get("aria-label")  # drawn in the same update as the text
     assert title.startswith(f"{fmt}:") if FORMATS[fmt].is_float else "levels × absmax" in title
 
 
@@ -91,7 +99,7 @@ def test_abc_then_another_format_leaves_no_view_describing_the_old_value(explore
     explorer.value_text.value = "abc"
     explorer.format_dropdown.value = "bf16"
     assert_one_state(explorer)
-    assert "33824" not in explorer.compare_html.value + "".join(label.value for label in explorer.detail_labels)
+    assert "33824" not in explorer.compare_html.value + explorer.details_html.value + explorer.picture.value
     explorer.bit_buttons[3].click()  # disabled: nothing happens, and nothing pretends otherwise
     assert_one_state(explorer)
     explorer.value_text.value = "2"
@@ -120,7 +128,6 @@ ACTIONS = st.one_of(
 @example(actions=[("format", "int8"), ("absmax", 3e38), ("bit", 0)])  # code -128: the table showed -127
 def test_any_sequence_of_actions_keeps_one_state_in_every_view(actions):
     explorer = _reset(_shared_explorer())  # not a fixture argument: hypothesis would print the whole widget
-    explorer.flush_pictures()
     for kind, arg in actions:
         if kind == "format":
             explorer.format_dropdown.value = arg
@@ -132,20 +139,19 @@ def test_any_sequence_of_actions_keeps_one_state_in_every_view(actions):
             explorer.overflow_toggle.value = arg
         else:
             explorer.absmax_text.value = arg
-        assert_one_state(explorer, draw=False)
-    assert_one_state(explorer)
+        assert_one_state(explorer)
 
 
 def test_number_line_ticks_tell_the_values_apart(explorer):
     for fmt, value in (("fp32", "0.1"), ("fp32", "1e-8"), ("fp32", "3e38"), ("fp16", "1"), ("bf16", "100")):
         explorer.format_dropdown.value = fmt
         explorer.value_text.value = value
-        explorer.flush_pictures()
-        ax = explorer._painter.line_ax
-        labels = [t.get_text() for t in ax.get_xticklabels()]
+        root = ET.fromstring(explorer.picture.value)
+        texts = list(root.iter(f"{SVG}text"))
+        labels = ["".join(t.itertext()) for t in texts if "rotate" in (t.get("transform") or "")]
         assert len(labels) == 7 and len(set(labels)) == 7, (fmt, value, labels)
         if fmt == "fp32" and value == "0.1":  # every neighbour reads 0.1: offsets from the stored value
-            assert "offset from the stored value 0.10000000149011612" == ax.get_xlabel()
+            assert "offset from the stored value 0.10000000149011612" == "".join(texts[-1].itertext())
             assert labels[3] == "0" and labels[4] == "+7.45e\u221209" and labels[2] == "\u22127.45e\u221209"
 
 
@@ -153,7 +159,7 @@ def test_number_line_ticks_tell_the_values_apart(explorer):
 @given(fmt=st.sampled_from([n for n, f in FORMATS.items() if f.is_float]), x=st.floats(allow_nan=False))
 def test_number_line_labels_are_distinct_for_any_value(fmt, x):
     from lorakit.formats import values_around
-    from lorakit.viz.formats import tick_labels
+    from lorakit.viz.format_svg import tick_labels
 
     e = explain(x, fmt)
     values = values_around(e, 3)
@@ -169,7 +175,8 @@ def test_controls_wrap_and_descriptions_are_never_cut(explorer):
         assert control.style.description_width == "initial"  # as wide as "block absmax", not a fixed 100 px
     explorer.format_dropdown.value, explorer.value_text.value = "fp32", "0.1"
     assert "white-space:nowrap" in explorer.compare_html.value and "overflow-x:auto" in explorer.compare_html.value
-    assert "white-space:nowrap" in explorer.neighbours_label.value  # "ULP 7.45058e-09" stays on one line
+    neighbours = re.search(r'<div class="lorakit-neighbours".*?</div>', explorer.details_html.value).group(0)
+    assert "white-space:nowrap" in neighbours  # "ULP 7.45058e-09" stays on one line
 
 
 def test_block_absmax_is_shown_wherever_it_applies(explorer):
@@ -186,10 +193,10 @@ def test_block_absmax_is_shown_wherever_it_applies(explorer):
 
 def test_bnb_fp4_signed_zero_is_said_on_screen(explorer):
     explorer.format_dropdown.value, explorer.value_text.value = "bnb_fp4", "0.001"
-    assert _bits(explorer) == "0000" and "+0 (code 0b0000)" in _text(explorer.note_label)
-    assert "bitsandbytes' CUDA kernel" in _text(explorer.note_label)
+    assert _bits(explorer) == "0000" and "+0 (code 0b0000)" in _part(explorer, "note")
+    assert "bitsandbytes' CUDA kernel" in _part(explorer, "note")
     explorer.value_text.value = "-0.001"
-    assert _bits(explorer) == "1000" and "−0 (code 0b1000)" in _text(explorer.note_label)
+    assert _bits(explorer) == "1000" and "−0 (code 0b1000)" in _part(explorer, "note")
 
 
 def test_small_wordings_an_8_bit_pattern_and_a_nan_error(explorer):
@@ -197,7 +204,7 @@ def test_small_wordings_an_8_bit_pattern_and_a_nan_error(explorer):
     assert "or an 8-bit pattern" in _text(explorer.error_label)
     explorer.value_text.value = "500"  # NaN in the standard policy: its error is NaN, not inf
     assert explorer.explanation.value_class == "nan"
-    assert "abs error nan" in _text(explorer.rounding_label) and "inf" not in _text(explorer.rounding_label)
+    assert "abs error nan" in _part(explorer, "rounding") and "inf" not in _part(explorer, "rounding")
     assert _compare_cell(explorer, "fp8_e4m3fn", 3) == "nan"
 
 
@@ -211,5 +218,5 @@ def test_extreme_input_answers_at_once(explorer, fmt, text, cls, note):
     start = time.thread_time()
     explorer.value_text.value = text  # the explanation and the compare table (every format)
     assert time.thread_time() - start < 0.5
-    assert explorer.explanation.value_class == cls and _text(explorer.note_label).startswith(note)
+    assert explorer.explanation.value_class == cls and _part(explorer, "note").startswith(note)
     assert_one_state(explorer)

@@ -356,6 +356,18 @@ def test_describe_summary_mentions_the_adapter_only_when_it_is_on_disk(tmp_path)
     assert missing.startswith("Stopped after 3/100 steps") and "adapter saved" not in missing.lower()
 
 
+def test_describe_summary_says_where_the_time_went(tmp_path):
+    """Training (with the tokens/s computed from it), evaluation, saving and the whole, each named."""
+    import dataclasses
+
+    timed = dataclasses.replace(summary(tmp_path), train_s=55.24, eval_s=30.06, save_s=4.0, elapsed_s=97.3,
+                                tokens_per_s=5040 / 55.24)
+    assert describe_summary(timed).endswith(
+        "Time: training 55.2 s (91 tokens/s), evaluation 30.1 s, saving 4.0 s; 1:37 in all (loading and set-up "
+        "are the rest).")
+    assert "Time:" not in describe_summary(summary(tmp_path, with_adapter=False))  # no times, none said
+
+
 def test_end_of_run_status_and_static_content(tmp_path):
     dash = LiveDashboard()
     dash.on_train_start(info())

@@ -15,11 +15,11 @@ def test_import_is_light():
 
 
 def test_lorakit_train_is_the_function_whatever_was_imported():
-    """lorakit.train is the loop's train(); the package is lorakit.training, so importing it changes nothing."""
+    """lorakit.train is launch's train(); the package is lorakit.training, so importing it changes nothing."""
     code = (
         "import lorakit; import lorakit.training.config, lorakit.training.events; "
-        "import lorakit.training.loop as loop; "
-        "assert lorakit.train is loop.train is lorakit.training.train; "
+        "import lorakit.training.loop, lorakit.training.launch as launch; "
+        "assert lorakit.train is launch.train is lorakit.training.train; "
         "import inspect; assert inspect.isfunction(lorakit.train); print(inspect.signature(lorakit.train))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

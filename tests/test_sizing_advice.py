@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lorakit.sizing import GPUS, custom_gpu, estimate_memory
 from lorakit.sizing.advice import suggest_fit
@@ -60,4 +64,38 @@ def test_the_example_sentence():
 
 def test_custom_gpu_sentence():
     advice = suggest_fit("SmolLM2-135M", custom_gpu(4), r=8)
-    assert "my GPU (4 GB)" in advice.sentence
+    assert "my GPU (4 GiB)" in advice.sentence
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"\d+\.\d+", text)]
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(delta_mib=st.integers(-200, 200))
+def test_a_verdict_never_contradicts_its_own_numbers(delta_mib):
+    """A GPU a few MiB either side of the run's smallest peak: "needs 8.0 GiB of 8.0" (does not fit, yet
+    reads equal) must not happen; the numbers shown keep the order of the true ones, and so does the verdict."""
+    worst = estimate_memory("SmolLM2-135M", r=8, quantization="nf4", gradient_checkpointing=True, batch_size=1,
+                            seq_len=4096, finetune="lora")
+    gpu = custom_gpu((worst.total_bytes + delta_mib * 2**20) / 2**30)
+    advice = suggest_fit("SmolLM2-135M", gpu, r=8, seq_len=4096)
+    if not advice.fits:
+        need, have = _numbers(advice.sentence.split("needs ")[1])[:2]
+        assert need > have, advice.sentence
+    else:
+        peak, free = _numbers(advice.sentence.split(": peak ")[1])[:2]
+        assert peak <= float(f"{gpu.memory_gib:.6f}") and free >= 0, advice.sentence
+    for total in (worst.total_bytes, gpu.memory_bytes - 2**20, gpu.memory_bytes + 2**20):
+        verdict = gpu.verdict(total)
+        shown = _numbers(verdict)[-1]
+        assert ("short by" in verdict) == (total > gpu.memory_bytes) and (shown > 0 or "fits" in verdict), verdict
+
+
+def test_gib_pair_keeps_the_order_and_gib_amount_is_never_zero_for_a_shortfall():
+    from lorakit.sizing.gpus import GIB, gib_amount, gib_pair
+
+    assert gib_pair(8.004 * GIB, 8.0 * GIB) == ("8.004", "8.000")
+    assert gib_pair(7.96 * GIB, 8.0 * GIB) == ("7.96", "8.00")  # fits: never "8.0 of 8.0" either
+    assert gib_pair(20.2 * GIB, 22.5 * GIB) == ("20.2", "22.5")  # one decimal where one tells them apart
+    assert gib_amount(0.03 * GIB) == "0.03" and gib_amount(2.34 * GIB) == "2.3" and gib_amount(0) == "0.0"

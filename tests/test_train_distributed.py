@@ -106,16 +106,17 @@ def test_stop_ends_every_rank_with_files_on_disk_and_resume_continues(runs, tiny
 
 @pytest.mark.slow
 def test_an_error_on_rank_1_ends_the_run_with_its_message(tiny_model_dir, tmp_path, monkeypatch):
-    from lorakit.training import loop
+    from lorakit.training import step
 
-    loss = loop._Run.loss
+    loss, calls = step.batch_loss, []
 
-    def failing_loss(self, batch, n_targets):  # the ranks are forked from this process: they inherit the patch
-        if os.environ.get("RANK") == "1" and self.step == 2:
+    def failing_loss(parts, batch, n_targets):  # the ranks are forked from this process: they inherit the patch
+        calls.append(n_targets)  # one call per optimizer step here: no accumulation, no evaluation
+        if os.environ.get("RANK") == "1" and len(calls) == 3:  # in the third step, after steps 1 and 2
             raise RuntimeError("rank one cannot go on")
-        return loss(self, batch, n_targets)
+        return loss(parts, batch, n_targets)
 
-    monkeypatch.setattr(loop._Run, "loss", failing_loss)
+    monkeypatch.setattr(step, "batch_loss", failing_loss)
     summary = train(config(tiny_model_dir, tmp_path / "run"), sinks=[Recorder()])
     assert summary.status == "error"
     assert "rank one cannot go on" in summary.message and "rank 1 of 2" in summary.message, summary.message

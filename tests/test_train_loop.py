@@ -201,6 +201,49 @@ def test_previews_and_exact_match_are_reported(tiny_model_dir, tmp_path):
     assert [r["step"] for r in evals] == [0, 2] and all("exact_match" in r for r in evals)
 
 
+def test_the_summary_splits_the_time_into_training_evaluation_and_saving(tiny_model_dir, tmp_path, monkeypatch):
+    """Each second is counted once, where it was spent: evaluations and saves during the loop are neither
+    training time nor in a logging window's tokens/s, tokens/s is the tokens over the training time, and the
+    three together fit in the elapsed time.
+
+    Every preview and checkpoint moves the clock on by a day (no real waiting), so a second counted in the wrong
+    place shows as a day, whatever this machine's speed.
+    """
+    import time
+
+    from lorakit.training import checkpoint, evaluation
+
+    day, offset, real_clock = 86_400.0, [0.0], time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + offset[0])
+    preview, save = evaluation.preview, checkpoint.save_run_checkpoint
+
+    def slow_preview(*args, **kwargs):
+        offset[0] += day
+        return preview(*args, **kwargs)
+
+    def slow_save(*args, **kwargs):
+        offset[0] += day
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "preview", slow_preview)
+    monkeypatch.setattr(checkpoint, "save_run_checkpoint", slow_save)
+    config = tiny_config(tiny_model_dir, tmp_path, eval_split=0.25, eval_steps=2, save_steps=2, max_steps=4,
+                         preview_prompts=["the quick"], max_new_tokens=2)
+    summary = train(config)
+    assert summary.status == "completed", summary.message
+    # previews before and after (2 days); checkpoints at steps 2 and 4 and the final one (3 days)
+    assert 2 * day <= summary.eval_s < 3 * day and 3 * day <= summary.save_s < 4 * day
+    assert 0 < summary.train_s < day  # the checkpoint at step 2, inside the loop, is not training time
+    assert summary.train_s + summary.eval_s + summary.save_s <= summary.elapsed_s
+    logs = [r for r in read_metrics(summary.output_dir) if r["kind"] == "train"]
+    assert summary.tokens_per_s == pytest.approx(logs[-1]["tokens_seen"] / summary.train_s, rel=1e-12)
+    assert all(r["tokens_per_s"] > 1e3 / day for r in logs)  # no window holds the day of a checkpoint
+    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert {k: on_disk[k] for k in ("train_s", "eval_s", "save_s", "elapsed_s", "tokens_per_s")} == {
+        "train_s": summary.train_s, "eval_s": summary.eval_s, "save_s": summary.save_s,
+        "elapsed_s": summary.elapsed_s, "tokens_per_s": summary.tokens_per_s}
+
+
 def test_exact_match_counts_normalized_hits(monkeypatch):
     from lorakit.training import evaluate
 

@@ -80,7 +80,7 @@ def fake_train(monkeypatch):
 
 def test_start_runs_to_completion_and_reports(fake_train, tmp_path):
     panel = TrainerPanel(output_dir=str(tmp_path), r=4)  # an existing empty folder: the first run goes there
-    panel.max_steps.value = 12
+    panel.fields["max_steps"].value = 12
     assert panel.start()
     summary = panel.wait(timeout=30)
     assert summary.status == "completed" and panel.summary is summary
@@ -90,7 +90,7 @@ def test_start_runs_to_completion_and_reports(fake_train, tmp_path):
     assert [r["step"] for r in panel.dashboard.history] == [1, 2, 3, 4, 5]
     assert "1/8/7" in panel.preview.value and "&lt;bf16&gt;" in panel.preview.value  # escaped
     assert "25.0 % before" in panel.preview.value and "75.0 % after" in panel.preview.value
-    assert not panel.start_button.disabled and panel.stop_button.disabled and not panel.r.disabled
+    assert not panel.start_button.disabled and panel.stop_button.disabled and not panel.fields["r"].disabled
 
 
 def test_stop_mid_run_saves_and_says_so(monkeypatch, tmp_path):
@@ -142,12 +142,12 @@ def test_error_in_the_run_is_shown_and_the_panel_keeps_working(monkeypatch, tmp_
 
 def test_bad_control_value_is_reported_not_raised(fake_train, tmp_path):
     panel = TrainerPanel(output_dir=str(tmp_path))
-    panel.max_steps.value = 0
+    panel.fields["max_steps"].value = 0
     assert panel.start() is False
     assert "Cannot start: max_steps=0" in panel.message.value and not panel.running
     assert "or -1 to train for num_train_epochs" in panel.message.value  # the rule the field's hint gives
     assert fake_train.configs == []
-    panel.max_steps.value = 3
+    panel.fields["max_steps"].value = 3
     assert panel.start() and panel.wait(timeout=30).status == "completed"
     assert fake_train.configs[0].max_steps == 3
 
@@ -208,7 +208,7 @@ def test_resume_says_why_it_cannot(fake_train, tmp_path):
     panel.resume_from.value = str(tmp_path / "nowhere")
     assert panel.resume() is False and "Cannot resume from" in panel.message.value
     assert panel.start() and panel.wait(timeout=30).status == "completed"  # 5 of 5 steps
-    panel.max_steps.value = 5
+    panel.fields["max_steps"].value = 5
     assert panel.resume() is False and "raise max_steps above 5" in panel.message.value
     assert fake_train.resumed_from == [None]
 
@@ -221,18 +221,18 @@ def test_fields_are_the_configs_own(fake_train, tmp_path):
     panel = TrainerPanel(output_dir=str(tmp_path / "run"))
     assert list(panel.fields) == list(FIELDS)
     assert all(control.description == name for name, control in panel.fields.items())
-    assert [v for _, v in panel.precision.options] == list(PRECISIONS)  # tf32 included
-    assert [v for _, v in panel.gradient_checkpointing.options] == list(CHECKPOINTING_CHOICES)
-    assert [label for label, _ in panel.gradient_checkpointing.options] == ["off", "on", "auto"]
-    assert [v for _, v in panel.compile.options] == list(COMPILE_CHOICES)
-    assert [v for _, v in panel.loss_kernel.options] == list(LOSS_KERNELS)
-    assert (panel.r.min, panel.r.max) == BOUNDS["r"][:2]
-    assert (panel.batch_size.min, panel.batch_size.max) == BOUNDS["batch_size"][:2]
-    assert panel.gradient_checkpointing.value == "auto"  # the config's default, shown as it is
-    panel.gradient_checkpointing.value = True
-    panel.loss_kernel.value = "plain"
-    panel.compile.value = "auto"
-    panel.precision.value = "tf32"
+    assert [v for _, v in panel.fields["precision"].options] == list(PRECISIONS)  # tf32 included
+    assert [v for _, v in panel.fields["gradient_checkpointing"].options] == list(CHECKPOINTING_CHOICES)
+    assert [label for label, _ in panel.fields["gradient_checkpointing"].options] == ["off", "on", "auto"]
+    assert [v for _, v in panel.fields["compile"].options] == list(COMPILE_CHOICES)
+    assert [v for _, v in panel.fields["loss_kernel"].options] == list(LOSS_KERNELS)
+    assert (panel.fields["r"].min, panel.fields["r"].max) == BOUNDS["r"][:2]
+    assert (panel.fields["batch_size"].min, panel.fields["batch_size"].max) == BOUNDS["batch_size"][:2]
+    assert panel.fields["gradient_checkpointing"].value == "auto"  # the config's default, shown as it is
+    panel.fields["gradient_checkpointing"].value = True
+    panel.fields["loss_kernel"].value = "plain"
+    panel.fields["compile"].value = "auto"
+    panel.fields["precision"].value = "tf32"
     assert panel.start() and panel.wait(timeout=30)
     config = fake_train.configs[0]
     assert (config.gradient_checkpointing, config.loss_kernel, config.compile, config.precision) == (
@@ -286,7 +286,7 @@ def test_a_run_that_fails_before_its_first_picture_leaves_no_broken_image(monkey
 
 def test_dom_classes_for_browser_tests():
     panel = TrainerPanel()
-    assert "lorakit-trainer-panel" in panel.widget._dom_classes
+    assert "lorakit-trainer-panel" in panel._dom_classes
     assert "lorakit-start" in panel.start_button._dom_classes
     assert "lorakit-stop" in panel.stop_button._dom_classes
     assert "lorakit-status" in panel.dashboard.status._dom_classes

@@ -8,7 +8,7 @@ from typing import Any
 
 from lorakit.choices import PRECISIONS
 from lorakit.quantization import QUANTIZATIONS, fit_steps
-from lorakit.sizing.gpus import GIB, GPU
+from lorakit.sizing.gpus import GPU, gib_amount, gib_pair
 from lorakit.sizing.memory import MemoryEstimate, estimate_memory, planned_run
 from lorakit.sizing.settings import split
 from lorakit.training.config import canonical
@@ -95,9 +95,10 @@ def suggest_fit(model_or_config: Any, gpu: GPU, config: Any = None, **settings: 
     last = fit_steps(run.quantization)[-1]
     worst = estimate_memory(model_or_config, config, **dict(settings, quantization=last,
                                                             gradient_checkpointing=True, batch_size=1))
+    need, have = gib_pair(worst.total_bytes, gpu.memory_bytes)  # never "needs 8.0 GiB of 8.0"
     text = (f"Nothing tried fits {_a(gpu.name)}: even {QUANTIZATIONS[last].fit_words or last} + gradient "
-            f"checkpointing + batch 1 needs {worst.total_bytes / GIB:.1f} GiB of {gpu.memory_gib:.1f}; use a "
-            f"larger GPU, a shorter sequence or a smaller model.")
+            f"checkpointing + batch 1 needs {need} GiB of {have}; use a larger GPU, a shorter sequence or a "
+            f"smaller model.")
     return FitAdvice(gpu, {}, None, text)
 
 
@@ -109,8 +110,8 @@ def _a(name: str) -> str:
 
 
 def _sentence(gpu: GPU, change: dict[str, Any], estimate: MemoryEstimate) -> str:
-    free = (gpu.memory_bytes - estimate.total_bytes) / GIB
-    peak = estimate.total_bytes / GIB
+    peak, _ = gib_pair(estimate.total_bytes, gpu.memory_bytes)  # a peak just under the GPU never reads as over it
+    free = gib_amount(gpu.memory_bytes - estimate.total_bytes)
     if not change:
-        return f"Fits {_a(gpu.name)} as configured: peak {peak:.1f} GiB, {free:.1f} GiB to spare."
-    return f"{_describe(change)} fits {_a(gpu.name)}: peak {peak:.1f} GiB, {free:.1f} GiB to spare."
+        return f"Fits {_a(gpu.name)} as configured: peak {peak} GiB, {free} GiB to spare."
+    return f"{_describe(change)} fits {_a(gpu.name)}: peak {peak} GiB, {free} GiB to spare."

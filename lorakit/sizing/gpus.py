@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lorakit.choices import PRECISIONS
-
-MIB = 1024**2
-GIB = 1024**3
+from lorakit.units import GIB, MIB
 
 
 @dataclass(frozen=True)
@@ -38,11 +36,31 @@ class GPU:
 
     def verdict(self, total_bytes: int, precision: str = "bf16") -> str:
         """One line: fits or not, with headroom, and a bf16 warning where the hardware lacks it."""
-        room = (self.memory_bytes - total_bytes) / GIB
-        text = f"{self.name}: fits ({room:.1f} GiB free)" if room >= 0 else f"{self.name}: short by {-room:.1f} GiB"
+        room = self.memory_bytes - total_bytes
+        text = (f"{self.name}: fits ({gib_amount(room)} GiB free)" if room >= 0
+                else f"{self.name}: short by {gib_amount(-room)} GiB")
         if self.runs_natively(precision) is False:
             text += f"; no native {precision} (cc < 8.0): use " + ("fp32" if precision == "tf32" else "fp16 + GradScaler")
         return text
+
+
+def gib_amount(nbytes: float) -> str:
+    """Bytes as GiB with one decimal, or as many more (up to 6) as keep an amount above zero from reading 0.0."""
+    for digits in range(1, 7):
+        if nbytes <= 0 or round(nbytes / GIB, digits) > 0:
+            return f"{nbytes / GIB:.{digits}f}"
+    return f"{nbytes / GIB:.6f}"
+
+
+def gib_pair(need_bytes: float, have_bytes: float) -> tuple[str, str]:
+    """Two amounts as GiB with the fewest decimals (1 to 6) that keep their order: "needs 8.01 GiB of 8.00",
+    never "needs 8.0 GiB of 8.0" for a run that does not fit."""
+    order = (need_bytes > have_bytes) - (need_bytes < have_bytes)
+    for digits in range(1, 7):
+        need, have = round(need_bytes / GIB, digits), round(have_bytes / GIB, digits)
+        if (need > have) - (need < have) == order:
+            break
+    return f"{need_bytes / GIB:.{digits}f}", f"{have_bytes / GIB:.{digits}f}"
 
 
 def _gpu(name: str, mib: int, cc: tuple[int, int]) -> GPU:
@@ -65,10 +83,10 @@ GPUS: dict[str, GPU] = {
 
 
 def custom_gpu(memory_gb: float, name: str | None = None) -> GPU:
-    """"My GPU: N GB" (GiB), compute capability unknown."""
+    """"my GPU (N GiB)": ``memory_gb`` GiB as its driver reports them, compute capability unknown."""
     if isinstance(memory_gb, bool) or not isinstance(memory_gb, (int, float)) or memory_gb <= 0:
-        raise ValueError(f"memory_gb: must be a positive number of GB, got {memory_gb!r}")
-    return GPU(name or f"my GPU ({memory_gb:g} GB)", int(memory_gb * GIB), None)
+        raise ValueError(f"memory_gb: must be a positive number of GiB, got {memory_gb!r}")
+    return GPU(name or f"my GPU ({memory_gb:g} GiB)", int(memory_gb * GIB), None)
 
 
 def smallest_fitting_gpu(total_bytes: int, precision: str = "bf16") -> GPU | None:

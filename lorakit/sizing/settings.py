@@ -31,8 +31,8 @@ from lorakit.choices import (
 from lorakit.quantization import QUANTIZATIONS, Quantization
 from lorakit.sizing.lora_count import targets_key
 from lorakit.training.config import FIELDS, TrainConfig, canonical
+from lorakit.units import GIB
 
-GIB = 1024**3
 # the CUDA context, kernels and the caching allocator's slack: real, but outside torch.cuda.max_memory_allocated
 DEFAULT_RUNTIME_OVERHEAD = GIB // 2
 

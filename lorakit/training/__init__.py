@@ -10,7 +10,7 @@ from typing import Any
 
 _EXPORTS: dict[str, str] = {
     "TrainConfig": "lorakit.training.config",
-    "train": "lorakit.training.loop",
+    "train": "lorakit.training.launch",
     "StopHandle": "lorakit.training.events",
     "TrainSummary": "lorakit.training.events",
     "MetricsSink": "lorakit.training.events",

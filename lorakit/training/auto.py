@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorakit.training.config import TrainConfig
+from lorakit.units import GIB
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def decide_checkpointing(config: TrainConfig, device: str, model_config: Any) ->
     except ValueError as exc:  # a setting the planner cannot model: keep the faster choice
         return Choice(False, f"auto: off (no memory prediction: {exc})")
     free = free_memory_bytes(device)
-    gib = 1024**3
+    gib = GIB
     if free is not None and need > free:
         return Choice(True, f"auto: on, the run needs about {need / gib:.1f} GiB without it and "
                             f"{free / gib:.1f} GiB is free")

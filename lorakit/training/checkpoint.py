@@ -2,6 +2,10 @@
 
 checkpoint/ holds adapter/, optimizer.safetensors + optimizer.json, scheduler.json, scaler.json,
 rng.safetensors + rng.json and state.json (step, epoch, position in the epoch, counters).
+
+A run's files come from rank 0 alone. Under FSDP each process holds a shard of the adapter and of the optimizer
+state: ``save_run_adapter`` and ``save_run_checkpoint`` gather them whole first (a collective: every rank calls
+them), and ``load_run_checkpoint`` cuts each rank's shard back out of the whole tensors on disk.
 """
 
 from __future__ import annotations
@@ -207,3 +211,94 @@ def output_dir_for(output_dir: str | None, resume_from: str | Path | None) -> Pa
         path = Path(resume_from)
         return path.parent if path.name == "checkpoint" else path
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+# ---- a run's adapter and checkpoint, from one process or several ------------------------------------------------
+def save_run_adapter(parts, folder: Path, ranks) -> Path | None:
+    """The run's adapter, written by rank 0 (under FSDP gathered from every rank first); None on other ranks."""
+    if ranks.fsdp and ranks.broken:
+        raise RuntimeError("the adapter is sharded across the processes and the run failed, so it cannot be "
+                           "gathered; the last checkpoint holds the adapter it saved")
+    state = full_adapter_state(parts.model) if ranks.fsdp else None
+    if not ranks.is_main:
+        return None
+    return save_adapter(parts.accelerator.unwrap_model(parts.model), folder, state_dict=state)
+
+
+def save_run_checkpoint(parts, folder: Path, progress: dict, ranks) -> None:
+    """A resumable checkpoint, written by rank 0 (under FSDP gathered first); records num_processes."""
+    model_state = optimizer_state = None
+    if ranks.fsdp:
+        model_state = full_adapter_state(parts.model)
+        optimizer_state = full_optimizer_state(parts.model, parts.optimizer.optimizer)
+    if ranks.is_main:
+        save_checkpoint(folder, parts.accelerator.unwrap_model(parts.model), parts.optimizer, parts.scheduler,
+                        parts.scaler, {**progress, "num_processes": ranks.world},
+                        model_state=model_state, optimizer_state=optimizer_state)
+
+
+def load_run_checkpoint(parts, folder: Path, ranks) -> dict:
+    """Restore a checkpoint on every rank (each reads the same files); returns the saved loop state."""
+    saved = saved_processes(folder)
+    if saved != ranks.world:
+        raise ValueError(processes_mismatch(saved, ranks.world, folder))
+    if not ranks.fsdp:
+        model = parts.accelerator.unwrap_model(parts.model)
+        return load_checkpoint(folder, model, parts.optimizer, parts.scheduler, parts.scaler)
+    load_sharded_state(parts.model, parts.optimizer.optimizer, folder)
+    return load_progress(folder, parts.scheduler, parts.scaler)
+
+
+def full_adapter_state(model) -> dict:
+    """The trainable (adapter) weights as whole tensors on rank 0's CPU (a collective under FSDP)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    return get_model_state_dict(model, options=options)
+
+
+def full_optimizer_state(model, optimizer) -> dict:
+    """The optimizer state gathered to whole tensors, keyed by parameter name (a collective)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def load_sharded_state(model, optimizer, folder: Path) -> None:
+    """Put a checkpoint's whole adapter and optimizer tensors back as this rank's shards (every rank reads the
+    files, so each cuts its own shard out: no communication)."""
+    saved = load_file(folder / "adapter" / "adapter_model.safetensors")
+    optimizer_state = read_optimizer_state(folder)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            # peft saves adapter keys without the adapter's name; the parameters carry it (".default")
+            param.copy_(_shard_like(saved[name.replace(".default", "")], param))
+            state = optimizer_state["state"].get(name)
+            if state is not None:
+                optimizer.state[param] = {k: _state_like(v, param, optimizer) for k, v in state.items()}
+    for group, saved_group in zip(optimizer.param_groups, optimizer_state["param_groups"], strict=True):
+        group.update({k: v for k, v in saved_group.items() if k != "params"})
+
+
+def _state_like(value, param, optimizer):
+    """An optimizer state entry for this rank: moments sharded like the parameter; the step count where
+    torch keeps it (on the parameter's device for fused or capturable AdamW, else on the CPU)."""
+    if not torch.is_tensor(value):
+        return value
+    if value.dim():
+        return _shard_like(value, param)
+    group = optimizer.param_groups[0]
+    return value.to(param.device if group.get("fused") or group.get("capturable") else "cpu")
+
+
+def _shard_like(full: torch.Tensor, param) -> torch.Tensor:
+    """This rank's shard of a whole tensor, laid out as the (FSDP2 DTensor) parameter is."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    full = full.to(device=param.device, dtype=param.dtype if full.is_floating_point() else full.dtype)
+    if not isinstance(param, DTensor):
+        return full
+    return distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lorakit.training.events import read_metrics
+from lorakit.units import MIB
 
 __all__ = ["compare_runs", "load_run", "format_runs_table", "RunComparison"]
 
-_MIB = 2**20
 
 
 class RunComparison(NamedTuple):
@@ -92,7 +92,7 @@ def compare_runs(run_dirs: list[str | Path], *, names: list[str] | None = None, 
                      {run["row"]["name"]: run["eval_loss"] for run in runs})
     rows = [run["row"] for run in runs]
     draw_bars(speed_ax, labels, [r["tokens_per_s"] for r in rows], title="tokens / s", fmt="{:,.0f}")
-    peaks = [None if r["peak_memory_bytes"] is None else r["peak_memory_bytes"] / _MIB for r in rows]
+    peaks = [None if r["peak_memory_bytes"] is None else r["peak_memory_bytes"] / MIB for r in rows]
     draw_bars(mem_ax, labels, peaks, title="peak memory (MiB)", fmt="{:,.0f}")
     return RunComparison(fig, rows)
 
@@ -102,7 +102,7 @@ def format_runs_table(rows: list[dict[str, Any]]) -> str:
     header = f"{'run':<16} {'status':<10} {'steps':>5} {'final loss':>10} {'eval loss':>9} {'tokens/s':>9} {'peak MiB':>9}"
     lines = [header, "-" * len(header)]
     for r in rows:
-        peak = "n/a" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / _MIB:,.0f}"
+        peak = "n/a" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / MIB:,.0f}"
         lines.append(
             f"{r['name']:<16} {r['status']:<10} {r['steps'] if r['steps'] is not None else 'n/a':>5} "
             f"{_fmt(r['final_loss'], '.4f'):>10} {_fmt(r['eval_loss'], '.4f'):>9} "

@@ -1,7 +1,8 @@
 """One process among several: what the loop does differently inside a data-parallel (DDP) or sharded (FSDP) run.
 
 accelerate sets the processes up (``Accelerator`` over torch.distributed: gloo on CPUs, NCCL on GPUs) and
-wraps the model; ``Ranks`` adds the few things a lorakit run needs on top, each a no-op in one process:
+wraps the model; ``Ranks`` adds the few exchanges a lorakit run needs on top, each a no-op in one process
+(which rank writes the files, and how FSDP's shards are gathered for them, is ``checkpoint``'s):
 
 * data: every batch of the order is a *global* batch (batch_size x num_processes rows); rank r collates rows
   r*batch_size .. (r+1)*batch_size - 1 of it. Tokens and loss targets are counted over the whole global batch
@@ -10,7 +11,6 @@ wraps the model; ``Ranks`` adds the few things a lorakit run needs on top, each 
 * stopping: the ranks agree on each step whether to stop (a one-integer all-reduce on the host over gloo, no
   device sync), so a Stop pressed anywhere ends every rank after the same step;
 * logging: the loss and every rank's memory are gathered in one collective, only at logging steps;
-* files: only rank 0 writes; under FSDP the adapter and optimizer state are gathered to it first;
 * failures: a rank that fails leaves its message in torch.distributed's store; the rank 0 that then sees a
   collective break reports that message, not its own "connection closed".
 """
@@ -23,11 +23,9 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import torch
 
-from lorakit.training.config import TrainConfig
 from lorakit.training.data import IGNORE, Batches
 
 MEMORY_KEYS = ("mem_allocated_bytes", "mem_reserved_bytes", "mem_peak_bytes", "rss_bytes")
@@ -208,52 +206,6 @@ class Ranks:
                 return None
             time.sleep(0.05)
 
-    # ---- files ----------------------------------------------------------------------------------------------
-    def save_adapter(self, parts, folder: Path) -> Path | None:
-        """The adapter, written by rank 0 (under FSDP gathered from every rank first); None on other ranks."""
-        from lorakit.training.checkpoint import save_adapter
-
-        if self.fsdp and self.broken:
-            raise RuntimeError("the adapter is sharded across the processes and the run failed, so it cannot be "
-                               "gathered; the last checkpoint holds the adapter it saved")
-        state = self._full_adapter_state(parts) if self.fsdp else None
-        if not self.is_main:
-            return None
-        return save_adapter(parts.accelerator.unwrap_model(parts.model), folder, state_dict=state)
-
-    def save_checkpoint(self, parts, folder: Path, loop_state: dict) -> None:
-        """A resumable checkpoint, written by rank 0 (under FSDP gathered first); records num_processes."""
-        from lorakit.training.checkpoint import save_checkpoint
-
-        model_state = optimizer_state = None
-        if self.fsdp:
-            model_state = self._full_adapter_state(parts)
-            optimizer_state = _fsdp_optimizer_state(parts)
-        if self.is_main:
-            save_checkpoint(folder, parts.accelerator.unwrap_model(parts.model), parts.optimizer, parts.scheduler,
-                            parts.scaler, {**loop_state, "num_processes": self.world},
-                            model_state=model_state, optimizer_state=optimizer_state)
-
-    def load_checkpoint(self, parts, folder: Path) -> dict:
-        """Restore a checkpoint on every rank (each reads the same files); returns the saved loop state."""
-        from lorakit.training import checkpoint
-
-        saved = checkpoint.saved_processes(folder)
-        if saved != self.world:
-            raise ValueError(checkpoint.processes_mismatch(saved, self.world, folder))
-        model = parts.accelerator.unwrap_model(parts.model)
-        if not self.fsdp:
-            return checkpoint.load_checkpoint(folder, model, parts.optimizer, parts.scheduler, parts.scaler)
-        _load_fsdp_state(parts, folder)
-        return checkpoint.load_progress(folder, parts.scheduler, parts.scaler)
-
-    def _full_adapter_state(self, parts) -> dict:
-        """The trainable (adapter) weights as whole tensors on rank 0's CPU (a collective under FSDP)."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-        return get_model_state_dict(parts.model, options=options)
-
 
 def _is_communication_error(exc: BaseException) -> bool:
     """A collective failed (a peer process died or timed out), rather than this rank's own code."""
@@ -274,100 +226,3 @@ def _store():
         return dist.distributed_c10d._get_default_store() if dist.is_initialized() else None
     except Exception:  # noqa: BLE001 -- reporting an error must never raise another
         return None
-
-
-def _fsdp_optimizer_state(parts) -> dict:
-    """The optimizer state gathered to whole tensors, keyed by parameter name (a collective)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_optimizer_state_dict(parts.model, parts.optimizer.optimizer, options=options)
-
-
-def _load_fsdp_state(parts, folder: Path) -> None:
-    """Put a checkpoint's whole adapter and optimizer tensors back as this rank's shards (every rank reads the
-    files, so each cuts its own shard out: no communication)."""
-    from safetensors.torch import load_file
-
-    from lorakit.training.checkpoint import read_optimizer_state
-
-    saved = load_file(folder / "adapter" / "adapter_model.safetensors")
-    optimizer_state = read_optimizer_state(folder)
-    optimizer = parts.optimizer.optimizer
-    with torch.no_grad():
-        for name, param in parts.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            # peft saves adapter keys without the adapter's name; the parameters carry it (".default")
-            param.copy_(_shard_like(saved[name.replace(".default", "")], param))
-            state = optimizer_state["state"].get(name)
-            if state is not None:
-                optimizer.state[param] = {k: _state_like(v, param, optimizer) for k, v in state.items()}
-    for group, saved_group in zip(optimizer.param_groups, optimizer_state["param_groups"], strict=True):
-        group.update({k: v for k, v in saved_group.items() if k != "params"})
-
-
-def _state_like(value, param, optimizer):
-    """An optimizer state entry for this rank: moments sharded like the parameter; the step count where
-    torch keeps it (on the parameter's device for fused or capturable AdamW, else on the CPU)."""
-    if not torch.is_tensor(value):
-        return value
-    if value.dim():
-        return _shard_like(value, param)
-    group = optimizer.param_groups[0]
-    return value.to(param.device if group.get("fused") or group.get("capturable") else "cpu")
-
-
-def _shard_like(full: torch.Tensor, param) -> torch.Tensor:
-    """This rank's shard of a whole tensor, laid out as the (FSDP2 DTensor) parameter is."""
-    from torch.distributed.tensor import DTensor, distribute_tensor
-
-    full = full.to(device=param.device, dtype=param.dtype if full.is_floating_point() else full.dtype)
-    if not isinstance(param, DTensor):
-        return full
-    return distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
-
-
-# ---- the accelerator --------------------------------------------------------------------------------------
-def make_distributed_accelerator(config: TrainConfig, device: str):
-    """accelerate's Accelerator for a process of a launched run: DDP, or FSDP2 with lorakit's settings."""
-    from accelerate import Accelerator
-
-    if config.distributed != "fsdp":
-        return Accelerator(mixed_precision="no", cpu=device == "cpu")
-    plugin = fsdp_plugin(device)
-    if device == "cuda":
-        # transformers then reads the weights on rank 0 only and accelerate broadcasts them while sharding:
-        # a model larger than one process's share of host memory still loads.
-        os.environ.setdefault("ACCELERATE_USE_FSDP", "true")
-        os.environ.setdefault("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")
-    accelerator = Accelerator(mixed_precision="no", cpu=device == "cpu", fsdp_plugin=plugin)
-    if device == "cpu":
-        _fsdp_on_cpu(plugin)
-    return accelerator
-
-
-def fsdp_plugin(device: str):
-    """FSDP2: one shard unit per decoder layer, weights freed after each layer's forward, adapter saved whole."""
-    from accelerate import FullyShardedDataParallelPlugin
-
-    return FullyShardedDataParallelPlugin(
-        fsdp_version=2,
-        auto_wrap_policy="transformer_based_wrap",  # the model's _no_split_modules (its decoder layer class)
-        reshard_after_forward=True,  # FULL_SHARD: a layer's gathered weights live only while it runs
-        state_dict_type="FULL_STATE_DICT",
-        cpu_ram_efficient_loading=device == "cuda",
-        activation_checkpointing=False,  # lorakit's gradient_checkpointing setting decides
-    )
-
-
-def _fsdp_on_cpu(plugin) -> None:
-    """accelerate enables FSDP only on accelerators and would silently run DDP on CPUs. torch's FSDP2 runs on
-    CPUs over gloo, so lorakit switches accelerate's state to FSDP itself: a two-process CPU run is then the
-    same code path as a multi-GPU one (the notebook and the tests use that)."""
-    from accelerate.state import AcceleratorState, PartialState
-    from accelerate.utils import DistributedType
-
-    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
-    AcceleratorState._shared_state["distributed_type"] = DistributedType.FSDP
-    AcceleratorState._shared_state["fsdp_plugin"] = plugin

@@ -1,4 +1,5 @@
-"""What a run tells the world: the stop handle, metric sinks, the JSONL log and the final summary."""
+"""What a run tells the world: the stop handle, metric sinks and the fan-out to them, the JSONL log and the
+final summary."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -100,9 +102,41 @@ class MetricsSink:
         """Once, whatever the outcome (also after an error or a stop)."""
 
 
+class SinkFanout:
+    """Calls every sink that has an event's method, in order. A sink that raises is detached and its error
+    reported once through ``report`` (a sentence); the run goes on, since a display bug must not end it.
+
+    The one fan-out of lorakit: the training loop, the multi-process launcher (the caller's sinks fed with rank
+    0's events) and the transformers callback all send their events through one.
+    """
+
+    def __init__(self, sinks: Sequence[MetricsSink], report: Callable[[str], None]) -> None:
+        self.sinks = list(sinks)
+        self.report = report
+
+    def emit(self, method: str, *payload: Any) -> None:
+        for sink in list(self.sinks):
+            handler = getattr(sink, method, None)
+            if handler is None:  # a duck-typed sink without this (newer) event
+                continue
+            try:
+                handler(*payload)
+            except Exception as exc:  # noqa: BLE001 -- a display bug must not kill a training run
+                self.sinks.remove(sink)
+                self.report(f"metrics sink {type(sink).__name__} failed in {method} and was detached: {exc!r}")
+
+
 @dataclass
 class TrainSummary:
-    """How a run ended. Bytes in *_bytes, tokens/s over the whole run."""
+    """How a run ended. Bytes in *_bytes, seconds in *_s.
+
+    Where the time went, this process's session of the run: ``train_s`` in the training loop's steps and
+    logging (``tokens_per_s`` = the tokens trained in this session / ``train_s``), ``eval_s`` evaluating and
+    answering the preview prompts (before, during and after training), ``save_s`` writing checkpoints and the
+    adapter. ``elapsed_s`` is the run's wall time from the start (loading included) to its end, with the earlier
+    sessions of a resumed run; so train_s + eval_s + save_s <= elapsed_s, and the rest is loading, set-up and
+    compiling.
+    """
 
     status: str
     message: str
@@ -127,6 +161,9 @@ class TrainSummary:
     compile_s: float | None = None  # seconds compiling the decoder blocks took (None: not compiled)
     num_processes: int = 1
     global_batch_size: int | None = None  # examples per optimizer step over all processes
+    train_s: float | None = None  # seconds in the training loop (steps and logging)
+    eval_s: float | None = None  # seconds evaluating and answering previews
+    save_s: float | None = None  # seconds writing checkpoints and the adapter
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

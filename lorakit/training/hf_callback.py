@@ -18,7 +18,15 @@ from typing import Any
 from transformers import TrainerCallback
 
 from lorakit.quantization import recognize
-from lorakit.training.events import EvalRecord, MetricsSink, StartInfo, StepRecord, StopHandle, TrainSummary
+from lorakit.training.events import (
+    EvalRecord,
+    MetricsSink,
+    SinkFanout,
+    StartInfo,
+    StepRecord,
+    StopHandle,
+    TrainSummary,
+)
 from lorakit.training.modeling import count_params
 from lorakit.training.parts import memory_stats
 
@@ -39,6 +47,10 @@ def quantization_of(model: Any) -> str:
     return recognize(getattr(getattr(model, "config", None), "quantization_config", None))
 
 
+def _warn(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
 class MetricsCallback(TrainerCallback):
     """Send a Trainer's begin / log / eval / end events to lorakit sinks; stop when ``stop`` asks.
 
@@ -46,24 +58,20 @@ class MetricsCallback(TrainerCallback):
     """
 
     def __init__(self, sinks: Sequence[MetricsSink] = (), stop: StopHandle | None = None) -> None:
-        self.sinks = list(sinks)
+        self._events = SinkFanout(sinks, report=_warn)
         self.stop = stop if stop is not None else StopHandle()
         self._start_time = 0.0
         self._tokens_mark: tuple[float, int] | None = None
         self._last_loss: float | None = None
 
+    @property
+    def sinks(self) -> list[MetricsSink]:
+        """The sinks still attached (one that raised is detached)."""
+        return self._events.sinks
+
     def emit(self, method: str, *payload: Any) -> None:
         """Call every sink that has the method; a failing sink is dropped with a warning."""
-        for sink in list(self.sinks):
-            handler = getattr(sink, method, None)
-            if handler is None:
-                continue
-            try:
-                handler(*payload)
-            except Exception as exc:  # noqa: BLE001 -- a display bug must not kill a training run
-                self.sinks.remove(sink)
-                warnings.warn(f"metrics sink {type(sink).__name__} failed in {method} and was detached: {exc!r}",
-                              RuntimeWarning, stacklevel=2)
+        self._events.emit(method, *payload)
 
     # -- TrainerCallback ----------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):

@@ -1,5 +1,6 @@
-"""Starting a run of num_processes > 1 processes: from a notebook (accelerate's notebook_launcher) or a terminal
-(torchrun). The caller's process is no rank:
+"""Where a run starts: ``train`` runs it in this process (``loop.run_process``), or starts num_processes > 1
+processes from a notebook (accelerate's notebook_launcher); from a terminal the CLI re-runs itself under torchrun.
+In a multi-process run the caller's process is no rank:
 
 * it checks the config before any process starts (GPU count, resume, model and targets) and fixes the run
   folder, so every rank agrees on it;
@@ -24,10 +25,49 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
+from lorakit.training import preflight
+from lorakit.training.accelerator import launch_from_notebook
+from lorakit.training.checkpoint import check_resume_processes, output_dir_for
 from lorakit.training.config import TrainConfig
-from lorakit.training.events import MetricsSink, StopHandle, TrainSummary, atomic_write_json
+from lorakit.training.distributed import launched_world
+from lorakit.training.embedded import resolve_model
+from lorakit.training.events import (
+    MetricsSink,
+    SinkFanout,
+    StopHandle,
+    TrainSummary,
+    atomic_write_json,
+    read_metrics,
+)
+from lorakit.training.loop import run_process
+from lorakit.training.modeling import check_model_on_meta
 
 _REASON_BYTES = 64
+
+
+def train(
+    config: TrainConfig,
+    *,
+    sinks: Sequence[MetricsSink] = (),
+    stop: StopHandle | None = None,
+    resume_from: str | Path | None = None,
+) -> TrainSummary:
+    """Run a LoRA fine-tune synchronously and return its summary.
+
+    Configuration problems (a precision this machine cannot run, a missing target module, ...) raise
+    ValueError before anything loads. Once training starts, a stop request, an exception, out-of-memory or
+    KeyboardInterrupt end the run cleanly: the adapter, metrics.jsonl and summary.json are on disk and the
+    summary's status and message say what happened.
+
+    With num_processes > 1 this starts the processes (accelerate's notebook_launcher) and returns rank 0's
+    summary; the sinks receive rank 0's events. Inside processes started by torchrun or accelerate launch,
+    each process calls train() and only rank 0 writes files and feeds its sinks.
+    """
+    if config.num_processes > 1 and launched_world()[0] == 1:
+        return launch(config, sinks=sinks, stop=stop, resume_from=resume_from)
+    return run_process(config, sinks=sinks, stop=stop, resume_from=resume_from)
 
 
 def check_launch(config: TrainConfig, resume_from: str | Path | None) -> str:
@@ -36,13 +76,8 @@ def check_launch(config: TrainConfig, resume_from: str | Path | None) -> str:
     Nothing here initialises CUDA: a notebook's processes are forked, and a forked process cannot use CUDA
     once its parent has (GPUs are counted through NVML instead).
     """
-    from lorakit.training.checkpoint import check_resume_processes
-    from lorakit.training.embedded import resolve_model
-    from lorakit.training.modeling import check_model_on_meta
-    from lorakit.training.preflight import check_before_load, resolve_device
-
     with _env(PYTORCH_NVML_BASED_CUDA_CHECK="1"):
-        device = resolve_device(config)
+        device = preflight.resolve_device(config)
         gpus = _gpu_count() if device == "cuda" else 0
     n = config.num_processes
     if device == "cuda" and n > gpus:
@@ -51,7 +86,7 @@ def check_launch(config: TrainConfig, resume_from: str | Path | None) -> str:
             f"num_processes <= {gpus}, or device='cpu' to try the same run as {n} CPU processes."
         )
     if device == "cpu":  # every single-process check too (on a GPU machine each process checks its GPU)
-        check_before_load(config)
+        preflight.check_before_load(config)
     if resume_from is not None:
         check_resume_processes(resume_from, n)
     path = resolve_model(config.model)  # the embedded model is converted here once, not by every rank at once
@@ -60,8 +95,6 @@ def check_launch(config: TrainConfig, resume_from: str | Path | None) -> str:
 
 
 def _gpu_count() -> int:
-    import torch
-
     return torch.cuda.device_count()  # NVML first: does not initialise CUDA in this process
 
 
@@ -82,15 +115,11 @@ def _env(**values: str):
 
 def fixed_output_dir(config: TrainConfig, resume_from: str | Path | None) -> TrainConfig:
     """The config with its run folder decided once (runs/<timestamp> read at two moments could differ)."""
-    from lorakit.training.checkpoint import output_dir_for
-
     return dataclasses.replace(config, output_dir=str(output_dir_for(config.output_dir, resume_from)))
 
 
 def threads_per_process(num_processes: int) -> int:
     """CPU threads for each of num_processes processes on this machine (they share its cores)."""
-    import torch
-
     return max(1, torch.get_num_threads() // num_processes)
 
 
@@ -164,19 +193,19 @@ def launch(config: TrainConfig, *, sinks: Sequence[MetricsSink] = (), stop: Stop
     launcher = threading.Thread(target=_launch_ranks, args=(config, resume_from, channel, device, outcome),
                                 name="lorakit-launch", daemon=True)
     launcher.start()
-    summary, sink_warnings = _relay(channel, list(sinks), stop, launcher)
+    sink_warnings: list[str] = []
+    events = SinkFanout(sinks, report=sink_warnings.append)
+    summary = _relay(channel, events, stop, launcher)
     launcher.join()
     if summary is None:  # rank 0 ended without a summary (killed, or failed before training)
         summary = _failed_summary(config, outcome.get("error"))
         atomic_write_json(Path(config.output_dir) / "summary.json", summary.as_dict())
-        _call(list(sinks), "on_train_end", (summary,), sink_warnings)
+        events.emit("on_train_end", summary)
     summary.warnings.extend(sink_warnings)
     return summary
 
 
 def _check_fork_safe() -> None:
-    import torch
-
     if torch.cuda.is_initialized():
         raise ValueError(
             "CUDA is already in use in this Python process (an earlier single-GPU run, or a tensor moved to the "
@@ -188,41 +217,32 @@ def _check_fork_safe() -> None:
 
 def _launch_ranks(config: TrainConfig, resume_from, channel: _Channel, device: str, outcome: dict) -> None:
     """The launcher thread: notebook_launcher(_rank_main) on a free port; keeps the exception it ends with."""
-    from accelerate import notebook_launcher
-    from accelerate.state import AcceleratorState
-
-    # notebook_launcher refuses when this process holds an accelerate state (a single-process run before).
-    AcceleratorState._reset_state(reset_partial_state=True)
     threads = str(threads_per_process(config.num_processes))
     try:
-        with _quiet_launcher(), _on_the_cpu(device), _env(OMP_NUM_THREADS=threads):
-            notebook_launcher(_rank_main, args=(config, resume_from, channel), num_processes=config.num_processes,
-                              use_port=str(_free_port()))
+        with _quiet_launcher(), _env(OMP_NUM_THREADS=threads):
+            launch_from_notebook(_rank_main, (config, resume_from, channel), config.num_processes, _free_port(),
+                                 device)
     except Exception as exc:  # noqa: BLE001 -- the caller turns it into the summary
         outcome["error"] = exc
 
 
 def _rank_main(config: TrainConfig, resume_from, channel: _Channel) -> None:
     """One forked rank: train, rank 0 reporting through the queue; a failed rank fails the launch."""
-    import torch
-
-    from lorakit.training.distributed import launched_world
-    from lorakit.training.loop import train
-
     world, rank = launched_world()
     if world != config.num_processes:  # notebook_launcher calls the function in-process on Colab without GPUs
         raise RuntimeError(f"notebook_launcher started {world} process(es), not {config.num_processes}: "
                            "on Colab it runs one unless there are 2+ GPUs. Use num_processes=1 there.")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     sinks = [QueueSink(channel.events)] if rank == 0 else []
-    summary = train(config, sinks=sinks, stop=channel.stop, resume_from=resume_from)
+    summary = run_process(config, sinks=sinks, stop=channel.stop, resume_from=resume_from)
     if summary.status in ("error", "oom"):
         raise RuntimeError(summary.message)  # ends the other ranks (the launcher stops them)
 
 
-def _relay(channel: _Channel, sinks: list, stop: StopHandle, launcher: threading.Thread):
-    """Call the sinks with rank 0's events until the launch ends; forward stop requests to the ranks."""
-    summary, sink_warnings, interrupted = None, [], False
+def _relay(channel: _Channel, events: SinkFanout, stop: StopHandle, launcher: threading.Thread):
+    """Call the sinks with rank 0's events until the launch ends (then rank 0's summary, or None); forward stop
+    requests to the ranks."""
+    summary, interrupted = None, False
     while True:
         try:
             if stop.stop_requested and not channel.stop.stop_requested:
@@ -232,10 +252,10 @@ def _relay(channel: _Channel, sinks: list, stop: StopHandle, launcher: threading
             except queue.Empty:
                 if launcher.is_alive():
                     continue
-                return summary, sink_warnings
+                return summary
             if method == "on_train_end":
                 summary = payload[0]
-            _call(sinks, method, payload, sink_warnings)
+            events.emit(method, *payload)
         except KeyboardInterrupt:  # interrupting the kernel: first a clean stop, a second one for real
             if interrupted:
                 raise
@@ -243,23 +263,8 @@ def _relay(channel: _Channel, sinks: list, stop: StopHandle, launcher: threading
             stop.request_stop("interrupted")
 
 
-def _call(sinks: list, method: str, payload: tuple, sink_warnings: list) -> None:
-    """As the loop's emit: a sink that fails is reported once and dropped."""
-    for sink in list(sinks):
-        handler = getattr(sink, method, None)
-        if handler is None:
-            continue
-        try:
-            handler(*payload)
-        except Exception as exc:  # noqa: BLE001 -- a display bug must not end the run
-            sinks.remove(sink)
-            sink_warnings.append(f"metrics sink {type(sink).__name__} failed in {method} and was detached: {exc!r}")
-
-
 def _failed_summary(config: TrainConfig, error: BaseException | None) -> TrainSummary:
     """The summary of a launch whose rank 0 could not write one, with the failing rank's message."""
-    from lorakit.training.events import read_metrics
-
     out = Path(config.output_dir)
     logged = [r for r in read_metrics(out) if r.get("kind") == "train"] if (out / "metrics.jsonl").exists() else []
     adapter = out / "checkpoint" / "adapter"
@@ -310,26 +315,3 @@ def _quiet_launcher():
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _on_the_cpu(device: str):
-    """Two of notebook_launcher's GPU habits, switched off for CPU runs.
-
-    It refuses to fork once bitsandbytes is imported, because on a GPU machine that import initialises CUDA,
-    which forked processes cannot use again; on the CPU there is no CUDA to break (an earlier QLoRA run in the
-    same kernel imported it). And it announces "Launching training on 2 CUDAs." when it finds no accelerator.
-    """
-    if device != "cpu":
-        yield
-        return
-    import accelerate.launchers as launchers
-
-    check = launchers.are_libraries_initialized
-    launchers.are_libraries_initialized = lambda *names: [n for n in check(*names) if n != "bitsandbytes"]
-    launchers.print = lambda *args, **kwargs: None  # shadows the builtin in that module only
-    try:
-        yield
-    finally:
-        launchers.are_libraries_initialized = check
-        del launchers.print

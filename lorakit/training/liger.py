@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import sys
 import weakref
-from typing import TYPE_CHECKING
 
 import torch
 
 from lorakit.training.data import IGNORE
-
-if TYPE_CHECKING:
-    from lorakit.training.fused_head import LogitTransform
+from lorakit.training.logits import LogitTransform
 
 __all__ = ["LIGER_HINT", "apply_liger_kernels", "base_model", "liger_applied", "liger_cannot", "liger_head_loss",
            "liger_missing_reason", "require_liger"]
@@ -84,8 +81,6 @@ def liger_head_loss(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.
     from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
 
     if transform is None:
-        from lorakit.training.fused_head import LogitTransform
-
         transform = LogitTransform()
     why_not = liger_cannot(head, transform)
     if why_not is not None:

@@ -1,44 +1,41 @@
-"""The training loop: setup -> train -> save -> cleanup, in one place.
+"""One process's run, top to bottom: check -> setup -> evaluate before -> train -> save -> evaluate after ->
+finish (adapter, summary) -> clean up. Read ``run_process`` first; every phase below it is one function.
 
-Device syncs: the loss is summed on the device and read once per logging interval (and once per evaluation
-and checkpoint). Every such read goes through `_Run.read`, which counts it in the run's `host_reads` by
-reason (the summary carries the counts), so a benchmark can check that non-logging steps read nothing.
-(Outside this loop, transformers' mask builder and an fp16 GradScaler each read the device once per step;
-on a GPU `torch.cuda.set_sync_debug_mode("warn")` reports those too.)
+The run's state is one typed record (``state.RunState``); the maths of a step is ``step``'s, evaluation is
+``evaluation``'s, what it reports is ``report``'s, files are ``checkpoint``'s. The same loop runs in every
+process of a multi-process run; what differs there (a slice of each global batch, the stop agreed between
+processes, the loss summed over them at logging steps) is in ``distributed.Ranks``, and starting the
+processes is ``launch``'s.
 
-The same loop runs in every process of a multi-process run; what differs there (a slice of each global batch,
-the stop agreed between processes, the loss summed over them at logging steps, files from rank 0 only) is in
-``distributed.Ranks``, and starting the processes is in ``launch``.
+Device syncs: the loss is summed on the device and read once per logging interval (and once per evaluation).
+Every such read goes through ``RunState.read``, which counts it in the run's ``host_reads`` by reason (the
+summary carries the counts), so a benchmark can check that non-logging steps read nothing. (Outside this
+loop, transformers' mask builder and an fp16 GradScaler each read the device once per step; on a GPU
+``torch.cuda.set_sync_debug_mode("warn")`` reports those too.)
+
+Time: each phase is timed as training, evaluation or saving (``state.Timings``); tokens/s is computed from
+the training time alone.
 """
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import time
 import traceback
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from lorakit.training import evaluation
-from lorakit.training import parts as parts_module
-from lorakit.training.checkpoint import (
-    check_resume_processes,
-    checkpoint_step,
-    find_checkpoint,
-    output_dir_for,
-)
+from lorakit.training import checkpoint, evaluation, report, step
 from lorakit.training.compile import BlockCompiler, arch_key
 from lorakit.training.config import TrainConfig
-from lorakit.training.data import IGNORE
 from lorakit.training.distributed import Ranks
 from lorakit.training.embedded import resolve_model
 from lorakit.training.events import (
     JsonlSink,
     MetricsSink,
+    SinkFanout,
     StepRecord,
     StopHandle,
     TrainSummary,
@@ -46,9 +43,11 @@ from lorakit.training.events import (
     trim_metrics,
 )
 from lorakit.training.modeling import check_model_on_meta
-from lorakit.training.parts import Parts, build_parts, matmul_mode
+from lorakit.training.parts import build_parts, matmul_mode, memory_stats, rss_bytes
 from lorakit.training.preflight import check_before_load
-from lorakit.training.report import finish, outcome, start_info
+from lorakit.training.state import Progress, RunState, Window
+
+__all__ = ["OOM_ADVICE", "run_process"]
 
 OOM_ADVICE = (
     "Out of memory. Try a smaller batch_size (with gradient_accumulation_steps to keep the effective batch), "
@@ -56,308 +55,271 @@ OOM_ADVICE = (
 )
 
 
-class _Run:
-    """One run: its settings and sinks from the start, its parts once built, and its progress counters."""
-
-    def __init__(self, config: TrainConfig, out: Path, device: str, sinks: Sequence[MetricsSink],
-                 stop: StopHandle | None, ranks: Ranks):
-        self.config, self.out, self.device, self.ranks = config, out, device, ranks
-        self.stop = stop or StopHandle()
-        self.sinks = list(sinks)
-        self.warnings: list[str] = []
-        self.parts: Parts | None = None  # set once by setup(); None again after cleanup
-        self.compiler: BlockCompiler | None = None  # set by setup() with the parts
-        self._choices: dict[str, dict] = {}  # kept from parts for the summary
-        self.host_reads: collections.Counter = collections.Counter()  # device->host value reads by reason
-        # progress: where the run is (saved in checkpoints) and what it has done in this session
-        self.step = self.epoch = self.position = self.tokens_seen = 0
-        self.total_steps = 0
-        self.elapsed_before = 0.0  # seconds trained before a resume
-        self.final_loss: float | None = None
-        self.peak_rss = 0  # largest RSS seen at a logging step (bytes)
-        self.session_tokens, self.train_s = 0, 0.0
-        self.started: float | None = None
-        self.first_step = 0
-        self.summary_extra: dict = {}
-        self.traceback: str | None = None
-        self._order: list = []
-        self._order_epoch: int | None = None
-        self.loss_sum: torch.Tensor | None = None
-        self.window = {"steps": 0, "tokens": 0, "start": time.perf_counter()}
-
-    # ---- setup -------------------------------------------------------------------------------------------
-    def setup(self, path: str, resume_from) -> None:
-        self.emit("on_phase", "loading", f"loading {self.config.model} and tokenizing the data")
-        self.parts = p = build_parts(self.config, self.device, path)
-        for note in p.notes:
-            self.warn(note)
-        self.ranks.connect(p)
-        self.total_steps = p.total_steps
-        key = arch_key(p.model_config, self.device, self.config.precision, self.config.quantization)
-        self.compiler = BlockCompiler(self.config.compile, self.device, p.accelerator.unwrap_model(p.model), key,
-                                      self.emit)
-        if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()  # the summary's peak is this run's
-        if resume_from is not None:
-            state = self.ranks.load_checkpoint(p, find_checkpoint(resume_from))
-            self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-            self.tokens_seen, self.elapsed_before = state["tokens_seen"], state["elapsed_s"]
-        self.loss_sum = torch.zeros((), device=p.accelerator.device)
-        self.started = time.perf_counter()
-        self.first_step = self.step
-
-    def choices(self) -> dict[str, dict]:
-        """The resolved "auto" settings as {name: {"value", "reason"}} ({} before setup)."""
-        if self.parts is None:
-            return self._choices
-        compiled = {"compile": self.compiler.choice} if self.compiler is not None else {}
-        choices = {**self.parts.choices, **compiled}
-        self._choices = {name: {"value": c.value, "reason": c.reason} for name, c in choices.items()}
-        return self._choices
-
-    def read(self, value: torch.Tensor, reason: str) -> float:
-        """The loop's only way to read a device value (a sync on a GPU); counted in host_reads."""
-        self.host_reads[reason] += 1
-        return value.item() if value.numel() == 1 else value.tolist()
-
-    # ---- train -------------------------------------------------------------------------------------------
-    def train_loop(self) -> None:
-        cfg = self.config
-        self.emit("on_phase", "training", f"training: step {self.step + 1} of {self.total_steps}")
-        self.parts.model.train()
-        # Previews and evaluations before this point are not training time.
-        self.started = self.window["start"] = time.perf_counter()
-        while self.step < self.total_steps and not self.ranks.agree_stop(self.stop):
-            self.compiler.before_step()
-            self._guarded_step(self._next_micro_batches())
-            self.step += 1
-            self.compiler.after_step(self.total_steps - self.step)
-            if self.step % cfg.logging_steps == 0 or self.step == self.total_steps:
-                self.log()
-            if cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.step < self.total_steps:
-                evaluation.evaluate(self)
-                self.emit("on_phase", "training", f"training: step {self.step + 1} of {self.total_steps}")
-            if cfg.save_steps and self.step % cfg.save_steps == 0:
-                self.save_checkpoint()
-
-    def _next_micro_batches(self) -> list[dict]:
-        """The next gradient_accumulation_steps batches, continuing into the next epoch when one ends."""
-        batches, micro = self.parts.batches, []
-        while len(micro) < self.config.gradient_accumulation_steps:
-            if self._order_epoch != self.epoch:
-                self._order, self._order_epoch = batches.order(self.epoch), self.epoch
-            micro.append(self.ranks.collate(batches, self._order[self.position]))
-            self.position += 1
-            if self.position == len(self._order):
-                self.epoch, self.position = self.epoch + 1, 0
-        return micro
-
-    def _guarded_step(self, micro: list[dict]) -> None:
-        """One optimizer step; if compiling the decoder blocks fails, the same step again in eager mode."""
-        if not self.compiler.compiled:
-            return self._optimizer_step(micro)
-        loss_sum, window = self.loss_sum.clone(), dict(self.window)  # a device copy, not a read
-        try:
-            self._optimizer_step(micro)
-        except Exception as exc:
-            if not self.compiler.recover(exc):
-                raise
-            self.warn(self.compiler.choice.reason)
-            self.parts.optimizer.zero_grad(set_to_none=True)
-            self.loss_sum.copy_(loss_sum)
-            self.window = window
-            self._optimizer_step(micro)
-
-    def loss(self, batch: dict, n_targets: int) -> torch.Tensor:
-        """Summed cross-entropy of the batch's targets / n_targets (fp32, as transformers computes it)."""
-        p = self.parts
-        device = p.accelerator.device
-        inputs = {k: v.to(device, non_blocking=True) for k, v in batch["inputs"].items()}
-        if p.loss_head is not None:  # hidden states, then the fused head: the [tokens, vocab] logits never exist
-            with p.autocast():
-                return p.loss_head(p.model, inputs, batch["keep"], batch["targets"]) / n_targets
-        keep = batch["keep"].to(device, non_blocking=True)
-        targets = batch["targets"].to(device, non_blocking=True)
-        with p.autocast():
-            if p.slices_logits:
-                logits = p.model(**inputs, logits_to_keep=keep, use_cache=False).logits
-            else:  # a model without logits_to_keep: compute all, keep the needed ones
-                logits = p.model(**inputs, use_cache=False).logits[:, keep]
-        flat = logits.float().flatten(0, 1)
-        return F.cross_entropy(flat, targets.flatten(), ignore_index=IGNORE, reduction="sum") / n_targets
-
-    def _optimizer_step(self, micro: list[dict]) -> None:
-        """Forward/backward over the micro-batches, then one optimizer step. Nothing here reads the device."""
-        p = self.parts
-        # Token-weighted mean over the whole accumulated (global) batch, what transformers' Trainer computes too.
-        n_targets = max(1, sum(b["n_targets"] for b in micro))
-        for i, batch in enumerate(micro):
-            loss = self.loss(batch, n_targets)  # this rank's share of the mean
-            # DDP and FSDP average gradients over ranks; x world makes that the sum of the shares.
-            scaled = loss * self.ranks.world
-            with self.ranks.gradient_sync(p.model, last=i == len(micro) - 1):
-                p.accelerator.backward(p.scaler.scale(scaled) if p.scaler else scaled)
-            self.loss_sum += loss.detach()
-            self.window["tokens"] += batch["n_tokens"]
-        if p.scaler is not None:
-            p.scaler.unscale_(p.optimizer)  # clip the true gradients, not the scaled ones
-        if self.config.max_grad_norm:
-            p.accelerator.clip_grad_norm_(p.params, self.config.max_grad_norm)
-        if p.scaler is not None:
-            p.scaler.step(p.optimizer)  # skips the step when a gradient overflowed (one device read)
-            p.scaler.update()
-        else:
-            p.optimizer.step()
-        p.scheduler.step()
-        p.optimizer.zero_grad(set_to_none=True)
-        self.window["steps"] += 1
-
-    def log(self) -> None:
-        """Read the summed loss (the sync), emit one record, start a new window."""
-        if self.window["steps"] == 0:
-            return
-        loss_sum, memory = self.ranks.read_log(self.loss_sum, parts_module.memory_stats(self.device), self.read)
-        loss = loss_sum / self.window["steps"]
-        now = time.perf_counter()
-        window_s = max(now - self.window["start"], 1e-9)
-        self.tokens_seen += self.window["tokens"]
-        self.session_tokens += self.window["tokens"]
-        done_here = max(self.step - self.first_step, 1)
-        record = StepRecord(
-            step=self.step,
-            epoch=self.epoch + self.position / len(self.parts.batches),
-            loss=loss,
-            learning_rate=self.parts.scheduler.get_last_lr()[0],
-            tokens_per_s=self.window["tokens"] / window_s,
-            tokens_seen=self.tokens_seen,
-            elapsed_s=self.elapsed_before + now - self.started,
-            eta_s=(now - self.started) / done_here * (self.total_steps - self.step),
-            **memory,
-        )
-        self.final_loss = loss
-        self.peak_rss = max(self.peak_rss, record["rss_bytes"] or 0)
-        self.loss_sum.zero_()
-        self.window = {"steps": 0, "tokens": 0, "start": time.perf_counter()}
-        self.emit("on_log", record)
-
-    # ---- save and report ---------------------------------------------------------------------------------
-    def loop_state(self) -> dict:
-        return {
-            "step": self.step,
-            "epoch": self.epoch,
-            "position": self.position,
-            "tokens_seen": self.tokens_seen,
-            "elapsed_s": self.elapsed_s(),
-            "total_steps": self.total_steps,
-        }
-
-    def elapsed_s(self) -> float | None:
-        """Training seconds so far, a resumed run's earlier part included; None before training started."""
-        return None if self.started is None else self.elapsed_before + time.perf_counter() - self.started
-
-    def save_checkpoint(self) -> None:
-        self.ranks.save_checkpoint(self.parts, self.out / "checkpoint", self.loop_state())
-
-    def save_adapter(self) -> Path | None:
-        if self.parts is None:
-            return None
-        return self.ranks.save_adapter(self.parts, self.out / "adapter")
-
-    def emit(self, method: str, *payload) -> None:
-        """Call every sink that has the method; a failing sink is reported once and dropped, the run goes on."""
-        for sink in list(self.sinks):
-            handler = getattr(sink, method, None)
-            if handler is None:  # a duck-typed sink without this (newer) event
-                continue
-            try:
-                handler(*payload)
-            except Exception as exc:  # noqa: BLE001 -- a display bug must not kill a training run
-                self.sinks.remove(sink)
-                self.warn(f"metrics sink {type(sink).__name__} failed in {method} and was detached: {exc!r}")
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-        if self.ranks.is_main:  # every rank has the same warnings; one says them
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+def run_process(config: TrainConfig, *, sinks: Sequence[MetricsSink] = (), stop: StopHandle | None = None,
+                resume_from: str | Path | None = None) -> TrainSummary:
+    """This process's part of a run (all of it in a single-process run): see ``launch.train``."""
+    run = start(config, sinks, stop, resume_from)
+    try:
+        with matmul_mode(config):
+            status, message = phases(run, resume_from)
+    except torch.OutOfMemoryError as exc:
+        status, message, _ = run.ranks.failed("oom", f"{OOM_ADVICE} (at step {run.progress.step})", exc)
+    except KeyboardInterrupt as exc:
+        message = f"Interrupted at step {run.progress.step}; the adapter and the metrics so far are saved."
+        status, message, _ = run.ranks.failed("interrupted", message, exc)
+    except Exception as exc:  # noqa: BLE001 -- the summary carries it; the caller decides
+        message = f"Error at step {run.progress.step}: {type(exc).__name__}: {exc}"
+        status, message, run.traceback = run.ranks.failed("error", message, exc, traceback.format_exc())
+    try:
+        return finish(run, status, message)
+    finally:
+        run.ranks.close()
 
 
-
-
-def _train_phases(run: _Run, path: str, resume_from) -> tuple[str, str]:
+def phases(run: RunState, resume_from) -> tuple[str, str]:
     """setup -> evaluate before -> train -> checkpoint -> evaluate after; returns (status, message)."""
-    run.setup(path, resume_from)
-    run.emit("on_train_start", start_info(run))
-    evaluation.before_training(run)
-    loop_start = time.perf_counter()
-    run.train_loop()
-    run.log()  # the last, partial logging window
-    run.train_s = time.perf_counter() - loop_start
-    status, message = outcome(run)
-    run.emit("on_phase", "saving", f"saving a resumable checkpoint to {run.out / 'checkpoint'}")
-    run.save_checkpoint()
-    evaluation.after_training(run, status)
+    setup(run, resume_from)
+    announce(run)
+    with run.timings.measure("eval"):
+        evaluate_before(run)
+    train_loop(run)
+    status, message = report.outcome(run.stop, run.progress.step, run.total_steps, run.out, run.final_loss)
+    run.events.emit("on_phase", "saving", f"saving a resumable checkpoint to {run.out / 'checkpoint'}")
+    save_checkpoint(run)
+    with run.timings.measure("eval"):
+        evaluate_after(run, status)
     return status, message
 
 
-def _open_run_folder(config: TrainConfig, out: Path, resume_from, sinks: Sequence[MetricsSink]) -> list:
-    """Create the run folder with config.json; the sinks with the metrics.jsonl writer first."""
-    out.mkdir(parents=True, exist_ok=True)
-    if resume_from is not None:  # the resumed run logs the steps after its checkpoint again
-        trim_metrics(out, checkpoint_step(resume_from))
-    atomic_write_json(out / "config.json", config.to_dict())
-    return [JsonlSink(out / "metrics.jsonl", append=resume_from is not None), *sinks]
-
-
-def train(
-    config: TrainConfig,
-    *,
-    sinks: Sequence[MetricsSink] = (),
-    stop: StopHandle | None = None,
-    resume_from: str | Path | None = None,
-) -> TrainSummary:
-    """Run a LoRA fine-tune synchronously and return its summary.
-
-    Configuration problems (a precision this machine cannot run, a missing target module, ...) raise
-    ValueError before anything loads. Once training starts, a stop request, an exception, out-of-memory or
-    KeyboardInterrupt end the run cleanly: the adapter, metrics.jsonl and summary.json are on disk and the
-    summary's status and message say what happened.
-
-    With num_processes > 1 this starts the processes (accelerate's notebook_launcher) and returns rank 0's
-    summary; the sinks receive rank 0's events. Inside processes started by torchrun or accelerate launch,
-    each process calls train() and only rank 0 writes files and feeds its sinks.
-    """
+# ---- check and set up ------------------------------------------------------------------------------------------
+def start(config: TrainConfig, sinks: Sequence[MetricsSink], stop: StopHandle | None, resume_from) -> RunState:
+    """Check everything that can be checked before loading (ValueError), open the run folder, make the state."""
+    began = time.perf_counter()
     ranks = Ranks.from_launch()
-    if config.num_processes > 1 and not ranks.multi:
-        from lorakit.training.launch import launch
-
-        return launch(config, sinks=sinks, stop=stop, resume_from=resume_from)
     if config.num_processes != ranks.world:
         raise ValueError(f"this process is one of {ranks.world} launched processes but num_processes="
                          f"{config.num_processes}; set num_processes={ranks.world}")
     if resume_from is not None:
-        check_resume_processes(resume_from, config.num_processes)
+        checkpoint.check_resume_processes(resume_from, config.num_processes)
     device, warns = check_before_load(config)
-    path = resolve_model(config.model)
+    path = resolve_model(config.model)  # the embedded model is converted here, the first time only
     check_model_on_meta(config, path)
-    out = output_dir_for(config.output_dir, resume_from)
+    out = checkpoint.output_dir_for(config.output_dir, resume_from)
     if ranks.is_main:  # the run folder is rank 0's alone
-        sinks = _open_run_folder(config, out, resume_from, sinks)
-    run = _Run(config, out, device, sinks, stop, ranks)
+        sinks = open_run_folder(config, out, resume_from, sinks)
+    events = SinkFanout(sinks, report=lambda message: run.warn(message))  # a failing sink: a run warning
+    run = RunState(config, out, device, ranks, stop or StopHandle(), events, model_path=path, started=began)
     for message in warns:
         run.warn(message)
     ranks.watch_sigterm(run.stop)
+    return run
+
+
+def open_run_folder(config: TrainConfig, out: Path, resume_from, sinks: Sequence[MetricsSink]) -> list:
+    """Create the run folder with config.json; the sinks with the metrics.jsonl writer first."""
+    out.mkdir(parents=True, exist_ok=True)
+    if resume_from is not None:  # the resumed run logs the steps after its checkpoint again
+        trim_metrics(out, checkpoint.checkpoint_step(resume_from))
+    atomic_write_json(out / "config.json", config.to_dict())
+    return [JsonlSink(out / "metrics.jsonl", append=resume_from is not None), *sinks]
+
+
+def setup(run: RunState, resume_from) -> None:
+    """Load and assemble the parts, connect the ranks, restore a checkpoint when resuming."""
+    config = run.config
+    run.events.emit("on_phase", "loading", f"loading {config.model} and tokenizing the data")
+    run.parts = parts = build_parts(config, run.device, run.model_path)
+    for note in parts.notes:
+        run.warn(note)
+    run.ranks.connect(parts)
+    run.total_steps = parts.total_steps
+    key = arch_key(parts.model_config, run.device, config.precision, config.quantization)
+    run.compiler = BlockCompiler(config.compile, run.device, parts.accelerator.unwrap_model(parts.model), key,
+                                 run.events.emit)
+    if run.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()  # the summary's peak is this run's
+    if resume_from is not None:
+        saved = checkpoint.load_run_checkpoint(parts, checkpoint.find_checkpoint(resume_from), run.ranks)
+        run.progress = Progress(saved["step"], saved["epoch"], saved["position"], saved["tokens_seen"],
+                                saved["elapsed_s"])
+    run.first_step = run.progress.step
+    run.loss_sum = torch.zeros((), device=parts.accelerator.device)
+
+
+def announce(run: RunState) -> None:
+    """``on_train_start``: the set-up, the planner's peak and the resolved choices."""
+    predicted, why_not = report.predicted_peak(run.config, run.parts)
+    if why_not:
+        run.warn(why_not)
+    run.choices = report.resolved_choices(run.parts, run.compiler)
+    run.events.emit("on_train_start", report.start_info(
+        run.config, run.parts, out=run.out, total_steps=run.total_steps, start_step=run.progress.step,
+        predicted_peak_bytes=predicted, warnings=run.warnings, choices=run.choices))
+
+
+# ---- evaluate --------------------------------------------------------------------------------------------------
+def evaluate(run: RunState, with_exact_match: bool = False) -> dict:
+    return evaluation.evaluate(run.parts, run.ranks, run.config, run.progress.step, emit=run.events.emit,
+                               read=run.read, warn=run.warn, with_exact_match=with_exact_match)
+
+
+def evaluate_before(run: RunState) -> None:
+    """Answers and scores of the untrained adapter (LoRA B starts at zero, so this is the base model)."""
+    if run.progress.step > 0:
+        return  # resumed: "before" was measured by the first part of the run
+    run.scores.preview_before = evaluation.preview(run.parts, run.ranks, run.config, run.events.emit)
+    if run.config.eval_exact_match:
+        record = evaluate(run, with_exact_match=True)
+        run.scores.exact_match_before = record.get("exact_match")
+        run.scores.format_match_before = record.get("format_match")
+    elif run.parts.eval_batches is not None:
+        evaluate(run)
+
+
+def evaluate_after(run: RunState, status: str) -> None:
+    """The final evaluation (exact match only for a completed run) and the answers after training."""
+    record = evaluate(run, with_exact_match=run.config.eval_exact_match and status == "completed")
+    run.scores.exact_match_after = record.get("exact_match")
+    run.scores.format_match_after = record.get("format_match")
+    run.scores.preview_after = evaluation.preview(run.parts, run.ranks, run.config, run.events.emit)
+
+
+# ---- train -----------------------------------------------------------------------------------------------------
+def train_loop(run: RunState) -> None:
+    """Optimizer steps until total_steps or an agreed stop; logs, evaluations and checkpoints on their steps."""
+    cfg = run.config
+    announce_training(run)
+    run.parts.model.train()
+    # Previews and evaluations before this point are not training time.
+    run.loop_started = run.window.start = time.perf_counter()
+    while True:
+        with run.timings.measure("train"):
+            if run.progress.step >= run.total_steps or run.ranks.agree_stop(run.stop):
+                break
+            run.compiler.before_step()
+            guarded_step(run, next_micro_batches(run))
+            run.progress.step += 1
+            run.compiler.after_step(run.total_steps - run.progress.step)
+            if run.progress.step % cfg.logging_steps == 0 or run.progress.step == run.total_steps:
+                log(run)
+        at = run.progress.step
+        if cfg.eval_steps and at % cfg.eval_steps == 0 and at < run.total_steps:
+            with paused_window(run), run.timings.measure("eval"):
+                evaluate(run)
+            announce_training(run)
+        if cfg.save_steps and at % cfg.save_steps == 0:
+            with paused_window(run):
+                save_checkpoint(run)
+    with run.timings.measure("train"):
+        log(run)  # the last, partial logging window
+
+
+def announce_training(run: RunState) -> None:
+    run.events.emit("on_phase", "training", f"training: step {run.progress.step + 1} of {run.total_steps}")
+
+
+@contextlib.contextmanager
+def paused_window(run: RunState):
+    """Leave the time of the block (an evaluation, a checkpoint) out of the logging window's tokens/s."""
+    start = time.perf_counter()
     try:
-        with matmul_mode(config):
-            status, message = _train_phases(run, path, resume_from)
-    except torch.OutOfMemoryError as exc:
-        status, message, _ = ranks.failed("oom", f"{OOM_ADVICE} (at step {run.step})", exc)
-    except KeyboardInterrupt as exc:
-        message = f"Interrupted at step {run.step}; the adapter and the metrics so far are saved."
-        status, message, _ = ranks.failed("interrupted", message, exc)
-    except Exception as exc:  # noqa: BLE001 -- the summary carries it; the caller decides
-        message = f"Error at step {run.step}: {type(exc).__name__}: {exc}"
-        status, message, run.traceback = ranks.failed("error", message, exc, traceback.format_exc())
-    try:
-        return finish(run, status, message)
+        yield
     finally:
-        ranks.close()
+        run.window.start += time.perf_counter() - start
+
+
+def next_micro_batches(run: RunState) -> list[dict]:
+    """The next gradient_accumulation_steps batches, continuing into the next epoch when one ends."""
+    batches, progress, micro = run.parts.batches, run.progress, []
+    while len(micro) < run.config.gradient_accumulation_steps:
+        order = run.epoch_order(batches)
+        micro.append(run.ranks.collate(batches, order[progress.position]))
+        progress.position += 1
+        if progress.position == len(order):
+            progress.epoch, progress.position = progress.epoch + 1, 0
+    return micro
+
+
+def guarded_step(run: RunState, micro: list[dict]) -> None:
+    """One optimizer step; if compiling the decoder blocks fails, the same step again in eager mode."""
+    if not run.compiler.compiled:
+        return optimizer_step(run, micro)
+    loss_sum = run.loss_sum.clone()  # a device copy, not a read
+    try:
+        optimizer_step(run, micro)
+    except Exception as exc:
+        if not run.compiler.recover(exc):
+            raise
+        run.warn(run.compiler.choice.reason)
+        run.parts.optimizer.zero_grad(set_to_none=True)
+        run.loss_sum.copy_(loss_sum)
+        optimizer_step(run, micro)
+
+
+def optimizer_step(run: RunState, micro: list[dict]) -> None:
+    tokens = step.optimizer_step(run.parts, run.ranks, micro, run.loss_sum, run.config.max_grad_norm)
+    run.window.steps += 1
+    run.window.tokens += tokens
+
+
+def log(run: RunState) -> None:
+    """Read the summed loss (the sync), emit one record, start a new window."""
+    window, progress = run.window, run.progress
+    if window.steps == 0:
+        return
+    loss_sum, memory = run.ranks.read_log(run.loss_sum, memory_stats(run.device), run.read)
+    loss = loss_sum / window.steps
+    now = time.perf_counter()
+    progress.tokens_seen += window.tokens
+    run.session_tokens += window.tokens
+    done_here = max(progress.step - run.first_step, 1)
+    record = StepRecord(
+        step=progress.step,
+        epoch=progress.epoch + progress.position / len(run.parts.batches),
+        loss=loss,
+        learning_rate=run.parts.scheduler.get_last_lr()[0],
+        tokens_per_s=window.tokens / max(now - window.start, 1e-9),
+        tokens_seen=progress.tokens_seen,
+        elapsed_s=run.elapsed_s(),
+        eta_s=(now - run.loop_started) / done_here * (run.total_steps - progress.step),
+        **memory,
+    )
+    run.final_loss = loss
+    run.peak_rss = max(run.peak_rss, record["rss_bytes"] or 0)
+    run.loss_sum.zero_()
+    run.window = Window()
+    run.events.emit("on_log", record)
+
+
+# ---- save, finish and clean up ---------------------------------------------------------------------------------
+def save_checkpoint(run: RunState) -> None:
+    with run.timings.measure("save"):
+        checkpoint.save_run_checkpoint(run.parts, run.out / "checkpoint", run.checkpoint_state(), run.ranks)
+
+
+def finish(run: RunState, status: str, message: str) -> TrainSummary:
+    """Save the adapter whatever happened, write summary.json (rank 0), tell the sinks, free memory."""
+    adapter_dir = None
+    try:
+        if run.parts is not None:
+            with run.timings.measure("save"):
+                adapter_dir = checkpoint.save_run_adapter(run.parts, run.out / "adapter", run.ranks)
+    except Exception as exc:  # noqa: BLE001 -- report, never mask the run's own outcome
+        run.warn(f"could not save the adapter: {exc!r}")
+    if run.parts is not None:
+        run.choices = report.resolved_choices(run.parts, run.compiler)  # "auto" compile decides mid-run
+    on_gpu = run.device == "cuda"
+    summary = report.summarize(
+        run.config, status, message, out=run.out, adapter_dir=adapter_dir, progress=run.progress,
+        total_steps=run.total_steps, final_loss=run.final_loss, session_tokens=run.session_tokens,
+        timings=run.timings, elapsed_s=run.elapsed_s(), scores=run.scores,
+        peak_memory_bytes=torch.cuda.max_memory_allocated() if on_gpu else run.peak_rss or rss_bytes(),
+        warnings=run.warnings, traceback=run.traceback, host_reads=run.host_reads, choices=run.choices,
+        compile_s=run.compiler.compile_s if run.compiler is not None else None)
+    if run.ranks.is_main:
+        atomic_write_json(run.out / "summary.json", summary.as_dict())
+    run.events.emit("on_train_end", summary)
+    run.parts = None  # drop the model and optimizer so their memory can go back
+    if on_gpu:
+        torch.cuda.empty_cache()
+    return summary

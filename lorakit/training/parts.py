@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from lorakit.choices import OPTIMIZERS, torch_dtype
+from lorakit.training.accelerator import make_accelerator
 from lorakit.training.auto import Choice, decide_checkpointing, decide_loss_kernel
 from lorakit.training.config import TrainConfig
 from lorakit.training.data import Batches, build_batches, load_records, split_records
@@ -105,29 +106,6 @@ def matmul_mode(config: TrainConfig):
         yield
     finally:
         torch.set_float32_matmul_precision(before)
-
-
-def make_accelerator(config: TrainConfig, device: str):
-    """An accelerate.Accelerator for the run's device (precision is handled by ``autocast_for``).
-
-    accelerate keeps one process-wide state; a notebook that ran a transformers Trainer in bf16 would hit
-    "already initialized", so in a single process we reset it (a multi-process launch keeps its state).
-    """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
-
-    if config.num_processes > 1:  # one process of a launched run: DDP or FSDP over the launch's process group
-        from lorakit.training.distributed import make_distributed_accelerator
-
-        return make_distributed_accelerator(config, device)
-    kwargs = {"mixed_precision": "no", "cpu": device == "cpu"}
-    try:
-        return Accelerator(**kwargs)
-    except ValueError:
-        if PartialState().num_processes > 1:
-            raise
-        AcceleratorState._reset_state(reset_partial_state=True)
-        return Accelerator(**kwargs)
 
 
 def make_optimizer(config: TrainConfig, params: list, device: str):

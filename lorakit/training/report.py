@@ -1,87 +1,100 @@
-"""What a run reports: its set-up when training starts, and how it ended (summary.json and the sinks)."""
+"""What a run reports: its set-up when training starts, how it ended, and its summary; built from what it is given.
+
+Plain functions of the run's parts and records (``state``'s Progress, Timings and Scores): nothing here writes a
+file or calls a sink; the loop does, with what these return.
+"""
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
-from lorakit.training import parts as parts_module
-from lorakit.training.events import StartInfo, TrainSummary, atomic_write_json
+from lorakit.training.config import TrainConfig
+from lorakit.training.events import StartInfo, StopHandle, TrainSummary
 from lorakit.training.modeling import count_params
+from lorakit.training.parts import Parts, predicted_peak_bytes
+from lorakit.training.state import Progress, Scores, Timings
+
+__all__ = ["outcome", "predicted_peak", "resolved_choices", "start_info", "summarize"]
 
 
-def start_info(run) -> StartInfo:
-    """``on_train_start``'s record: sizes, settings, the planner's peak, the resolved choices, the global batch."""
-    p, cfg = run.parts, run.config
-    trainable, total = count_params(p.model)
+def resolved_choices(parts: Parts, compiler) -> dict[str, dict]:
+    """The resolved "auto" settings as {name: {"value", "reason"}}: the parts' and the block compiler's."""
+    compiled = {"compile": compiler.choice} if compiler is not None else {}
+    return {name: {"value": c.value, "reason": c.reason} for name, c in {**parts.choices, **compiled}.items()}
+
+
+def predicted_peak(config: TrainConfig, parts: Parts) -> tuple[int | None, str | None]:
+    """(the planner's peak bytes for this run, None) or (None, why the planner cannot model it)."""
     try:
-        predicted = parts_module.predicted_peak_bytes(cfg, p)
+        return predicted_peak_bytes(config, parts), None
     except ValueError as exc:  # a setting the planner does not model: say so, train anyway
-        predicted = None
-        run.warn(f"no memory prediction for this run: {exc}")
+        return None, f"no memory prediction for this run: {exc}"
+
+
+def start_info(config: TrainConfig, parts: Parts, *, out: Path, total_steps: int, start_step: int,
+               predicted_peak_bytes: int | None, warnings: list[str], choices: dict[str, dict]) -> StartInfo:
+    """``on_train_start``'s record: sizes, settings, the planner's peak, the resolved choices, the global batch."""
+    trainable, total = count_params(parts.model)
     return StartInfo(
-        total_steps=run.total_steps, output_dir=str(run.out), device=run.device,
-        precision=cfg.precision, quantization=cfg.quantization, trainable_params=trainable,
-        total_params=total, predicted_peak_bytes=predicted, start_step=run.step,
-        warnings=list(run.warnings), config=cfg.to_dict(),
-        choices=run.choices(), num_processes=cfg.num_processes, distributed=cfg.distributed,
-        global_batch_size=cfg.global_batch_size,
+        total_steps=total_steps, output_dir=str(out), device=parts.device,
+        precision=config.precision, quantization=config.quantization, trainable_params=trainable,
+        total_params=total, predicted_peak_bytes=predicted_peak_bytes, start_step=start_step,
+        warnings=list(warnings), config=config.to_dict(),
+        choices=choices, num_processes=config.num_processes, distributed=config.distributed,
+        global_batch_size=config.global_batch_size,
     )
 
 
-def outcome(run) -> tuple[str, str]:
+def outcome(stop: StopHandle, step: int, total_steps: int, out: Path, final_loss: float | None) -> tuple[str, str]:
     """(status, message) of a run that ended without an exception: stopped early, or completed."""
-    if run.stop.stop_requested and run.step < run.total_steps:
-        reason = run.stop.reason or "user"
+    if stop.stop_requested and step < total_steps:
+        reason = stop.reason or "user"
         return "stopped", (
-            f"Stopped ({reason}) after {run.step} of {run.total_steps} steps; the adapter and a resumable "
-            f"checkpoint are in {run.out}."
+            f"Stopped ({reason}) after {step} of {total_steps} steps; the adapter and a resumable "
+            f"checkpoint are in {out}."
         )
-    loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "n/a"
-    return "completed", f"Completed {run.step} steps; final training loss {loss}."
+    loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
+    return "completed", f"Completed {step} steps; final training loss {loss}."
 
 
-def finish(run, status: str, message: str) -> TrainSummary:
-    """Save the adapter whatever happened, write summary.json (rank 0), tell the sinks, free memory."""
-    adapter_dir = None
-    try:
-        adapter_dir = run.save_adapter()
-    except Exception as exc:  # noqa: BLE001 -- report, never mask the run's own outcome
-        run.warn(f"could not save the adapter: {exc!r}")
-    prompts = run.config.preview_prompts
-    # "" where the run never got that far
-    before = run.summary_extra.get("preview_before") or [""] * len(prompts)
-    after = run.summary_extra.get("preview_after") or [""] * len(prompts)
-    preview = [{"prompt": p, "before": b, "after": a} for p, b, a in zip(prompts, before, after, strict=True)]
-    on_gpu = run.device == "cuda"
-    summary = TrainSummary(
+def previews(prompts: list[str], scores: Scores) -> list[dict]:
+    """{prompt, before, after} per preview prompt ("" where the run never got that far)."""
+    before = scores.preview_before or [""] * len(prompts)
+    after = scores.preview_after or [""] * len(prompts)
+    return [{"prompt": p, "before": b, "after": a} for p, b, a in zip(prompts, before, after, strict=True)]
+
+
+def summarize(config: TrainConfig, status: str, message: str, *, out: Path, adapter_dir: Path | None,
+              progress: Progress, total_steps: int, final_loss: float | None, session_tokens: int,
+              timings: Timings, elapsed_s: float | None, scores: Scores, peak_memory_bytes: int | None,
+              warnings: list[str], traceback: str | None, host_reads: dict[str, int], choices: dict[str, dict],
+              compile_s: float | None) -> TrainSummary:
+    """The run's TrainSummary; tokens_per_s is the session's tokens over its training-loop time."""
+    return TrainSummary(
         status=status,
         message=message,
-        steps_done=run.step,
-        total_steps=run.total_steps,
-        final_loss=run.final_loss,
-        output_dir=str(run.out),
+        steps_done=progress.step,
+        total_steps=total_steps,
+        final_loss=final_loss,
+        output_dir=str(out),
         adapter_dir=str(adapter_dir) if adapter_dir else None,
-        metrics_path=str(run.out / "metrics.jsonl"),
-        peak_memory_bytes=torch.cuda.max_memory_allocated() if on_gpu else run.peak_rss or parts_module.rss_bytes(),
-        tokens_per_s=run.session_tokens / run.train_s if run.train_s else None,
-        elapsed_s=run.elapsed_s(),
-        preview=preview,
-        exact_match_before=run.summary_extra.get("exact_match_before"),
-        exact_match_after=run.summary_extra.get("exact_match_after"),
-        format_match_before=run.summary_extra.get("format_match_before"),
-        format_match_after=run.summary_extra.get("format_match_after"),
-        warnings=list(run.warnings),
-        traceback=run.traceback,
-        host_reads=dict(run.host_reads),
-        choices=run.choices(),
-        compile_s=run.compiler.compile_s if run.compiler is not None else None,
-        num_processes=run.config.num_processes,
-        global_batch_size=run.config.global_batch_size,
+        metrics_path=str(out / "metrics.jsonl"),
+        peak_memory_bytes=peak_memory_bytes,
+        tokens_per_s=session_tokens / timings.train_s if timings.train_s else None,
+        elapsed_s=elapsed_s,
+        preview=previews(config.preview_prompts, scores),
+        exact_match_before=scores.exact_match_before,
+        exact_match_after=scores.exact_match_after,
+        format_match_before=scores.format_match_before,
+        format_match_after=scores.format_match_after,
+        warnings=list(warnings),
+        traceback=traceback,
+        host_reads=dict(host_reads),
+        choices=choices,
+        compile_s=compile_s,
+        num_processes=config.num_processes,
+        global_batch_size=config.global_batch_size,
+        train_s=timings.train_s,
+        eval_s=timings.eval_s,
+        save_s=timings.save_s,
     )
-    if run.ranks.is_main:
-        atomic_write_json(run.out / "summary.json", summary.as_dict())
-    run.emit("on_train_end", summary)
-    run.parts = None  # drop the model and optimizer so their memory can go back
-    if on_gpu:
-        torch.cuda.empty_cache()
-    return summary

@@ -1,20 +1,20 @@
-"""Memory pictures for the sizing calculator: stacked bars by component against GPU capacities.
+"""The sizing calculator's memory chart as SVG: one stacked bar per run, GPU capacities as lines.
 
 One convention for memory: GiB (2**30 bytes) everywhere in the picture. A GPU line sits at the memory its
 driver reports, which is less than the "GB" in its name (a T4 16 GB reports 15.0 GiB); its label says that
-number. The chosen GPU is always drawn; the others only where their labels have room.
+number. The chosen GPU is always drawn; the others only where their labels have room. Each run's name and
+total are written above its bar across the whole width (so a long name is never cut at the left edge), and
+the run that matches the settings as set is marked. The legend uses the words of the calculator's table.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from lorakit.units import GIB
+from lorakit.viz.svg import Scale, Svg, nice_ticks, text_width
 
-GIB = 1024**3
+WIDTH = 520  # CSS px; the picture shrinks with a narrower column (its labels with it)
 # one colour per memory component, in stacking order (bottom first)
 COMPONENT_COLOURS = {
     "weights": "#4c72b0",
@@ -25,82 +25,111 @@ COMPONENT_COLOURS = {
     "logits": "#937860",
     "overhead": "#bab0ac",
 }
-LABEL_LEVELS = (-0.78, -1.22)  # y of the two rows of GPU labels, in the band above the first bar
+LABEL_ROWS = (30.0, 15.0)  # baselines of the two rows of GPU labels: row 0 nearer the bars
+TOP = 38  # where the first run's name sits
+ROW, BAR = 32, 13  # height of one run (name + bar), of its bar
+AS_SET = "as set"
 
 
-def make_figure(width_in: float = 7.5, height_in: float = 3.4, dpi: int = 80) -> tuple[Figure, Axes]:
-    """A pyplot-free figure with one Axes (safe to build outside a notebook and in threads)."""
-    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
-    FigureCanvasAgg(fig)
-    # fixed margins: tight/constrained layout measures every label and doubles the cost of a redraw
-    fig.subplots_adjust(left=0.2, right=0.97, top=0.97, bottom=0.25)
-    return fig, fig.add_subplot(1, 1, 1)
+def memory_chart_svg(
+    bars: Mapping[str, Mapping[str, float]], gpu_lines: Sequence[tuple[str, float]] = (),
+    highlight: str | None = None, as_set: str | None = None, legend: Mapping[str, str] | None = None,
+    width: float = WIDTH,
+) -> str:
+    """Stacked bars, one per run (label -> component -> bytes), with GPU capacities (bytes) as vertical lines.
 
-
-def figure_png(fig: Figure) -> bytes:
-    """The figure as PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-def draw_memory_bars(
-    ax: Axes,
-    bars: Mapping[str, Mapping[str, float]],
-    gpu_lines: Sequence[tuple[str, float]] = (),
-    highlight: str | None = None,
-) -> list[str]:
-    """Horizontal stacked bars, one per scenario (label -> component -> bytes), GPU capacities as lines (bytes).
-
-    Each bar's total is in its row label, so no text sits where a line may run. ``highlight`` names the
-    chosen GPU: it is always drawn (solid); the other GPUs are drawn (dotted) where their labels fit without
-    overlapping. Returns the names of the GPUs drawn.
+    ``highlight`` names the chosen GPU: always drawn (solid); the others (dotted) where their labels fit.
+    ``as_set`` names the run that the settings describe (marked). ``legend`` maps a component to its words.
     """
+    legend = legend or {}
     labels = list(bars)
     totals = [sum(bars[label].values()) / GIB for label in labels]
-    left = [0.0] * len(labels)
-    for comp in dict.fromkeys(c for b in bars.values() for c in b):  # one call per component keeps it cheap
-        widths = [bars[label].get(comp, 0.0) / GIB for label in labels]
-        ax.barh(range(len(labels)), widths, left=left, color=COMPONENT_COLOURS.get(comp, "#999999"), label=comp,
-                edgecolor="white", linewidth=0.5)
-        left = [a + w for a, w in zip(left, widths, strict=True)]
     chosen = next(((n, c) for n, c in gpu_lines if n == highlight), None)
-    right = max([*totals, chosen[1] / GIB if chosen else 0.0, 1e-3]) * 1.15
-    ax.set_xlim(0, right)
-    ax.set_ylim(len(labels) - 0.5, LABEL_LEVELS[-1] - 0.3)  # inverted: first scenario on top, labels above
-    ax.set_yticks(range(len(labels)), [f"{label}\n{total:.1f} GiB" for label, total in zip(labels, totals, strict=True)],
-                  fontsize=8)
-    ax.set_xlabel("peak training memory (GiB)", fontsize=8)
-    ax.tick_params(axis="x", labelsize=8)
-    ax.figure.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=7, fontsize=7, frameon=False,
-                     handlelength=1.2, columnspacing=1.0)
-    return _draw_gpu_lines(ax, gpu_lines, chosen, right)
+    top_value = max([*totals, chosen[1] / GIB if chosen else 0.0, 1e-3]) * 1.08
+    ticks = nice_ticks(top_value)
+    left, right = 10.0, width - 14.0
+    scale = Scale(0.0, ticks[-1], left, right)
+    components = [c for c in dict.fromkeys(c for b in bars.values() for c in b) if any(b.get(c) for b in bars.values())]
+    legend_rows = _legend_rows(components, legend, width - 20)
+    bottom = TOP + ROW * len(labels)
+    height = bottom + 34 + 16 * len(legend_rows)
+    svg = Svg(width, height, "peak training memory by component (GiB)")
+    for t in ticks:
+        svg.line(scale(t), TOP - 4, scale(t), bottom, "#e3e3e3")
+        svg.text(scale(t), bottom + 13, f"{t:g}", size=10, anchor="middle")
+    svg.line(left, bottom, right, bottom, "#888888")
+    svg.text(width / 2, bottom + 27, "peak training memory (GiB)", size=10, anchor="middle")
+    for i, label in enumerate(labels):
+        _bar(svg, scale, TOP + ROW * i, bars[label], label == as_set, legend)
+    _gpu_lines(svg, scale, gpu_lines, chosen, ticks[-1] * GIB, bottom)
+    for i, (label, total) in enumerate(zip(labels, totals, strict=True)):  # over the lines, on a halo
+        name = f"{label}: {total:.1f} GiB" + (f"  \u25c0 {AS_SET}" if label == as_set else "")
+        size = min(11.0, 11.0 * (right - left) / max(text_width(name, 11, bold=label == as_set), 1e-9))
+        svg.text(left, TOP + ROW * i + 11, name, size=size, bold=label == as_set, halo=True)
+    y = bottom + 44
+    for entries in legend_rows:
+        x = 10.0
+        for comp, words in entries:
+            svg.rect(x, y - 9, 10, 10, COMPONENT_COLOURS.get(comp, "#999999"))
+            svg.text(x + 14, y, words, size=10)
+            x += 14 + text_width(words, 10) + 14
+        y += 16
+    return svg.render()
 
 
-def _draw_gpu_lines(ax: Axes, gpu_lines: Sequence[tuple[str, float]], chosen: tuple[str, float] | None,
-                    right: float) -> list[str]:
+def _bar(svg: Svg, scale: Scale, y: float, parts: Mapping[str, float], mine: bool, legend: Mapping[str, str]) -> None:
+    """One run's stacked bar, below its name (each part's tooltip says what it holds); outlined when ``mine``."""
+    x = 0.0
+    for comp, nbytes in parts.items():
+        if nbytes <= 0:
+            continue
+        words = legend.get(comp, comp)
+        svg.rect(scale(x), y + 15, scale(x + nbytes / GIB) - scale(x), BAR, COMPONENT_COLOURS.get(comp, "#999999"),
+                 title=f"{words}: {nbytes / GIB:.2f} GiB", stroke="#222" if mine else "")
+        x += nbytes / GIB
+
+
+def _legend_rows(components: Sequence[str], legend: Mapping[str, str], room: float) -> list[list[tuple[str, str]]]:
+    """The legend's entries (component, words) in rows no wider than ``room`` px."""
+    rows: list[list[tuple[str, str]]] = [[]]
+    used = 0.0
+    for comp in components:
+        words = legend.get(comp, comp)
+        need = 28 + text_width(words, 10)
+        if rows[-1] and used + need > room:
+            rows.append([])
+            used = 0.0
+        rows[-1].append((comp, words))
+        used += need
+    return [r for r in rows if r]
+
+
+def _gpu_lines(svg: Svg, scale: Scale, gpu_lines: Sequence[tuple[str, float]], chosen: tuple[str, float] | None,
+               limit: float, bottom: float) -> list[str]:
     """The chosen GPU's line and label first, then every other group whose label finds room on a row.
 
     A line runs from the bottom up to its label, so it crosses the rows below its own: a label may not sit
-    where another line crosses its row, and a line may not cross another label.
+    where another line crosses its row, and a line may not cross another label. Returns the GPUs drawn.
     """
-    renderer = ax.figure.canvas.get_renderer()
-    placed = _Placed(ax.get_window_extent(renderer))
+    placed = _Placed(scale.start, scale.end)
     drawn: list[str] = []
     candidates = [([chosen[0]], chosen[1], True)] if chosen else []
     others = [(n, c) for n, c in gpu_lines if chosen is None or (n != chosen[0] and abs(c - chosen[1]) >= 2 * GIB)]
-    groups = _group_capacities(others, right * GIB).items()
+    groups = _group_capacities(others, limit).items()
     if chosen:  # in a crowd, the neighbours of the chosen GPU are the useful comparison
         groups = sorted(groups, key=lambda group: abs(group[0] - chosen[1]))
     candidates += [(names, cap, False) for cap, names in groups]
     for names, cap, strong in candidates:
-        text = f"{'/'.join(dict.fromkeys(_short_name(n) for n in names))} {cap / GIB:.1f} GiB"
-        row = _place_label(ax, renderer, placed, cap / GIB, text, strong)
-        if row is None:
+        text = f"{'/'.join(dict.fromkeys(short_name(n) for n in names))} {cap / GIB:.1f} GiB"
+        x = scale(cap / GIB)
+        spot = placed.place(x, text_width(text, 9.5, bold=strong))
+        if spot is None:
             continue
-        colour = "black" if strong else "0.45"
-        ax.axvline(cap / GIB, color=colour, linestyle="-" if strong else ":", linewidth=1.4 if strong else 0.9,
-                   ymax=_axes_fraction(ax, LABEL_LEVELS[row]))
+        row, x0, anchor = spot
+        svg.line(x, LABEL_ROWS[row] + 3, x, bottom, "#111111" if strong else "#777777", 1.4 if strong else 0.9,
+                 dash="" if strong else "2,2")
+        svg.text(x0, LABEL_ROWS[row], text, size=9.5, anchor=anchor, bold=strong,
+                 colour="#111111" if strong else "#555555")
         drawn += names
     return drawn
 
@@ -108,49 +137,33 @@ def _draw_gpu_lines(ax: Axes, gpu_lines: Sequence[tuple[str, float]], chosen: tu
 class _Placed:
     """Pixel spans of the labels on each row, and where the lines run (x and the row each ends at)."""
 
-    def __init__(self, axes_box) -> None:
-        self.axes_box = axes_box
-        self.spans: list[list[tuple[float, float]]] = [[] for _ in LABEL_LEVELS]
+    def __init__(self, x_min: float, x_max: float) -> None:
+        self.x_min, self.x_max = x_min, x_max
+        self.spans: list[list[tuple[float, float]]] = [[] for _ in LABEL_ROWS]
         self.lines: list[tuple[float, int]] = []
 
-    def free(self, row: int, x0: float, x1: float, line_x: float) -> bool:
-        """Whether a label over [x0, x1] on ``row`` and its line at ``line_x`` cross nothing placed."""
-        inside = self.axes_box.x0 <= x0 and x1 <= self.axes_box.x1
-        clear = all(x1 <= a or x0 >= b for a, b in self.spans[row])
-        uncrossed = all(not x0 <= x <= x1 for x, top in self.lines if top > row)
-        line_clear = all(not a <= line_x <= b for lower in self.spans[:row] for a, b in lower)
+    def place(self, x: float, width: float) -> tuple[int, float, str] | None:
+        """(row, text x, anchor) for a label of ``width`` px at a line at ``x``; None when no row has room."""
+        for row in range(len(LABEL_ROWS)):
+            x0, x1, at, anchor = x + 2, x + 2 + width, x + 2, "start"
+            if x1 > self.x_max:  # at the right edge: written leftwards from the line
+                x0, x1, at, anchor = x - 2 - width, x - 2, x - 2, "end"
+            if self._free(row, x0, x1, x):
+                self.spans[row].append((x0, x1))
+                self.lines.append((x, row))
+                return row, at, anchor
+        return None
+
+    def _free(self, row: int, x0: float, x1: float, line_x: float) -> bool:
+        inside = self.x_min - 8 <= x0 and x1 <= self.x_max + 12
+        clear = all(x1 + 4 <= a or x0 >= b + 4 for a, b in self.spans[row])
+        uncrossed = all(not x0 - 2 <= x <= x1 + 2 for x, top in self.lines if top > row)
+        line_clear = all(not a - 2 <= line_x <= b + 2 for lower in self.spans[:row] for a, b in lower)
         return inside and clear and uncrossed and line_clear
 
-    def take(self, row: int, x0: float, x1: float, line_x: float) -> None:
-        self.spans[row].append((x0, x1))
-        self.lines.append((line_x, row))
 
-
-def _place_label(ax: Axes, renderer, placed: _Placed, x: float, text: str, strong: bool) -> int | None:
-    """Put ``text`` at x on the first row where it and its line cross nothing; the row, or None."""
-    line_x = ax.transData.transform((x, 0))[0]
-    for row, y in enumerate(LABEL_LEVELS):
-        label = ax.text(x, y, f" {text} ", fontsize=7.5, va="center", ha="left",
-                        color="black" if strong else "0.35", fontweight="bold" if strong else "normal")
-        box = label.get_window_extent(renderer)
-        if box.x1 > placed.axes_box.x1:  # at the right edge: written leftwards from the line
-            label.set_horizontalalignment("right")
-            box = label.get_window_extent(renderer)
-        if placed.free(row, box.x0, box.x1, line_x):
-            placed.take(row, box.x0, box.x1, line_x)
-            return row
-        label.remove()
-    return None
-
-
-def _axes_fraction(ax: Axes, y: float) -> float:
-    """Where data y lies between the bottom (0) and the top (1) of the axes: a line ends at its label."""
-    bottom, top = ax.get_ylim()
-    return (y - bottom) / (top - bottom)
-
-
-def _short_name(name: str) -> str:
-    """'T4 16 GB' -> 'T4', 'RTX 4090 24 GB' -> '4090', 'my GPU (12 GB)' -> 'my GPU'."""
+def short_name(name: str) -> str:
+    """'T4 16 GB' -> 'T4', 'RTX 4090 24 GB' -> '4090', 'my GPU (12 GiB)' -> 'my GPU'."""
     if name.startswith("my "):
         return "my GPU"
     words = name.split()
@@ -170,13 +183,3 @@ def _group_capacities(gpu_lines: Sequence[tuple[str, float]], limit: float) -> d
         near = next((g for g in groups if abs(g - cap) < 2 * GIB), None)
         groups.setdefault(near if near is not None else cap, []).append(name)
     return groups
-
-
-def memory_chart_png(
-    bars: Mapping[str, Mapping[str, float]], gpu_lines: Sequence[tuple[str, float]] = (),
-    highlight: str | None = None,
-) -> bytes:
-    """PNG of ``draw_memory_bars`` on a fresh figure."""
-    fig, ax = make_figure()
-    draw_memory_bars(ax, bars, gpu_lines, highlight)
-    return figure_png(fig)

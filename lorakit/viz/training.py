@@ -7,12 +7,14 @@ from a training thread and are not auto-shown twice by the inline backend.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from lorakit.units import GIB, MIB
+from lorakit.viz.png import figure_to_png
 
 __all__ = [
     "make_figure",
@@ -30,8 +32,6 @@ __all__ = [
     "draw_bars",
 ]
 
-_MIB = 2**20
-_GIB = 2**30
 # memory series drawn by draw_dashboard: record key -> legend label
 MEMORY_SERIES = {
     "mem_allocated_bytes": "GPU allocated",
@@ -63,13 +63,6 @@ def make_dashboard_figure(*, width_in: float = 9.0, height_in: float = 5.4, dpi:
     return fig, axes
 
 
-def figure_to_png(fig: Figure) -> bytes:
-    """Render the figure to PNG bytes at its own dpi."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=fig.dpi)
-    return buf.getvalue()
-
-
 def clear_data(ax: Axes) -> None:
     """Remove what the draw_* functions added (lines, texts, legend) but keep the axis and its ticks.
 
@@ -87,7 +80,7 @@ def clear_data(ax: Axes) -> None:
 
 def memory_unit(max_bytes: float) -> tuple[str, float]:
     """The unit name and divisor that keep memory values readable: GiB from 1 GiB up, MiB below."""
-    return ("GiB", float(_GIB)) if max_bytes >= _GIB else ("MiB", float(_MIB))
+    return ("GiB", float(GIB)) if max_bytes >= GIB else ("MiB", float(MIB))
 
 
 def _pairs(xs: Sequence[float], ys: Sequence[float | None]) -> tuple[list[float], list[float]]:

@@ -1,7 +1,4 @@
-"""Pieces of the FloatExplorer that are not controls: the compare table and the pictures.
-
-``Throttle`` lives in ``lorakit.widgets.runtime``; it is imported here for the explorer's existing imports.
-"""
+"""Pieces of the FloatExplorer that are not controls: the details, the compare table and the pictures."""
 
 from __future__ import annotations
 
@@ -11,15 +8,9 @@ import math
 import numpy as np
 
 from lorakit.formats import FORMATS, Explanation, codebooks, get_format, values_around
-from lorakit.viz.formats import (
-    RangeRow,
-    draw_codebook,
-    draw_number_line,
-    draw_range_chart,
-    figure_png,
-    make_panel,
-)
-from lorakit.widgets.runtime import Throttle  # noqa: F401 -- re-exported for float_explorer
+from lorakit.formats.parse import shorten
+from lorakit.viz.format_svg import RangeRow, codebook_svg, number_line_svg, range_chart_svg
+from lorakit.widgets.tables import FIRST, scroll_table
 
 FIELD_COLOURS = {
     "sign": "#f4b6b6", "exponent": "#a9cce3", "mantissa": "#b7e1a1", "index": "#f9d29d", "integer": "#d7bde2",
@@ -41,16 +32,18 @@ def nowrap(text: str) -> str:
 def compare_table_html(rows: dict[str, Explanation | ValueError], current: str, absmax: float = 1.0) -> str:
     """HTML table: every format's stored value, error and class for the same input; the current row in bold.
 
-    Numbers never wrap; a table wider than its column scrolls sideways instead of being cut. The block
-    formats' absmax is said under the table, since it applies there whatever format is selected above.
+    Numbers never wrap; a table wider than its column scrolls sideways in its own box, the format names fixed.
+    The block formats' absmax is said under the table, since it applies there whatever format is selected above.
     """
     pad = "padding:0 4px;line-height:1.3"  # notebook CSS pads table cells generously
-    cell, number = f'<td style="{pad}">', f'<td style="{pad};white-space:nowrap">'
-    head = "".join(f'<th style="{pad}">{h}</th>' for h in ("format", "bits", "stored", "abs error", "rel error",
-                                                             "class"))  # fmt: skip
+    number = f'<td style="{pad};white-space:nowrap">'
+    head = "".join(f'<th style="{pad}{";" + FIRST if i == 0 else ""}">{h}</th>'
+                   for i, h in enumerate(("format", "bits", "stored", "abs error", "rel error", "class")))
     body = []
     for name, e in rows.items():
-        style = ' style="font-weight:bold;background:#fdf2e9"' if name == current else ""
+        mine = name == current
+        style = ' style="font-weight:bold;background:#fdf2e9"' if mine else ""
+        first = f"{FIRST};background:#fdf2e9" if mine else FIRST
         label = name + (" (compute)" if FORMATS[name].compute_only else "")
         if isinstance(e, ValueError):
             cells = f'<td colspan="4" style="{pad}">{html.escape(str(e).split(";")[0])}</td>'
@@ -58,15 +51,43 @@ def compare_table_html(rows: dict[str, Explanation | ValueError], current: str, 
             errors = (number_text(e.abs_error, 3), number_text(e.rel_error, 3))
             values = (number_text(e.stored, 10), *errors, e.value_class)
             cells = "".join(f"{number}{v}</td>" for v in values)
-        body.append(f"<tr{style}>{cell}{label}</td>{number}{FORMATS[name].bits}</td>{cells}</tr>")
+        body.append(f'<tr{style}><td style="{pad};white-space:nowrap;{first}">{label}</td>'
+                    f"{number}{FORMATS[name].bits}</td>{cells}</tr>")
     blocks = [name for name in rows if not FORMATS[name].is_float]
     caption = f"{', '.join(blocks)}: block absmax {absmax:g}" if blocks else ""
-    return (
-        '<div style="overflow-x:auto;max-width:100%">'
-        '<table class="lorakit-compare-table" style="border-collapse:collapse;font-family:monospace;font-size:12px">'
-        f'<caption class="lorakit-compare-caption" style="caption-side:bottom;text-align:left;padding:2px 4px">'
-        f"{html.escape(caption)}</caption><tr>{head}</tr>{''.join(body)}</table></div>"
+    table = scroll_table(f"<tr>{head}</tr>{''.join(body)}", "lorakit-compare-table",
+                         "font-family:monospace;font-size:12px")
+    return (f"{table}<div class='lorakit-compare-caption' style='font-family:monospace;font-size:12px;"
+            f"padding:2px 4px'>{html.escape(caption)}</div>")
+
+
+def details_html(e: Explanation) -> str:
+    """The explanation in lines: stored value, class, hex and bits, formula, input and errors, neighbours, note.
+
+    Each line is a ``div`` with its own class (``lorakit-value``, ``lorakit-hex``, ...), all in one HTML widget,
+    so a click sends one update for all of them.
+    """
+    exact = html.escape(e.stored_exact)  # up to ~150 digits (FP32 subnormals): only those may wrap
+    exact = nowrap(exact) if len(exact) <= 40 else f'<span style="overflow-wrap:anywhere">{exact}</span>'
+    rounding = " &nbsp; ".join(
+        nowrap(f"<b>{name}</b> {text}")
+        for name, text in (("input", html.escape(shorten(e.input_text))),
+                           ("abs error", number_text(e.abs_error, 6)), ("rel error", number_text(e.rel_error, 6)))
+    )  # fmt: skip
+    neighbours = " &nbsp; ".join(
+        nowrap(f"<b>{name}</b> {number_text(x, digits)}")
+        for name, x, digits in (("next down", e.next_down, 10), ("next up", e.next_up, 10), ("ULP", e.ulp, 6))
     )
+    lines = [
+        ("value", f"<b>stored</b> {exact} <small>(exact decimal)</small>"),
+        ("class", f"<b>class</b> {e.value_class}"),
+        ("hex", f"<b>hex</b> {e.hex} &nbsp; <b>bits</b> {' '.join(e.field_bits.values())}"),
+        ("formula", f"<b>formula</b> {html.escape(e.formula)}"),
+        ("rounding", rounding),
+        ("neighbours", neighbours),
+        ("note", f"<i>{html.escape(e.note)}</i>" if e.note else ""),
+    ]
+    return "".join(f'<div class="lorakit-{name}" style="line-height:1.6">{text}</div>' for name, text in lines)
 
 
 def range_rows() -> list[RangeRow]:
@@ -77,33 +98,24 @@ def range_rows() -> list[RangeRow]:
     ]
 
 
-# CSS pixels of each picture: both fit the narrowest notebook column met so far (JupyterLab at 900 px with
-# the file browser open leaves 468 px), so they are shown at exactly the size they were drawn for, side by
-# side on a wide screen and one above the other on a narrow one.
-LINE_SIZE, RANGE_SIZE = (460, 190), (460, 330)
-
-
 class FormatPicture:
-    """Two matplotlib figures rendered to PNG bytes: the number line (or codebook levels), and the range chart."""
+    """The two pictures of an explanation as SVG strings: the number line (or codebook levels), the range chart."""
 
-    def __init__(self, pixel_ratio: int = 2) -> None:
-        self.line_fig, self.line_ax = make_panel(*LINE_SIZE, (0.11, 0.97, 0.36, 0.84), pixel_ratio)
-        self.range_fig, self.range_ax = make_panel(*RANGE_SIZE, (0.26, 0.9, 0.13, 0.93), pixel_ratio)
+    def __init__(self) -> None:
         self._rows = range_rows()
-        self._range: tuple[tuple[str, str], bytes] | None = None  # (what it shows, its PNG): drawn again only on change
+        self._range: tuple[tuple[str, str], str] | None = None  # (what it shows, its SVG): built again only on change
 
-    def render(self, e: Explanation) -> tuple[bytes, bytes]:
-        """Redraw both pictures for an explanation: (number line PNG, range chart PNG)."""
+    def render(self, e: Explanation) -> tuple[str, str]:
+        """Both pictures for an explanation: (number line SVG, range chart SVG)."""
         fmt = get_format(e.format)
         if fmt.is_float:
             title = f"{fmt.name}: neighbours of the stored value (ULP here: {number_text(e.ulp, 4)})"
-            draw_number_line(self.line_ax, values_around(e, 3), e.stored, e.input_value, title)
+            line = number_line_svg(values_around(e, 3), e.stored, e.input_value, title)
         else:
             levels = codebooks.level_values(np.arange(2**fmt.bits), fmt) * np.float32(e.absmax)
-            draw_codebook(self.line_ax, [float(v) for v in levels], e.code, e.input_value, e.absmax)
-        # The range chart shows the format and |value| to 3 digits (its legend); a bit click seldom changes either.
+            line = codebook_svg([float(v) for v in levels], e.code, e.input_value, e.absmax)
+        # The range chart shows the format and |value| to 3 digits (its label); a bit click seldom changes either.
         key = (fmt.name, f"{abs(e.stored):.3g}")
         if self._range is None or self._range[0] != key:
-            draw_range_chart(self.range_ax, self._rows, highlight=fmt.name, value=e.stored)
-            self._range = key, figure_png(self.range_fig)
-        return figure_png(self.line_fig), self._range[1]
+            self._range = key, range_chart_svg(self._rows, highlight=fmt.name, value=e.stored)
+        return line, self._range[1]

@@ -27,18 +27,19 @@ __all__ = ["LiveDashboardCallback"]
 STOP_REASON = "the Stop button"
 
 
-class LiveDashboardCallback(MetricsCallback):
-    """A TrainerCallback that draws live loss / LR / tokens/s / memory plots and offers a Stop button."""
+class LiveDashboardCallback(MetricsCallback, widgets.VBox):
+    """A TrainerCallback that draws live loss / LR / tokens/s / memory plots and offers a Stop button; the
+    widget it shows is itself (a Stop button above a LiveDashboard)."""
 
     def __init__(self, dashboard: LiveDashboard | None = None, *, display: bool = True) -> None:
         self.dashboard = dashboard if dashboard is not None else LiveDashboard()
-        super().__init__(sinks=[self.dashboard])
+        MetricsCallback.__init__(self, sinks=[self.dashboard])
         self.display = display
         self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop")
         self.stop_button.add_class("lorakit-stop")
         self.stop_button.on_click(self._on_stop_click)
-        self.widget = widgets.VBox([self.stop_button, self.dashboard.widget])
-        self.widget.add_class("lorakit-hf-dashboard")
+        widgets.VBox.__init__(self, children=[self.stop_button, self.dashboard])
+        self.add_class("lorakit-hf-dashboard")
         self._displayed = False
         self._run = BackgroundRun("lorakit-hf-train")
 
@@ -50,7 +51,7 @@ class LiveDashboardCallback(MetricsCallback):
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        display(self._repr_mimebundle_(), raw=True)
         self.dashboard.display_static_slot()
         self._displayed = True
 

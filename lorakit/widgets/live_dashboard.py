@@ -77,8 +77,8 @@ def in_ipython() -> bool:
     return get_ipython() is not None
 
 
-class LiveDashboard(MetricsSink):
-    """Progress bar with ETA, status line and live plots of a run; display it, pass it as a sink to train().
+class LiveDashboard(widgets.VBox, MetricsSink):
+    """Progress bar with ETA, status line and live plots of a run: a widget to display, and a sink for train().
 
     ``background=False`` draws nothing by itself: call ``tick()`` to do what the render thread would (tests).
     """
@@ -123,9 +123,10 @@ class LiveDashboard(MetricsSink):
         self._final_done = threading.Event()
         self._static_handle = None
         self._worker = RenderWorker(self.tick, RENDER_THREAD, on_error=self._on_render_error)
-        self._build_widgets()
+        super().__init__(children=self._build_widgets())
 
-    def _build_widgets(self) -> None:
+    def _build_widgets(self) -> list[widgets.Widget]:
+        """The dashboard's rows: progress with its label, status line, set-up, plot."""
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="", bar_style="info",
                                             layout=widgets.Layout(width="60%"))
         self.progress.add_class("lorakit-progress")
@@ -137,8 +138,7 @@ class LiveDashboard(MetricsSink):
         # hidden while it has no picture: an empty <img> shows as a broken-image icon
         self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", display="none"))
         self.plot.add_class("lorakit-plot")
-        self.widget = widgets.VBox([widgets.HBox([self.progress, self.progress_label]), self.status, self.setup,
-                                    self.plot])
+        return [widgets.HBox([self.progress, self.progress_label]), self.status, self.setup, self.plot]
 
     # -- MetricsSink: training thread; store and wake, nothing else ------------------------------------------
     def on_train_start(self, info: dict) -> None:
@@ -388,7 +388,8 @@ class LiveDashboard(MetricsSink):
         return Image(data=png, format="png"), False
 
     def _ipython_display_(self) -> None:
+        """The live widget, then the output that keeps a static copy of the final figure."""
         from IPython.display import display
 
-        display(self.widget)
+        display(self._repr_mimebundle_(), raw=True)
         self.display_static_slot()

@@ -1,11 +1,8 @@
-"""What the widgets run besides their controls: a redraw throttle on the notebook's event loop, a render
-thread, and a background runner for a training run.
+"""What the widgets run besides their controls: a render thread, and a background runner for a training run.
 
-Three ways to keep a notebook responsive, each for one situation:
+Two ways to keep a notebook responsive, each for one situation (the FloatExplorer and the LoraCalculator need
+neither: their pictures are SVG strings built in about a millisecond, in the handler itself):
 
-* ``Throttle``: a control's handler asks for a redraw; it runs once, right after the handler returns, on the
-  kernel's asyncio loop (FloatExplorer, LoraCalculator). Nothing else runs while it draws, which is fine
-  while nothing else is running.
 * ``RenderWorker``: a daemon thread that draws when woken. The LiveDashboard uses it so that the training
   thread only appends a record and wakes it: a cell that runs ``train()`` synchronously blocks the kernel's
   event loop, but not a thread.
@@ -16,61 +13,12 @@ Three ways to keep a notebook responsive, each for one situation:
 
 from __future__ import annotations
 
-import asyncio
-import math
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["STOP", "BackgroundRun", "RenderWorker", "Throttle"]
-
-
-class Throttle:
-    """Run ``fn`` at most once per ``interval_s`` of idle time, never inside the request that asked for it.
-
-    In a Jupyter kernel a request schedules one run on the running asyncio loop (immediately after the current
-    handler returns, or when the interval since the last run has passed); more requests before it runs add
-    nothing. So a bit click returns after its cheap text updates, and a burst of clicks costs one redraw.
-    Without a loop (plain Python, tests) requests stay pending until ``flush()``. ``paused`` keeps requests
-    pending without scheduling anything (the benchmark uses it to time the handler alone).
-    """
-
-    def __init__(self, fn: Callable[[], None], interval_s: float = 0.25) -> None:
-        self.fn, self.interval_s = fn, interval_s
-        self.pending, self.paused = False, False
-        self._last = -math.inf  # when the last run finished (monotonic seconds)
-        self._timer: asyncio.TimerHandle | None = None
-
-    def request(self) -> None:
-        """Ask for a run: scheduled on the event loop if there is one, else left for flush()."""
-        self.pending = True
-        if self.paused or self._timer is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no event loop: nobody sees the picture until flush() asks for it
-        wait = self.interval_s - (time.monotonic() - self._last)
-        self._timer = loop.call_later(max(wait, 0.0), self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        if not self.paused:
-            self.flush()
-
-    def flush(self) -> None:
-        """Run now if a request is pending."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.pending:
-            self.pending = False
-            try:
-                self.fn()
-            finally:
-                self._last = time.monotonic()
+__all__ = ["STOP", "BackgroundRun", "RenderWorker"]
 
 
 STOP = "stop"  # what a RenderWorker's tick returns to end its thread

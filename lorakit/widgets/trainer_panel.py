@@ -102,8 +102,11 @@ def _button(description: str, style: str, icon: str, css: str) -> widgets.Button
     return button
 
 
-class TrainerPanel:
-    """Start / Resume / Stop, TrainConfig's main fields, a live dashboard and the before/after preview."""
+class TrainerPanel(widgets.VBox):
+    """Start / Resume / Stop, TrainConfig's main fields, a live dashboard and the before/after preview.
+
+    ``fields`` maps each shown TrainConfig field to its control (``panel.fields["max_steps"].value = 50``).
+    """
 
     def __init__(self, config: TrainConfig | None = None, **overrides: Any) -> None:
         base = config if config is not None else TrainConfig()
@@ -113,11 +116,13 @@ class TrainerPanel:
         self.dashboard = LiveDashboard()
         self._runner = BackgroundRun("lorakit-train")
         self._stop: StopHandle | None = None
-        self._build_controls()
+        super().__init__(children=self._build_controls())
+        self.add_class("lorakit-trainer-panel")
         self._refresh()
 
     # -- widgets ------------------------------------------------------------------------------------------
-    def _build_controls(self) -> None:
+    def _build_controls(self) -> list[widgets.Widget]:
+        """The panel's rows: the fields, help, buttons, message, dashboard and preview."""
         self.form = ConfigForm(self.config, FIELDS)
         self.fields = self.form.controls  # field name -> control
         self.start_button = _button("Start", "success", "play", "lorakit-start")
@@ -137,21 +142,13 @@ class TrainerPanel:
         self.preview.add_class("lorakit-preview")
         buttons = widgets.HBox([self.start_button, self.resume_button, self.stop_button, self.resume_from],
                                layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        self.widget = widgets.VBox([self.form.widget, help_line, buttons, self.message, self.dashboard.widget,
-                                    self.preview])
-        self.widget.add_class("lorakit-trainer-panel")
-
-    def __getattr__(self, name: str) -> Any:
-        """A field's control by its name (panel.max_steps, panel.r, ...)."""
-        fields = self.__dict__.get("fields", {})
-        if name in fields:
-            return fields[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return [self.form.widget, help_line, buttons, self.message, self.dashboard, self.preview]
 
     def _ipython_display_(self) -> None:
+        """The live panel, then the output that keeps a static copy of the final figure."""
         from IPython.display import display
 
-        display(self.widget)
+        display(self._repr_mimebundle_(), raw=True)
         self.dashboard.display_static_slot()
 
     # -- control ------------------------------------------------------------------------------------------

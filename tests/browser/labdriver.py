@@ -363,8 +363,24 @@ def copy_notebooks(src_dir: Path, dst_dir: Path) -> list[str]:
     return names
 
 
+# Every text node under an element, one per line: what the widget shows, its SVG labels included (innerText
+# leaves SVG text out, textContent runs neighbouring labels together).
+_TEXT_JS = """(el) => { const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT), out = [];
+  while (walker.nextNode()) {
+    const t = walker.currentNode.textContent.trim();
+    if (t && !walker.currentNode.parentElement.closest('style, script')) out.push(t);
+  }
+  return out.join('\\n'); }"""
+
+
+def shown_text(locator: Any) -> str:
+    """What a widget shows, one text node per line (scripts/readme_pictures.py keeps it with the picture)."""
+    return locator.evaluate(_TEXT_JS)
+
+
 def screenshot(page: Any, locator: Any, path: Path) -> None:
-    """Save a picture of one widget; the window is made tall enough that the notebook does not clip it."""
+    """Save a picture of one widget, and beside it (``.txt``) the text it showed; the window is made tall enough
+    that the notebook does not clip it."""
     size = page.viewport_size
     box = locator.bounding_box()
     # The notebook scrolls inside the page: a widget taller than its panel would be cut off.
@@ -372,6 +388,7 @@ def screenshot(page: Any, locator: Any, path: Path) -> None:
     try:
         locator.scroll_into_view_if_needed()
         locator.screenshot(path=str(path), animations="disabled")
+        Path(path).with_suffix(".txt").write_text(shown_text(locator), encoding="utf-8")
     finally:
         page.set_viewport_size(size)
 
@@ -444,3 +461,78 @@ def set_width(page: Any, width: int, height: int = 900) -> None:
     """Resize the window (JupyterLab re-lays out its panels)."""
     page.set_viewport_size({"width": width, "height": height})
     page.wait_for_timeout(500)
+
+
+# What a person sees cut: every table (or its scroll box), picture and image under a widget root against the
+# widget's right edge as it shows on the page (within the output column and the notebook panel); in a table
+# that scrolls, a first column that does not stay put; an SVG label outside its picture; a dropdown option or
+# a placeholder wider than its box.
+_CUT_JS = r"""(root, options) => {
+  const box = (el) => el.getBoundingClientRect();
+  const output = root.closest('.jp-OutputArea-output'), panel = root.closest('.jp-NotebookPanel');
+  const right = Math.min(box(root).right, output ? box(output).right : Infinity, panel ? box(panel).right : Infinity);
+  const shown = (el) => el.getClientRects().length > 0;
+  const problems = [];
+  const out = (what, edge) => { if (edge > right + 0.5) problems.push(`${what} ends ${Math.round(edge - right)} px past the edge`); };
+  for (const table of [...root.querySelectorAll('table')].filter(shown)) {
+    const name = table.className || 'table';
+    const scroller = table.closest('.lorakit-scroll');
+    out(name, box(scroller || table).right);
+    if (scroller && scroller.scrollWidth > scroller.clientWidth + 1) {
+      const first = table.querySelector('tr > :first-child');
+      if (getComputedStyle(first).position !== 'sticky') problems.push(`${name} scrolls but its first column is not fixed`);
+      const before = box(first).left;
+      scroller.scrollLeft = scroller.scrollWidth;
+      const after = box(first).left, end = [...table.querySelectorAll('tr > :last-child')].map(c => box(c).right);
+      scroller.scrollLeft = 0;
+      if (Math.abs(after - before) > 1) problems.push(`${name}: the first column scrolls away`);
+      if (Math.max(...end) > box(scroller).right + 1) problems.push(`${name}: its last column cannot be scrolled into view`);
+    }
+  }
+  for (const svg of [...root.querySelectorAll('svg')].filter(shown)) {
+    const s = box(svg);
+    out(`picture ${svg.getAttribute('aria-label') || ''}`, s.right);
+    for (const t of svg.querySelectorAll('text')) {
+      const b = box(t);
+      if (b.width && (b.left < s.left - 0.5 || b.right > s.right + 0.5 || b.top < s.top - 0.5 || b.bottom > s.bottom + 0.5))
+        problems.push(`label outside its picture: "${t.textContent}"`);
+    }
+  }
+  for (const img of [...root.querySelectorAll('img')].filter(shown)) out(`image ${img.className}`, box(img).right);
+  const ctx = document.createElement('canvas').getContext('2d');
+  const room = (el) => { const st = getComputedStyle(el); ctx.font = st.font;
+    return el.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight); };
+  if (!options) return problems;
+  for (const select of [...root.querySelectorAll('select')].filter(shown)) {
+    const free = room(select);
+    for (const option of select.options) {
+      const need = ctx.measureText(option.textContent).width;
+      if (need > free + 0.5) problems.push(`option cut: "${option.textContent}" (${need.toFixed(0)} of ${free.toFixed(0)} px)`);
+    }
+  }
+  for (const input of [...root.querySelectorAll('input[placeholder]')].filter(shown)) {
+    if (input.placeholder && ctx.measureText(input.placeholder).width > room(input) + 0.5)
+      problems.push(`placeholder cut: "${input.placeholder}" (room ${room(input).toFixed(0)} px)`);
+  }
+  return problems;
+}"""
+
+
+def cut_problems(locator: Any, options: bool = True) -> list[str]:
+    """Tables, pictures, labels and (``options``) dropdown options and placeholders under ``locator`` that a
+    person sees cut."""
+    return locator.evaluate(_CUT_JS, options)
+
+
+# The layouts a person meets: JupyterLab with its file browser open at 900 px (a laptop) and 1,400 px, and a
+# 700 px window without it (as narrow as Colab's notebook column gets): (width, file browser open).
+LAYOUTS = [(900, True), (1400, True), (700, False)]
+
+
+def show_file_browser(page: Any, visible: bool) -> None:
+    """Open or close JupyterLab's file browser (its sidebar tab toggles it)."""
+    panel = page.locator("#filebrowser")
+    if panel.is_visible() != visible:
+        page.locator('.jp-SideBar [data-id="filebrowser"]').click()
+    panel.wait_for(state="visible" if visible else "hidden")
+    page.wait_for_timeout(300)  # the notebook re-lays out its panel
