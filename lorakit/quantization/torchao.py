@@ -87,17 +87,17 @@ class WeightOnly(Quantization):
 COMMON = dict(backend="torchao", min_version="0.18", notices=NOTICES, fit_order=1, copies_input=True,
               fsdp_refusal="lorakit has not verified FSDP with torchao's quantized tensors; use distributed='ddp'.")
 RECORDS = (
-    WeightOnly("torchao_int8", "8-bit int8 weight-only (torchao)", config_class="Int8WeightOnlyConfig",
+    WeightOnly("torchao_int8", "torchao int8 (8-bit weight-only, a scale per row)", config_class="Int8WeightOnlyConfig",
                code_format="int8", code_bits=8, zero_point_bytes=1,
                stores="an int8 code per weight, an fp32 scale and an int8 zero point per output row", **COMMON),
-    WeightOnly("torchao_fp8", "8-bit FP8 E4M3 weight-only (torchao)", config_class="Float8WeightOnlyConfig",
+    WeightOnly("torchao_fp8", "torchao fp8 (8-bit FP8 E4M3 weight-only, a scale per row)", config_class="Float8WeightOnlyConfig",
                code_format="fp8_e4m3fn", code_bits=8,
                stores="an FP8 E4M3 code per weight and an fp32 scale per output row", **COMMON),
-    WeightOnly("torchao_int4", "4-bit int4 weight-only, groups of 32 (torchao; one int8 per code)",
+    WeightOnly("torchao_int4", "torchao int4 (4-bit weight-only, groups of 32, one int8 per code)",
                config_class="IntxWeightOnlyConfig", weight_dtype="int4", group=GROUP, code_format="int4",
                code_bits=8, zero_point_bytes=1, stores="an int4 code per weight held in an int8, and per group "
                "of 32 weights a scale in the compute dtype and an int8 zero point", **dict(COMMON, fit_order=2)),
-    WeightOnly("torchao_int2", "2-bit int2 weight-only, groups of 32 (torchao; one int8 per code)",
+    WeightOnly("torchao_int2", "torchao int2 (2-bit weight-only, groups of 32, one int8 per code)",
                config_class="IntxWeightOnlyConfig", weight_dtype="int2", group=GROUP, code_format="int2",
                code_bits=8, zero_point_bytes=1, stores="an int2 code per weight held in an int8, and per group "
                "of 32 weights a scale in the compute dtype and an int8 zero point", **dict(COMMON, fit_order=3)),
