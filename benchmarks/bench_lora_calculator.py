@@ -32,7 +32,7 @@ def _changes(calc) -> list[tuple[object, list]]:
         (calc.batch_text, [1, 2, 4, 8]),
         (calc.seq_text, [512, 1024, 2048, 4096]),
         (calc.quantization_dropdown, [value for _label, value in calc.quantization_dropdown.options]),
-        (calc.checkpointing_checkbox, [True, False]),
+        (calc.checkpointing_dropdown, [True, False]),
         (calc.gpu_dropdown, ["T4 16 GB", "A100 80 GB", "H100 80 GB", "H200 141 GB"]),
     ]
 

@@ -106,11 +106,13 @@ def _loss_fn(point: dict[str, Any], model: Any) -> Any:
 
 
 def _predict(point: dict[str, Any], device: str, compute_capability: Any = None) -> Any:
+    from lorakit.quantization import QUANTIZATIONS
     from lorakit.sizing import estimate_memory
     from lorakit.sizing.architecture import shrink_config
 
     settings = {k: v for k, v in point.items() if k != "preset"}
-    return estimate_memory(shrink_config(point["preset"], **_dims(point)), optimizer="adamw", double_quant=True,
+    double_quant = QUANTIZATIONS[point["quantization"]].double_quant  # as tiny_model quantizes
+    return estimate_memory(shrink_config(point["preset"], **_dims(point)), optimizer="adamw", double_quant=double_quant,
                            runtime_overhead_bytes=0, device=device, compute_capability=compute_capability,
                            **settings)
 

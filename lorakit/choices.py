@@ -11,6 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lorakit.quantization import ALIASES as QUANTIZATION_ALIASES
+from lorakit.quantization import QUANTIZATIONS, Quantization  # noqa: F401 -- their home is lorakit.quantization
+
 AMPERE = (8, 0)  # the first CUDA compute capability with bf16 and TF32 tensor cores
 
 
@@ -47,50 +50,13 @@ class Precision:
 
 
 @dataclass(frozen=True)
-class Quantization:
-    """How the frozen base's linear layers are stored (bitsandbytes); embeddings and the head never are."""
-
-    name: str
-    label: str
-    bnb_4bit_quant_type: str | None = None  # bitsandbytes' name for a 4-bit codebook
-    load_in_8bit: bool = False
-
-    @property
-    def is_4bit(self) -> bool:
-        return self.bnb_4bit_quant_type is not None
-
-    @property
-    def quantized(self) -> bool:
-        return self.is_4bit or self.load_in_8bit
-
-    def bits_per_param(self, double_quant: bool = False, block: int = 64, dq_blocks: int = 256) -> float:
-        """Storage bits per quantized weight, block constants included (int8: per-row scales left out)."""
-        if self.load_in_8bit:
-            return 8.0
-        if not self.is_4bit:
-            raise ValueError(f"quantization {self.name!r} stores weights unquantized")
-        if double_quant:  # an 8-bit absmax per block and an fp32 one per dq_blocks blocks
-            return 4 + 8 / block + 32 / (block * dq_blocks)
-        return 4 + 32 / block  # an fp32 absmax per block
-
-    def bnb_kwargs(self, double_quant: bool, compute_dtype: str) -> dict[str, Any] | None:
-        """Keyword arguments of ``transformers.BitsAndBytesConfig`` (compute dtype as a name); None: no quantization."""
-        if self.load_in_8bit:
-            return {"load_in_8bit": True}
-        if not self.is_4bit:
-            return None
-        return {"load_in_4bit": True, "bnb_4bit_quant_type": self.bnb_4bit_quant_type,
-                "bnb_4bit_use_double_quant": bool(double_quant), "bnb_4bit_compute_dtype": compute_dtype}
-
-
-@dataclass(frozen=True)
 class Optimizer:
     """An optimizer by what it keeps per trainable parameter."""
 
     name: str
     label: str
     state: str  # "adamw" (two moments in the parameter dtype), "8bit" (bitsandbytes block-wise), "none"
-    needs_bitsandbytes: bool = False
+    package: str = ""  # "" = torch.optim; else the package that implements it (lorakit.quantization builds it)
     needs_gpu: bool = False  # paged state moves between GPU and CPU memory
     in_trainer: bool = True  # False: the planner knows it, the trainer does not offer it
 
@@ -108,18 +74,12 @@ PRECISIONS: dict[str, Precision] = _table([
     Precision("bf16", "bf16 (autocast)", "bf16", "bf16", False, AMPERE, cpu_flags=("avx512_bf16", "amx_bf16")),
     Precision("tf32", "tf32 (fp32 storage, TF32 matmuls)", "fp32", None, False, AMPERE, cuda_only=True),
 ])
-QUANTIZATIONS: dict[str, Quantization] = _table([
-    Quantization("none", "none (16/32-bit)"),
-    Quantization("int8", "8-bit (LLM.int8)", load_in_8bit=True),
-    Quantization("nf4", "4-bit nf4 (NormalFloat codebook)", bnb_4bit_quant_type="nf4"),
-    Quantization("bnb_fp4", "4-bit bnb_fp4 (bitsandbytes' codebook, not OCP E2M1)", bnb_4bit_quant_type="fp4"),
-])
 OPTIMIZERS: dict[str, Optimizer] = _table([
     Optimizer("adamw", "AdamW", "adamw"),
-    Optimizer("adamw_8bit", "AdamW 8-bit (bitsandbytes)", "8bit", needs_bitsandbytes=True),
-    Optimizer("paged_adamw_8bit", "paged AdamW 8-bit (bitsandbytes, GPU)", "8bit", needs_bitsandbytes=True,
+    Optimizer("adamw_8bit", "AdamW 8-bit (bitsandbytes)", "8bit", package="bitsandbytes"),
+    Optimizer("paged_adamw_8bit", "paged AdamW 8-bit (bitsandbytes, GPU)", "8bit", package="bitsandbytes",
               needs_gpu=True),
-    Optimizer("sgd", "SGD (no momentum: no state)", "none", in_trainer=False),
+    Optimizer("sgd", "SGD (no momentum: no state)", "none"),
 ])
 TRAIN_OPTIMIZERS = tuple(name for name, o in OPTIMIZERS.items() if o.in_trainer)
 ATTENTIONS = ("sdpa", "eager")
@@ -144,7 +104,7 @@ DISTRIBUTED = ("ddp", "fsdp")
 # Other spellings people bring from transformers, torch and bitsandbytes, mapped to ours.
 ALIASES: dict[str, dict[str, str]] = {
     "precision": {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "no": "fp32"},
-    "quantization": {"fp4": "bnb_fp4", "8bit": "int8"},
+    "quantization": QUANTIZATION_ALIASES,
 }
 ALIASES["compute_dtype"] = ALIASES["precision"]
 

@@ -3,19 +3,17 @@
 Each is addressed to someone other than a lorakit user, and a saved notebook would keep it as a pink
 stderr block:
 
-* bitsandbytes, on a CPU with AVX512-BF16, logs at import that the optional ``kernels`` package is missing;
-  it then falls back to its own 4-bit kernels.
-* bitsandbytes' 8-bit matmul logs "inputs will be cast from torch.float32 to float16" at every forward of
-  every int8 layer when the run computes in fp32: hundreds of identical lines per step. LLM.int8 always
-  multiplies in fp16; notebook 04 says so once.
+* the quantization backends' known notices, each listed with its reason in the backend's record
+  (``lorakit.quantization``: ``Quantization.notices``), e.g. a missing optional kernel package at import, or
+  one identical line per layer and step;
 * peft calls transformers' deprecated ``is_gradient_checkpointing`` (in ``get_peft_model``) and
   ``gradient_checkpointing_enable`` (in ``prepare_model_for_kbit_training``); transformers 5.2x warns with
   the path of its installed file.
 * transformers draws a "Loading weights" bar for every model it loads (and a "Writing model shards" one when
   it saves), even a 135M one that takes a second; lorakit's own panel and logs say what is happening.
 
-Only these exact notices are filtered; every other warning and log line passes. Pure standard library:
-importing this module imports nothing heavy.
+Only these exact notices are filtered; every other warning and log line passes. Importing this module imports
+nothing heavy (the records are pure Python).
 """
 
 from __future__ import annotations
@@ -25,29 +23,28 @@ import logging
 import warnings
 from collections.abc import Iterator
 
-BNB_CPU_LOGGER = "bitsandbytes.backends.cpu.ops"
-KERNELS_NOTICE = "from kernels-community"
-BNB_MATMUL_LOGGER = "bitsandbytes.autograd._functions"
-INT8_CAST_NOTICE = "MatMul8bitLt: inputs will be cast from"
+from lorakit.quantization import LogNotice, notices
+
 CHECKPOINTING_DEPRECATION = r"`(is_gradient_checkpointing|gradient_checkpointing_enable)` is deprecated"
 
 
-class _DropKernelsNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return KERNELS_NOTICE not in record.getMessage()
+class DropNotice(logging.Filter):
+    """Drops the log records one known notice covers."""
 
+    def __init__(self, notice: LogNotice) -> None:
+        super().__init__()
+        self.notice = notice
 
-class _DropInt8CastNotice(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(INT8_CAST_NOTICE)
+        return not self.notice.drops(record.getMessage())
 
 
 def install_filters() -> None:
-    """Filter the notices above (idempotent). Must run before bitsandbytes is first imported."""
-    for name, kind in ((BNB_CPU_LOGGER, _DropKernelsNotice), (BNB_MATMUL_LOGGER, _DropInt8CastNotice)):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, kind) for f in logger.filters):
-            logger.addFilter(kind())
+    """Filter the notices above (idempotent). Must run before a backend's library is first imported."""
+    for notice in notices():
+        logger = logging.getLogger(notice.logger)
+        if not any(isinstance(f, DropNotice) and f.notice == notice for f in logger.filters):
+            logger.addFilter(DropNotice(notice))
     warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATION, category=FutureWarning)
 
 

@@ -92,7 +92,7 @@ def test_bad_num_processes_exits_2_before_any_process_starts(tiny_model_dir, tmp
     assert "num_processes=0 is out of range" in capsys.readouterr().err
     config = _write_config(tmp_path, tiny_model_dir, distributed="fsdp", quantization="int8")
     assert main(["train", config, "--num-processes", "2"]) == 2
-    assert "cannot shard 8-bit (int8) weights" in capsys.readouterr().err
+    assert "cannot shard quantization='int8'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

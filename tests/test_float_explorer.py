@@ -235,3 +235,16 @@ def test_drawing_functions_draw_the_data_they_are_given():
     chosen = [float(ln.get("x1")) for ln in root.iter(f"{SVG}line") if ln.get("stroke-width") == "3"]
     level_lines = [float(ln.get("x1")) for ln in root.iter(f"{SVG}line") if ln.get("stroke-width") == "1.5"]
     assert len(level_lines) == 16 and chosen == [level_lines[9]]
+
+
+def test_a_format_says_which_quantization_options_store_their_codes_in_it():
+    """The FloatExplorer links each format to the trainer's options that store weights in it (their records)."""
+    import html
+
+    from lorakit.quantization import QUANTIZATIONS
+
+    for name, q in QUANTIZATIONS.items():
+        if q.code_format:
+            shown = html.unescape(FloatExplorer(q.code_format).fields_label.value)
+            assert f"quantization={name!r} stores {q.stores}" in shown
+    assert "quantization=" not in FloatExplorer("fp16").fields_label.value

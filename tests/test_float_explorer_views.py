@@ -184,7 +184,7 @@ def test_block_absmax_is_shown_wherever_it_applies(explorer):
     explorer.absmax_text.value = 2.0
     explorer.format_dropdown.value = "fp32"  # the compare table's block rows still use absmax 2 ...
     assert explorer.absmax_text.layout.display in (None, "")  # ... so the box stays on screen
-    assert "nf4, bnb_fp4, int8, int4: block absmax 2" in _text(explorer.compare_html)
+    assert "nf4, bnb_fp4, int8, int4, int2: block absmax 2" in _text(explorer.compare_html)
     at_2 = explain("0.3", "nf4", absmax=2.0).stored
     assert _compare_cell(explorer, "nf4", 2) == number_text(at_2, 10) and at_2 != explain("0.3", "nf4").stored
     assert explorer.overflow_toggle.layout.display in (None, "")  # the policy applies to the table too

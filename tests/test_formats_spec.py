@@ -13,7 +13,7 @@ from lorakit.formats import EXTRA_FORMATS, FORMATS, FloatFormat, codec, decode, 
 
 CONTRACT_NAMES = [
     "fp32", "fp16", "bf16", "tf32", "fp8_e4m3fn", "fp8_e4m3fnuz", "fp8_e5m2", "fp6_e2m3", "fp6_e3m2",
-    "fp4_e2m1", "e8m0", "nf4", "bnb_fp4", "int8", "int4",
+    "fp4_e2m1", "e8m0", "nf4", "bnb_fp4", "int8", "int4", "int2",
 ]  # fmt: skip
 ALL = [*FORMATS.values(), *EXTRA_FORMATS.values()]
 

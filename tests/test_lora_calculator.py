@@ -41,7 +41,7 @@ def test_controls_update_the_numbers(calc):
     calc.target_checkboxes["o_proj"].value = True
     want = count_lora_params("SmolLM2-135M", r=16, target_modules=["q_proj", "v_proj", "o_proj"])
     assert calc.count.trainable_params == want.trainable_params
-    calc.checkpointing_checkbox.value = True
+    calc.checkpointing_dropdown.value = True
     calc.batch_text.value = 4
     want = estimate_memory("SmolLM2-135M", r=16, target_modules=["q_proj", "v_proj", "o_proj"],
                            gradient_checkpointing=True, batch_size=4, compute_capability=(7, 5),  # the T4's
@@ -57,13 +57,16 @@ def test_the_quantization_dropdown_changes_the_numbers_as_set(calc, quantization
 
     calc.preset_dropdown.value = "Llama-3.1-8B"  # big enough that every choice changes the verdict's numbers
     before = calc.advice_label.value
+    from lorakit.quantization import QUANTIZATIONS
+
     calc.double_quant_checkbox.value = double_quant
     calc.quantization_dropdown.value = quantization
-    want = estimate_memory("Llama-3.1-8B", r=8, quantization=quantization, double_quant=double_quant,
+    offered = QUANTIZATIONS[quantization].double_quant  # the checkbox counts only where it is offered
+    want = estimate_memory("Llama-3.1-8B", r=8, quantization=quantization, double_quant=double_quant and offered,
                            compute_capability=(7, 5), loss_kernel=calc.loss_kernel_dropdown.value)  # the T4's
-    label = f"yours ({quantization}{'' if double_quant else ', no dq'})"
+    label = f"yours ({quantization}{'' if double_quant or not offered else ', no dq'})"
     assert calc.estimates[label].total_bytes == want.total_bytes
-    verdict = GPUS["T4 16 GB"].verdict(want.total_bytes, "bf16")
+    verdict = GPUS["T4 16 GB"].verdict(want.total_bytes, calc.precision_dropdown.value)
     assert f"As set: {html.escape(verdict)}" in calc.advice_label.value and calc.advice_label.value != before
 
 
@@ -95,7 +98,7 @@ def test_config_path(calc, tmp_path):
     "control, value, field",
     [
         ("batch_text", 0, "batch_size"),
-        ("seq_text", -1, "seq_len"),
+        ("seq_text", -1, "max_seq_length"),
         ("alpha_text", 0.0, "lora_alpha"),
         ("gpu_gb_text", -2.0, "memory_gb"),
     ],
@@ -105,12 +108,12 @@ def test_bad_input_shows_the_message_and_keeps_working(calc, control, value, fie
     if control == "gpu_gb_text":
         calc.gpu_dropdown.value = "my GPU"
     getattr(calc, control).value = value
-    assert f"{field}:" in calc.error_label.value
+    assert f"{field}:" in calc.error_label.value or f"{field}={value}" in calc.error_label.value
     assert calc.count == good  # the last good numbers stay in the object ...
     # ... but not on screen as if they answered these settings: no verdict, no count, greyed tables
     assert "trainable" not in calc.trainable_label.value and calc.advice_label.value == ""
     assert "lorakit-stale" in calc.comparison_table.value and calc.chart.layout.visibility == "hidden"
-    getattr(calc, control).value = {"alpha_text": 16.0, "gpu_gb_text": 12.0}.get(control, 2)
+    getattr(calc, control).value = {"alpha_text": 16.0, "gpu_gb_text": 12.0, "seq_text": 64}.get(control, 2)
     assert calc.error_label.value == ""
     assert calc.count.r == calc.rank.value
     assert "trainable" in calc.trainable_label.value and "As set:" in calc.advice_label.value
@@ -199,6 +202,7 @@ def test_gpu_labels_use_the_charts_convention(calc):
 
 
 def test_advice_matches_the_search(calc):
+    calc.precision_dropdown.value = "bf16"
     calc.preset_dropdown.value = "Llama-3.1-8B"
     calc.batch_text.value = 4
     calc.seq_text.value = 2048
@@ -229,6 +233,7 @@ def test_nf4_base_moves_the_as_set_mark_in_the_chart(calc):
     """The chart marks the run the settings describe: with an nf4 base (double quant) that is the QLoRA bar."""
     before = calc.chart.value
     assert calc.as_set == "LoRA" and any(t.endswith("as set") and t.startswith("LoRA:") for t in _svg_texts(before))
+    calc.double_quant_checkbox.value = True
     calc.quantization_dropdown.value = "nf4"
     assert calc.as_set == "QLoRA (nf4+dq)" and calc.chart.value != before
     marked = [t for t in _svg_texts(calc.chart.value) if t.endswith("as set")]
@@ -359,3 +364,28 @@ def test_chart_draws_the_chosen_gpu_and_no_label_collides(model):
             assert all(abs(lab[1] - x) <= 3 or abs(lab[2] - x) <= 3 for lab in crossed), (chosen, model, crossed)
         bold = [lab[0] for lab in labels if lab[4]]
         assert len(bold) == 1 and f"{GPUS[chosen].memory_gib:.1f} GiB" in bold[0]
+
+
+def test_controls_start_from_the_trainers_defaults(calc):
+    """The calculator's first run is TrainConfig()'s run: the same options, defaults and estimate."""
+    from lorakit.training.config import FIELD_CHOICES, TrainConfig
+
+    config = TrainConfig(model="SmolLM2-135M")
+    assert [v for _, v in calc.quantization_dropdown.options] == list(FIELD_CHOICES["quantization"])
+    assert [v for _, v in calc.optimizer_dropdown.options] == list(FIELD_CHOICES["optimizer"])
+    assert calc.precision_dropdown.value == config.precision and calc.batch_text.value == config.batch_size
+    assert calc.seq_text.value == config.max_seq_length and calc.checkpointing_dropdown.value == "auto"
+    assert calc.estimates["LoRA"] == estimate_memory(config, compute_capability=(7, 5))  # the T4's
+
+
+def test_every_quantization_is_offered_with_what_it_stores(calc):
+    """The base dropdown lists every record (bitsandbytes and torchao); the kernel line says what the base holds."""
+    import html
+
+    from lorakit.quantization import QUANTIZATIONS
+
+    assert [v for _, v in calc.quantization_dropdown.options] == list(QUANTIZATIONS)
+    for name in ("torchao_int4", "nf4"):
+        calc.quantization_dropdown.value = name
+        assert calc.error_label.value == ""
+        assert f"base linear layers: {QUANTIZATIONS[name].stores}" in html.unescape(calc.kernel_label.value)

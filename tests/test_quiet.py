@@ -7,8 +7,11 @@ import subprocess
 import sys
 import warnings
 
+import pytest
+
 import lorakit  # noqa: F401  -- importing lorakit installs the filters
 from lorakit import quiet
+from lorakit.quantization import notices
 
 
 class _Collect(logging.Handler):
@@ -20,19 +23,29 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_only_the_kernels_notice_of_bitsandbytes_is_dropped():
-    logger = logging.getLogger(quiet.BNB_CPU_LOGGER)
+@pytest.mark.parametrize("notice", list(notices()), ids=lambda n: n.logger)
+def test_only_the_known_notice_of_each_backend_is_dropped(notice):
+    logger = logging.getLogger(notice.logger)
     handler = _Collect()
     logger.addHandler(handler)
     try:
-        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure "
-                       "you already `pip install kernels`", "No module named 'kernels'")
-        logger.warning("another bitsandbytes warning")
+        logger.warning("%s: and the rest of the line", notice.text)  # the notice, as the library writes it
+        logger.warning("another warning of the same library")
     finally:
         logger.removeHandler(handler)
-    assert handler.messages == ["another bitsandbytes warning"]
+    assert handler.messages == ["another warning of the same library"]
     quiet.install_filters()  # idempotent: one filter however often it runs
-    assert sum(isinstance(f, quiet._DropKernelsNotice) for f in logger.filters) == 1
+    assert sum(isinstance(f, quiet.DropNotice) and f.notice == notice for f in logger.filters) == 1
+
+
+def test_the_known_notices_are_the_libraries_own_lines():
+    """Each notice covers the line its library writes (the start, or a phrase inside it), and not other lines."""
+    kernels = "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'."
+    cast = "MatMul8bitLt: inputs will be cast from torch.float32 to float16 during quantization"
+    covered = {n.logger: n for n in notices()}
+    assert covered["bitsandbytes.backends.cpu.ops"].drops(kernels)
+    assert covered["bitsandbytes.autograd._functions"].drops(cast)
+    assert not covered["bitsandbytes.autograd._functions"].drops("note: " + cast)  # matches the start only
 
 
 def test_only_the_checkpointing_deprecations_peft_triggers_are_ignored():
@@ -75,15 +88,3 @@ def test_no_progress_bars_restores_the_setting():
         assert not hf_logging.is_progress_bar_enabled()  # off before, off after
     finally:
         (hf_logging.enable_progress_bar if was_on else hf_logging.disable_progress_bar)()
-
-
-def test_only_the_int8_cast_notice_of_bitsandbytes_is_dropped():
-    logger = logging.getLogger(quiet.BNB_MATMUL_LOGGER)
-    handler = _Collect()
-    logger.addHandler(handler)
-    try:
-        logger.warning("MatMul8bitLt: inputs will be cast from %s to float16 during quantization", "torch.float32")
-        logger.warning("another 8-bit warning")
-    finally:
-        logger.removeHandler(handler)
-    assert handler.messages == ["another 8-bit warning"]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from lorakit.sizing import GPUS, custom_gpu, estimate_memory
 from lorakit.sizing.advice import suggest_fit
 
-WISH = dict(r=16, batch_size=4, seq_len=1024)
+WISH = dict(r=16, batch_size=4, seq_len=1024, precision="bf16", loss_kernel="plain", gradient_checkpointing=False)
 
 
 def _single_changes(settings, gpu):
@@ -51,7 +51,7 @@ def test_fits_as_configured_changes_nothing():
 
 
 def test_t4_needs_fp16():
-    advice = suggest_fit("SmolLM2-135M", GPUS["T4 16 GB"], r=8)
+    advice = suggest_fit("SmolLM2-135M", GPUS["T4 16 GB"], r=8, precision="bf16")
     assert advice.changes == {"precision": "fp16"}
     assert "no native bf16" in advice.sentence
 

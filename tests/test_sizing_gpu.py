@@ -43,9 +43,13 @@ def test_planner_matches_the_gpu_peak(config):
     mixed = torch.bfloat16 if config["precision"] == "bf16" else None
     measured = measure_peak_step(model, torch.randint(0, DIMS["vocab_size"], (batch, seq)), optimizer,
                                  autocast=mixed) - before
+    from lorakit.quantization import QUANTIZATIONS
+
+    quantized = QUANTIZATIONS[config.get("quantization", "none")]  # tiny_model double-quantizes where offered
     predicted = estimate_memory(shrink_config(PRESET, **DIMS), r=16, batch_size=batch, seq_len=seq, device="cuda",
                                 compute_capability=torch.cuda.get_device_capability(), runtime_overhead_bytes=0,
-                                **config)
+                                **{"loss_kernel": "plain", "gradient_checkpointing": False,
+                                   "double_quant": quantized.double_quant, **config})
     assert predicted.total_bytes == pytest.approx(measured, rel=0.05), (
         f"predicted {predicted.total_bytes / 2**20:.1f} MiB ({predicted.peak_phase}, {predicted.attention_kernel}) "
         f"vs measured {measured / 2**20:.1f} MiB")

@@ -106,7 +106,7 @@ def test_gpt2_conv1d_layers_are_linear_targets():
     ],
 )
 def test_bad_input_names_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=f"^{field}:"):
+    with pytest.raises(ValueError, match=f"^{field}[:=]"):
         count_lora_params("Llama-3.2-1B", **kwargs)
 
 

@@ -30,7 +30,7 @@ H200_SECTION_2 = [  # quantization, batch, seq, checkpointing, precision, measur
 def test_h200_measurements_within_one_percent(quantization, batch, seq, checkpointing, precision, measured_gib):
     e = estimate_memory("Llama-3.2-1B", r=16, quantization=quantization, batch_size=batch, seq_len=seq,
                         gradient_checkpointing=checkpointing, precision=precision, runtime_overhead_bytes=0,
-                        compute_capability=(9, 0))
+                        compute_capability=(9, 0), loss_kernel="plain", double_quant=quantization == "nf4")
     assert e.total_gib == pytest.approx(measured_gib, rel=0.01)
 
 
@@ -46,7 +46,8 @@ def test_fp32_grouped_query_attention_on_cuda_keeps_the_probabilities():
 
 def test_bitsandbytes_adapters_share_their_input_only_under_cuda_autocast():
     """peft's bnb LoRA layers test torch.is_autocast_enabled(), which is CUDA's flag."""
-    kw = dict(r=16, batch_size=4, seq_len=1024, precision="bf16", runtime_overhead_bytes=0)
+    kw = dict(r=16, batch_size=4, seq_len=1024, precision="bf16", runtime_overhead_bytes=0, loss_kernel="plain",
+              gradient_checkpointing=False)
     cuda, cpu = (estimate_memory("Llama-3.2-1B", quantization="nf4", device=d, **kw) for d in ("cuda", "cpu"))
     bf16 = estimate_memory("Llama-3.2-1B", quantization="none", device="cuda", **kw)
     t, h, layers = 4 * 1024, 2048, 16
@@ -114,9 +115,10 @@ def test_fused_head_never_holds_the_logits():
 
 
 def test_per_device_memory_with_ddp_and_fsdp():
-    kw = dict(r=16, batch_size=2, seq_len=1024, precision="bf16", runtime_overhead_bytes=0)
+    kw = dict(r=16, batch_size=2, seq_len=1024, precision="bf16", runtime_overhead_bytes=0, loss_kernel="plain")
     one = estimate_memory("Llama-3.1-8B", **kw)
-    assert estimate_memory("Llama-3.1-8B", num_processes=1, distributed="fsdp", **kw).components() == one.components()
+    with pytest.raises(ValueError, match="needs num_processes >= 2"):  # as TrainConfig: one process is not sharded
+        estimate_memory("Llama-3.1-8B", num_processes=1, distributed="fsdp", **kw)
     ddp = estimate_memory("Llama-3.1-8B", num_processes=4, distributed="ddp", **kw)
     assert ddp.weights_bytes == one.weights_bytes and ddp.optimizer_bytes == one.optimizer_bytes
     assert ddp.gradients_bytes == one.gradients_bytes + one.saved["gradients_bytes"]  # DDP's buckets
@@ -132,6 +134,7 @@ import peft  # noqa: E402
 import torch  # noqa: E402
 
 from lorakit.sizing.measure import measure_peak_step, plain_loss, tiny_model  # noqa: E402
+from lorakit.training.config import TrainConfig  # noqa: E402
 
 
 def _measured_and_predicted(preset=PRESET, dims=None, batch=2, seq=128, quantization="none", precision="fp32",
@@ -160,7 +163,8 @@ def _measured_and_predicted(preset=PRESET, dims=None, batch=2, seq=128, quantiza
     predicted = estimate_memory(shrink_config(preset, **dims), r=8, quantization=quantization, precision=precision,
                                 batch_size=batch, seq_len=seq, gradient_checkpointing=checkpointing,
                                 attention=attention, finetune=finetune, mask=mask, device="cpu",
-                                runtime_overhead_bytes=0)
+                                runtime_overhead_bytes=0, loss_kernel="plain",
+                                double_quant=TrainConfig(quantization=quantization).quant.double_quant)
     return measured, predicted
 
 

@@ -9,7 +9,7 @@ from lorakit.sizing.scenarios import (
     COMPONENT_LABELS,
     GPU_COUNTS,
     LORA,
-    QLORA,
+    QLORA_LABEL,
     bytes_per_trainable_param,
     fused_head_saving,
     per_gpu,
@@ -24,7 +24,7 @@ from lorakit.sizing.scenarios import (
 ])
 def test_full_finetune_columns_say_their_optimizer_convention(precision, full_columns):
     columns = scenarios("SmolLM2-135M", r=8, precision=precision)
-    assert list(columns) == [*full_columns, LORA, QLORA]
+    assert list(columns) == [*full_columns, LORA, QLORA_LABEL]
     for label in full_columns:
         assert f"({bytes_per_trainable_param(columns[label]):.0f} B/param)" in label
     assert columns[LORA] == estimate_memory("SmolLM2-135M", r=8, precision=precision)
@@ -34,11 +34,13 @@ def test_yours_appears_when_it_is_neither_lora_nor_qlora():
     columns = scenarios("SmolLM2-135M", r=8, quantization="int8")
     assert "yours (int8)" in columns and columns[LORA].setup["quantization"] == "none"
     assert "yours (nf4, no dq)" in scenarios("SmolLM2-135M", r=8, quantization="nf4", double_quant=False)
+    qlora = scenarios("SmolLM2-135M", r=8, quantization="nf4", double_quant=True)
+    assert list(qlora)[-1] == QLORA_LABEL and qlora[QLORA_LABEL].setup["double_quant"] is True
 
 
 def test_per_gpu_shards_under_fsdp_and_copies_under_ddp():
-    ddp = per_gpu("Llama-3.1-8B", r=16, batch_size=2, seq_len=1024, distributed="ddp")
-    fsdp = per_gpu("Llama-3.1-8B", r=16, batch_size=2, seq_len=1024, distributed="fsdp")
+    ddp = per_gpu("Llama-3.1-8B", r=16, batch_size=2, seq_len=1024, distributed="ddp", loss_kernel="plain")
+    fsdp = per_gpu("Llama-3.1-8B", r=16, batch_size=2, seq_len=1024, distributed="fsdp", loss_kernel="plain")
     assert tuple(ddp) == GPU_COUNTS == (1, 2, 4, 8)
     assert ddp[1].total_bytes == fsdp[1].total_bytes
     assert all(ddp[n].total_bytes > ddp[1].total_bytes for n in (2, 4, 8))  # the gradient buckets
@@ -63,7 +65,9 @@ from lorakit.widgets.lora_calculator import LoraCalculator  # noqa: E402
 
 @pytest.fixture
 def calc():
-    return LoraCalculator("SmolLM2-135M", r=8, gpu="H100 80 GB")
+    calc = LoraCalculator("SmolLM2-135M", r=8, gpu="H100 80 GB")
+    calc.precision_dropdown.value = "bf16"  # a GPU run (the calculator starts from TrainConfig's fp32 default)
+    return calc
 
 
 def test_calculator_shows_the_attention_kernel_for_the_gpu(calc):
@@ -97,6 +101,7 @@ def test_calculator_shows_memory_per_gpu(calc):
 
     first_cells = re.findall(r"<tr><td[^>]*>(\d+)</td>", calc.per_gpu_table.value)
     assert first_cells == ["1", "2", "4", "8"]
+    calc.loss_kernel_dropdown.value = "plain"  # "auto" is the fused head on one GPU, the plain one under FSDP
     calc.distributed_dropdown.value = "fsdp"
     assert "fsdp" in calc.per_gpu_table.value
     assert calc.per_gpu[8].total_bytes < calc.per_gpu[1].total_bytes
@@ -106,7 +111,7 @@ def test_fsdp_with_an_8bit_base_is_refused_and_the_widget_keeps_working(calc):
     calc.distributed_dropdown.value = "fsdp"
     good = calc.per_gpu
     calc.quantization_dropdown.value = "int8"
-    assert "distributed:" in calc.error_label.value
+    assert "distributed=&#x27;fsdp&#x27; cannot shard" in calc.error_label.value
     assert calc.per_gpu == good  # the last good numbers stay
     calc.distributed_dropdown.value = "ddp"
     assert calc.error_label.value == ""

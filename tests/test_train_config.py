@@ -27,7 +27,7 @@ def test_defaults_use_the_embedded_model_and_builtin_data():
         ("precision", "fp8", "'fp32', 'fp16', 'bf16'"),
         ("precision", ["x"], "'fp32', 'fp16', 'bf16'"),  # a wrong type: not "unhashable type"
         ("quantization", "int4", "'none', 'int8', 'nf4', 'bnb_fp4'"),
-        ("optimizer", "sgd", "'adamw', 'adamw_8bit', 'paged_adamw_8bit'"),
+        ("optimizer", "adam", "'adamw', 'adamw_8bit', 'paged_adamw_8bit', 'sgd'"),
         ("lr_scheduler_type", "step", "'linear', 'cosine'"),
         ("device", "tpu", "'auto', 'cpu', 'cuda'"),
     ],

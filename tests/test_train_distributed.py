@@ -215,7 +215,7 @@ def test_the_memory_plot_has_one_curve_per_rank():
         ({"num_processes": 0}, "num_processes=0 is out of range"),
         ({"num_processes": -2}, "num_processes=-2 is out of range"),
         ({"distributed": "deepspeed"}, "distributed: 'deepspeed' is not allowed; choose one of 'ddp', 'fsdp'"),
-        ({"distributed": "fsdp", "quantization": "int8"}, "cannot shard 8-bit (int8) weights"),
+        ({"distributed": "fsdp", "quantization": "int8"}, "cannot shard quantization='int8'"),
         ({"distributed": "fsdp", "num_processes": 1}, "needs num_processes >= 2"),
     ],
 )

@@ -38,6 +38,7 @@ _TEACHING = (
     ),
     FloatFormat("int8", "int", storage_bits=8, levels=int_levels(8), description="symmetric absmax INT8"),
     FloatFormat("int4", "int", storage_bits=4, levels=int_levels(4), description="symmetric absmax INT4"),
+    FloatFormat("int2", "int", storage_bits=2, levels=int_levels(2), description="symmetric absmax INT2"),
 )  # fmt: skip
 
 # Further 8-bit variants that ml_dtypes implements: not taught, but exercised by the exhaustive tests.

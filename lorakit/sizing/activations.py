@@ -4,14 +4,15 @@ Each term below is a tensor we saw saved (``torch.autograd.graph.saved_tensors_h
 decoder layer under peft LoRA, deduplicated by storage; parameters are not activations. T = batch x seq.
 Measured on transformers 5 / peft 0.21 / torch 2.13 on the CPU (tests and benchmarks/memory_planner.py keep
 it honest); the attention core follows the kernel torch dispatches to (``lorakit.sizing.attention``).
-Two bitsandbytes mechanisms differ by device:
+Two mechanisms of quantized bases, read from the quantization record (``lorakit.quantization``):
 
-* peft's bitsandbytes LoRA layers skip casting the input to the adapters' dtype when
-  ``torch.is_autocast_enabled()``, which asks about CUDA only: under CUDA autocast the adapters of a
-  quantized layer share its input, elsewhere each adapter keeps its own cast copy, as on a 16-bit base.
-* an 8-bit base layer (``MatMul8bitLt`` on CUDA, ``MatMul8bitFp`` on the CPU) keeps its input on the
-  autograd context even though backward does not use it: memory that saved_tensors_hooks do not see
-  (stage kind "held"). A 4-bit layer keeps only its packed weight; its dequantized copy is a transient.
+* ``adapters_share_input``: some backends' LoRA layers skip casting the input to the adapters' dtype under
+  CUDA autocast: there the adapters of a quantized layer share its input, elsewhere each adapter keeps its own
+  cast copy, as on a 16-bit base.
+* ``keeps_input``: some base layers keep their input on the autograd context even though backward does not
+  use it: memory that saved_tensors_hooks do not see (stage kind "held"). ``copies_input``: others save a copy
+  of their input of their own (measured on adapted layers; counted with the adapters' stage). Other quantized
+  layers keep only their stored weight; its dequantized copy is a transient.
 
 DoRA's extra saves are not modelled.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lorakit.quantization import QUANTIZATIONS, Quantization
 from lorakit.sizing.architecture import Architecture, LinearLayer, per_architecture
 from lorakit.sizing.attention import AttentionCall, KernelChoice, backward_bytes, choose_kernel, saved_bytes
 
@@ -44,7 +46,7 @@ class ActivationSetup:
     device: str = "cuda"  # dropout keeps a bool mask on CUDA, a mask in the activation dtype on the CPU
     autocast: bool = False  # mixed precision: adapters' matmuls run in the activation dtype
     adapter_weight_elements: int = 0  # LoRA weights, which autocast copies to the activation dtype
-    quantization: str = "none"  # the base's linear layers: none, int8, nf4, bnb_fp4
+    quantization: str = "none"  # the base's linear layers: a lorakit.quantization.QUANTIZATIONS name
     mask: str = "causal"  # what the batch asks of attention (lorakit.choices.ATTENTION_MASKS)
     compute_capability: tuple[int, int] | None = None  # the GPU's; None: Ampere or newer
     fused_head: bool = False  # the loss computes the head's gradients in forward: the head keeps no input
@@ -76,11 +78,17 @@ class ActivationSetup:
         """Whether each adapter casts its input to its own dtype (and keeps that copy)."""
         if self.adapter_bytes == self.dtype_bytes:
             return False
-        return not (self.quantization != "none" and self.device == "cuda" and self.autocast)
+        return not (self.quant.adapters_share_input and self.device == "cuda" and self.autocast)
 
     @property
-    def int8_base(self) -> bool:
-        return self.quantization == "int8"
+    def quant(self) -> Quantization:
+        """The base's quantization record."""
+        return QUANTIZATIONS[self.quantization]
+
+    @property
+    def keeps_input(self) -> bool:
+        """Whether each quantized base layer keeps its input outside autograd's saved tensors."""
+        return self.quant.keeps_input
 
 
 ROLES = {  # role of each linear layer in a decoder layer, by the end of its name
@@ -141,14 +149,15 @@ def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway
         return [("lora", copies * t * width * dt if (chosen and not input_saved_anyway) else 0)]
     adapters_share = bool(chosen) and s.lora_dropout == 0 and not s.adapters_cast_input
     # an 8-bit base keeps its input unless that same tensor is kept anyway
-    held = t * width * dt if (s.int8_base and lins and not adapters_share and not input_saved_anyway) else 0
+    held = t * width * dt if (s.keeps_input and lins and not adapters_share and not input_saved_anyway) else 0
     if not chosen:
         return [("held", held), ("lora", 0)]
     # the copy an adapter keeps: in the adapter dtype, or the activation dtype once autocast cast it back
     copy_bytes = dt if s.autocast else s.adapter_bytes
     if not s.adapters_cast_input:
         copy_bytes = dt
-    lora_b = sum(t * s.lora_ranks * copy_bytes for _ in chosen)
+    base_copies = sum(t * lin.in_features * dt for lin in chosen) if s.quant.copies_input else 0
+    lora_b = base_copies + sum(t * s.lora_ranks * copy_bytes for _ in chosen)
     if s.lora_dropout > 0:  # each adapter drops out its own copy and keeps the mask
         mask = 1 if s.device == "cuda" else (s.adapter_bytes if s.adapters_cast_input else dt)
         return [("held", held), ("lora", lora_b + sum(t * lin.in_features * (copy_bytes + mask) for lin in chosen))]
@@ -296,7 +305,7 @@ def layer_backward_bytes(arch: Architecture, s: ActivationSetup) -> int:
     down = layer_roles(arch)["mlp_out"]
     inner = down[0].in_features
     grads = 3 * t * inner * dt
-    if s.quantization != "none":  # the dequantized weight lives while the base's input gradient is computed
+    if s.quant.quantized:  # the dequantized weight lives while the base's input gradient is computed
         grads = max(grads, 2 * t * inner * dt + down[0].weight_params * dt)
     released = stages[-2][1]  # what the down projection's adapters kept
     mlp = grads + 2 * t * h * dt - released

@@ -6,16 +6,16 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from lorakit.choices import PRECISIONS, QUANTIZATIONS, choose
+from lorakit.choices import PRECISIONS
+from lorakit.quantization import QUANTIZATIONS, fit_steps
 from lorakit.sizing.gpus import GPU, gib_amount, gib_pair
-from lorakit.sizing.memory import MemoryEstimate, estimate_memory
+from lorakit.sizing.memory import MemoryEstimate, estimate_memory, planned_run
+from lorakit.sizing.settings import split
+from lorakit.training.config import canonical
 
-# levers in the order a person would reach for them; the cost ranks equally small changes
-# quantizations to try from each starting point, and what each costs in quality
-QUANT_STEPS = {"none": ("none", "int8", "nf4"), "bnb_fp4": ("bnb_fp4", "nf4"), "int8": ("int8", "nf4"), "nf4": ("nf4",)}
-QUANT_COST = {"none": 0, "bnb_fp4": 0, "int8": 2, "nf4": 3}
+# levers in the order a person would reach for them; the cost ranks equally small changes. Which
+# quantizations to try, and what each costs in quality, the quantization records say (fit_order, fit_cost).
 FALLBACK_PRECISION = {"bf16": "fp16", "tf32": "fp32"}  # what to use on a GPU without native support
-assert set(QUANT_STEPS) == set(QUANT_COST) == set(QUANTIZATIONS)
 assert set(FALLBACK_PRECISION) == {n for n, p in PRECISIONS.items() if p.min_compute_capability}
 
 
@@ -40,7 +40,7 @@ def _describe(changes: dict[str, Any]) -> str:
         asked = {fallback: p for p, fallback in FALLBACK_PRECISION.items()}[changes["precision"]]
         parts.append(f"{changes['precision']} (no native {asked})")
     if "quantization" in changes:
-        parts.append({"int8": "8-bit base", "nf4": "nf4"}.get(changes["quantization"], changes["quantization"]))
+        parts.append(QUANTIZATIONS[changes["quantization"]].fit_words or changes["quantization"])
     if changes.get("gradient_checkpointing"):
         parts.append("gradient checkpointing")
     if "batch_size" in changes:
@@ -48,52 +48,57 @@ def _describe(changes: dict[str, Any]) -> str:
     return " + ".join(parts)
 
 
-def _candidates(settings: dict[str, Any], gpu: GPU) -> list[dict[str, Any]]:
-    """Every combination of levers, cheapest first (fewest changes, then mildest)."""
-    quants = QUANT_STEPS[settings.get("quantization", "none")]
-    ckpts = (False, True) if not settings.get("gradient_checkpointing") else (True,)
-    batch = settings.get("batch_size", 1)
-    batches = [batch]
+def _candidates(run: Any, gpu: GPU) -> list[tuple[dict[str, Any], bool]]:
+    """Every combination of levers as (changes, checkpointing), cheapest first (fewest changes, then mildest).
+
+    ``run``: the TrainConfig. Checkpointing is given explicitly to every trial: "auto" would turn it on for a
+    quantized base without the advice saying so.
+    """
+    quants = fit_steps(run.quantization)
+    checkpointing = run.sizing_kwargs()["gradient_checkpointing"]
+    ckpts = (False, True) if not checkpointing else (True,)
+    batches = [run.batch_size]
     while batches[-1] > 1:
         batches.append(max(1, batches[-1] // 2))
     fixed: dict[str, Any] = {}
-    precision = settings.get("precision", "bf16")
-    if gpu.runs_natively(precision) is False:
-        fixed["precision"] = FALLBACK_PRECISION[precision]  # not optional: this GPU cannot run it natively
+    if gpu.runs_natively(run.precision) is False:
+        fixed["precision"] = FALLBACK_PRECISION[run.precision]  # not optional: this GPU cannot run it natively
     options = []
     for q, ck, b in itertools.product(quants, ckpts, batches):
         change = dict(fixed)
-        if q != settings.get("quantization", "none"):
+        if q != run.quantization:
             change["quantization"] = q
-        if ck != bool(settings.get("gradient_checkpointing")):
+        if ck != checkpointing:
             change["gradient_checkpointing"] = ck
-        if b != batch:
+        if b != run.batch_size:
             change["batch_size"] = b
-        cost = (len(change), QUANT_COST[q] + (1 if ck else 0) + batches.index(b) * 1.5)
-        options.append((cost, change))
-    return [c for _, c in sorted(options, key=lambda item: item[0])]
+        cost = (len(change), (QUANTIZATIONS[q].fit_cost or 0) + (1 if ck else 0) + batches.index(b) * 1.5)
+        options.append((cost, change, ck))
+    return [(c, ck) for _, c, ck in sorted(options, key=lambda item: item[0])]
 
 
-def suggest_fit(model_or_config: Any, gpu: GPU, **settings: Any) -> FitAdvice:
+def suggest_fit(model_or_config: Any, gpu: GPU, config: Any = None, **settings: Any) -> FitAdvice:
     """The smallest change of quantization, checkpointing, batch (and fp16 on pre-Ampere) that fits ``gpu``.
 
-    The estimates assume the attention kernel torch runs on that GPU (flash needs compute capability 8.0).
+    Takes what ``estimate_memory`` takes. The estimates assume the attention kernel torch runs on that GPU
+    (flash needs compute capability 8.0).
     """
-    settings = dict(settings, finetune="lora")  # the levers below are LoRA/QLoRA levers
+    model_or_config, config = planned_run(model_or_config, config)
+    settings = dict(canonical(settings), finetune="lora")  # the levers below are LoRA/QLoRA levers
     settings.setdefault("compute_capability", gpu.compute_capability)  # which attention kernel runs there
-    for key in ("precision", "quantization"):
-        if key in settings:
-            settings[key] = choose(key, key, settings[key], PRECISIONS if key == "precision" else QUANTIZATIONS)
-    for change in _candidates(settings, gpu):
-        trial = dict(settings, **change)
-        estimate = estimate_memory(model_or_config, **trial)
+    run, _ = split(settings, config)
+    for change, checkpointing in _candidates(run, gpu):
+        trial = {**settings, "gradient_checkpointing": checkpointing, **change}
+        estimate = estimate_memory(model_or_config, config, **trial)
         if gpu.fits(estimate.total_bytes):
             return FitAdvice(gpu, change, estimate, _sentence(gpu, change, estimate))
-    worst = estimate_memory(model_or_config, **dict(settings, quantization="nf4", gradient_checkpointing=True,
-                                                    batch_size=1))
+    last = fit_steps(run.quantization)[-1]
+    worst = estimate_memory(model_or_config, config, **dict(settings, quantization=last,
+                                                            gradient_checkpointing=True, batch_size=1))
     need, have = gib_pair(worst.total_bytes, gpu.memory_bytes)  # never "needs 8.0 GiB of 8.0"
-    text = (f"Nothing tried fits {_a(gpu.name)}: even nf4 + gradient checkpointing + batch 1 needs "
-            f"{need} GiB of {have}; use a larger GPU, a shorter sequence or a smaller model.")
+    text = (f"Nothing tried fits {_a(gpu.name)}: even {QUANTIZATIONS[last].fit_words or last} + gradient "
+            f"checkpointing + batch 1 needs {need} GiB of {have}; use a larger GPU, a shorter sequence or a "
+            f"smaller model.")
     return FitAdvice(gpu, {}, None, text)
 
 

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lorakit.choices import QUANTIZATIONS, choose
+from lorakit.quantization import QUANTIZATIONS
 from lorakit.sizing.architecture import Architecture, LinearLayer, describe_architecture, per_architecture
+from lorakit.training.config import TrainConfig
 
 ALL_LINEAR = "all-linear"
 
@@ -84,9 +85,13 @@ def count_lora_params(
     use_dora: bool = False,
     quantization: str = "none",
 ) -> LoraCount:
-    """Parameters trained and frozen by a LoRA adapter on a model, a config or a preset name."""
+    """Parameters trained and frozen by a LoRA adapter on a model, a config or a preset name.
+
+    r, target_modules, use_dora and quantization are TrainConfig fields, validated as TrainConfig does.
+    """
+    shared = TrainConfig(r=r, target_modules=target_modules, use_dora=use_dora, quantization=quantization)
+    target_modules, quantization = shared.target_modules, shared.quantization
     arch = describe_architecture(model_or_config)
-    quantization = choose("quantization", "quantization", quantization, QUANTIZATIONS)
     if lora_bias and use_dora:  # peft refuses this combination
         raise ValueError("lora_bias: True is not supported together with use_dora=True (peft refuses it)")
     saved = list(modules_to_save or [])
@@ -214,13 +219,14 @@ def _suffix_match(module_name: str, target: str) -> bool:
 
 
 def _base_params_as_peft_counts(arch: Architecture, quantization: str) -> int:
-    """Base-model parameters as peft counts them: a 4-bit weight of n elements counts 2 * ceil(n / 2)."""
-    if not QUANTIZATIONS[quantization].is_4bit:
+    """Base-model parameters as peft counts them (a packed weight may count more than it holds: the record says)."""
+    quant = QUANTIZATIONS[quantization]
+    if not quant.quantized:
         return arch.total_params
     total = 0
     for lin in arch.linears:
         quantized = lin.name != arch.output_head and not lin.tied
-        weight = 2 * -(-lin.weight_params // 2) if quantized else (0 if lin.tied else lin.weight_params)
+        weight = quant.peft_numel(lin.weight_params) if quantized else (0 if lin.tied else lin.weight_params)
         total += weight + (lin.out_features if lin.bias else 0)
     return total + sum(n for _, n in arch.other_params)
 

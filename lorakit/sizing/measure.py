@@ -32,23 +32,10 @@ def _unique_bytes(tensors: Any, skip: set[int] | None = None) -> int:
 
 
 def weight_tensors(model: Any, trainable: bool) -> list[Any]:
-    """Parameters (and, when frozen, bitsandbytes quantization state) of the chosen kind."""
-    import torch
+    """Parameters of the chosen kind as the tensors that hold them (quantization state included)."""
+    from lorakit.quantization import stored_tensors
 
-    out = []
-    for p in model.parameters():
-        if p.requires_grad != trainable:
-            continue
-        out.append(p)
-        state = getattr(p, "quant_state", None)  # Params4bit: absmax, codebook, nested state
-        if state is not None:
-            out += [t for t in (state.absmax, state.code, getattr(state, "offset", None)) if torch.is_tensor(t)]
-            if getattr(state, "state2", None) is not None:
-                out += [state.state2.absmax, state.state2.code]
-        scb = getattr(p, "SCB", None)  # Int8Params: one fp32 scale per output row
-        if torch.is_tensor(scb):
-            out.append(scb)
-    return out
+    return [t for p in model.parameters() if p.requires_grad == trainable for t in stored_tensors(p)]
 
 
 def measure_training_step(model: Any, input_ids: Any, optimizer: Any, autocast: Any = None) -> dict[str, int]:
@@ -234,13 +221,14 @@ def tiny_model(
     device: str = "cpu",
     **overrides: Any,
 ) -> Any:
-    """A randomly initialised small model with a preset's structure, optionally bitsandbytes-quantized.
+    """A randomly initialised small model with a preset's structure, optionally quantized (any lorakit option).
 
-    It lives on ``device``; bitsandbytes would otherwise put a quantized model on the GPU whenever there is one.
+    It lives on ``device``; a quantizer would otherwise put a quantized model on the GPU whenever there is one.
+    ``double_quant`` applies where the option offers it.
     """
     import tempfile
 
-    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from lorakit.choices import PRECISIONS, QUANTIZATIONS, choose, torch_dtype
     from lorakit.sizing.architecture import shrink_config
@@ -254,13 +242,11 @@ def tiny_model(
     quant = QUANTIZATIONS[choose("quantization", "quantization", quantization, QUANTIZATIONS)]
     if not quant.quantized:
         return model.to(device)
-    if quant.load_in_8bit:
-        bnb = BitsAndBytesConfig(load_in_8bit=True)
-    else:
-        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant.bnb_4bit_quant_type,
-                                 bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=dtype)
-    with tempfile.TemporaryDirectory() as tmp:  # bitsandbytes quantizes while loading
+    qconfig = quant.transformers_config(double_quant and quant.double_quant, dtype, sharded=False)
+    with tempfile.TemporaryDirectory() as tmp:  # the quantizer runs while loading
         model.save_pretrained(tmp)
         extra = {"attn_implementation": attention} if attention is not None else {}  # not saved in config.json
-        return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=dtype,
-                                                    device_map={"": device}, **extra)
+        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=qconfig, dtype=dtype,
+                                                     device_map={"": device}, **extra)
+    quant.prepare_loaded(model)  # trainable as the trainer loads it (lorakit.quantization)
+    return model

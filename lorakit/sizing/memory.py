@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from lorakit.choices import OPTIMIZERS, PRECISIONS, QUANTIZATIONS, choose, dtype_bytes
+from lorakit.choices import OPTIMIZERS, dtype_bytes
 from lorakit.sizing import parallel
 from lorakit.sizing.activations import ActivationSetup, attention_kernel, logits_bytes, stack_bytes
 from lorakit.sizing.architecture import Architecture, describe_architecture, per_architecture
@@ -32,7 +32,7 @@ from lorakit.sizing.peak import (
     optimizer_transient,
     peak,
 )
-from lorakit.sizing.settings import DEFAULT_RUNTIME_OVERHEAD, GIB, Settings, check_positive, validate
+from lorakit.sizing.settings import DEFAULT_RUNTIME_OVERHEAD, GIB, Settings, check_positive, split, validate
 from lorakit.sizing.storage import (
     base_weight_bytes,
     head_elements,
@@ -96,22 +96,44 @@ class MemoryEstimate:
         return [g for g in (gpus or GPUS.values()) if g.fits(self.total_bytes)]
 
 
-def estimate_memory(model_or_config: Any, **settings: Any) -> MemoryEstimate:
+def estimate_memory(model_or_config: Any = None, config: Any = None, **settings: Any) -> MemoryEstimate:
     """Peak memory of one training step (forward, backward, optimizer step) on one device, by component.
 
-    ``settings`` are the fields of ``lorakit.sizing.settings.Settings`` (TrainConfig's names): r, lora_alpha,
-    target_modules, precision, quantization, double_quant, optimizer, batch_size (per process), seq_len,
-    gradient_checkpointing, attention, finetune, adapter_precision, lora_dropout, lora_bias, modules_to_save,
-    use_dora, runtime_overhead_bytes, device, autocast, loss_kernel, mask, master_weights, num_processes,
-    distributed, compute_capability. A bad one raises ValueError naming it and what is allowed.
+    ``model_or_config``: a preset name, a config (dict, path, transformers config), an nn.Module, or a
+    ``TrainConfig`` (its ``model`` is planned). ``config``: a TrainConfig whose run is planned (default:
+    ``TrainConfig()``'s defaults, so ``estimate_memory(model)`` sizes what ``TrainConfig(model=model)`` trains).
+    ``settings``: TrainConfig fields that override it (r, precision, quantization, bnb_4bit_use_double_quant,
+    optimizer, batch_size per process, max_seq_length, gradient_checkpointing, loss_kernel, device,
+    num_processes, distributed, ...) and the planner's own (``lorakit.sizing.settings.PLANNER_DEFAULTS``:
+    finetune, attention, adapter_precision, lora_bias, modules_to_save, runtime_overhead_bytes, autocast, mask,
+    master_weights, compute_capability). A bad one raises ValueError naming it, TrainConfig's message for a
+    TrainConfig field.
     """
-    s = validate(**settings)
+    model_or_config, config = planned_run(model_or_config, config)
+    s = validate(config, **settings)
     arch = describe_architecture(model_or_config)
     if not s.full:
         check_rank(s.r, smallest_adapted_dimension(arch, s.target_modules, s.modules_to_save))
     tensors = _sized_tensors(arch, s)
     setup = activation_setup(arch, s, tensors)
     return _estimate(arch, s, setup, tensors)
+
+
+def planned_run(model_or_config: Any, config: Any) -> tuple[Any, Any]:
+    """(the model to describe, the TrainConfig or None) from estimate_memory's first two arguments."""
+    from lorakit.training.config import TrainConfig
+
+    if isinstance(model_or_config, TrainConfig):
+        if config is not None:
+            raise ValueError("config: give the TrainConfig once, as the first argument or as config=")
+        config, model_or_config = model_or_config, model_or_config.model
+    if config is not None and not isinstance(config, TrainConfig):
+        raise ValueError(f"config: expected a lorakit TrainConfig, got {type(config).__name__}")
+    if model_or_config is None:
+        raise ValueError("model_or_config: give a model (a preset name, a config, a module) or a TrainConfig")
+    if model_or_config == "embedded":  # the trainer's default model: SmolLM2-135M-Instruct
+        model_or_config = "SmolLM2-135M"
+    return model_or_config, config
 
 
 def _sized_tensors(arch: Architecture, s: Settings) -> list[tuple[int, int, int]]:
@@ -144,7 +166,7 @@ def adapted_suffixes(arch: Architecture, full: bool, target_modules: Any, module
 def _estimate(arch: Architecture, s: Settings, setup: ActivationSetup,
               tensors: list[tuple[int, int, int]]) -> MemoryEstimate:
     """Sum what is held at the peak moment of the step."""
-    weights = 0 if s.full else base_weight_bytes(arch, s.quantization, s.double_quant, s.dtype_bytes)
+    weights = 0 if s.full else base_weight_bytes(arch, s.quant, s.double_quant, s.dtype_bytes)
     trainable = sum(n * b * k for n, b, k in tensors)
     state = optimizer_bytes(s.optimizer, tensors)
     stack = stack_bytes(arch, setup)
@@ -203,18 +225,19 @@ def _saved(arch: Architecture, setup: ActivationSetup, stack: Any, weights: int,
 
 
 def estimate_inference_memory(
-    model_or_config: Any, *, precision: str = "bf16", quantization: str = "none", double_quant: bool = True,
+    model_or_config: Any, *, precision: str = "bf16", quantization: str = "none", double_quant: bool = False,
     batch_size: int = 1, seq_len: int = 2048, kv_cache_precision: str | None = None,
 ) -> dict[str, int]:
-    """Generation memory: weights + KV cache (2 x layers x kv_heads x head_dim x batch x seq), bytes."""
-    precision = choose("precision", "precision", precision, PRECISIONS)
-    quantization = choose("quantization", "quantization", quantization, QUANTIZATIONS)
-    check_positive("batch_size", batch_size)
-    check_positive("seq_len", seq_len)
+    """Generation memory: weights + KV cache (2 x layers x kv_heads x head_dim x batch x seq), bytes.
+
+    The settings it shares with training are validated as TrainConfig validates them.
+    """
+    config, _ = split(dict(precision=precision, quantization=quantization, double_quant=double_quant,
+                           batch_size=batch_size, seq_len=seq_len))
     arch = describe_architecture(model_or_config)
-    dt = PRECISIONS[precision].storage_bytes
+    dt = config.prec.storage_bytes
     kv_dt = dtype_bytes(kv_cache_precision) if kv_cache_precision else dt  # a lorakit.formats name, e.g. fp8_e4m3fn
-    weights = base_weight_bytes(arch, quantization, double_quant, dt)
+    weights = base_weight_bytes(arch, config.quant, config.double_quant, dt)
     kv = 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * batch_size * seq_len * kv_dt
     logits = batch_size * arch.vocab_size * 4  # the last position's logits, fp32
     return {"weights_bytes": weights, "kv_cache_bytes": kv, "logits_bytes": logits,

@@ -42,7 +42,7 @@ def per_device(arch: Architecture, s: Settings, weights: int, trainable: int, op
     if s.distributed == "ddp":
         return DeviceShare(weights, trainable, optimizer, buckets=trainable)
     layers = arch.num_layers or 1
-    frozen_layers = 0 if s.full else base_weight_bytes(arch, s.quantization, s.double_quant, s.dtype_bytes, "layers")
+    frozen_layers = 0 if s.full else base_weight_bytes(arch, s.quant, s.double_quant, s.dtype_bytes, "layers")
     frozen_root = 0 if s.full else weights - frozen_layers
     trainable_root = root_elements(arch) * s.trainable_bytes if s.full else 0
     trainable_layers = trainable - trainable_root

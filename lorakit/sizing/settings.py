@@ -1,12 +1,20 @@
-"""The planner's settings, validated once into a frozen record: every bad field is a ValueError naming it.
+"""The planner's settings: TrainConfig's fields, validated by TrainConfig, plus the few only a planner needs.
 
-The names are those of ``lorakit.training.TrainConfig`` and peft where they exist (``r``, ``loss_kernel``,
-``gradient_checkpointing``, ``num_processes``, ``distributed``); ``seq_len`` is TrainConfig's
-``max_seq_length``.
+The settings a run and a plan share (r, precision, quantization, batch_size, max_seq_length, ...) are
+``lorakit.training.TrainConfig`` fields with its defaults, bounds and messages: the planner builds a
+TrainConfig from them, so both accept and refuse the same values, and ``estimate_memory(model)`` sizes the run
+``TrainConfig(model=model)`` trains. Its "auto" choices resolve as the trainer resolves them before a model
+loads: device auto -> cuda (the planner plans for a GPU), gradient_checkpointing auto -> on for a quantized
+base, loss_kernel auto -> the fused head (the plain one when FSDP shards the model). Earlier names still work
+(``seq_len`` for max_seq_length, ``double_quant`` for bnb_4bit_use_double_quant: ``FIELD_ALIASES``).
+
+Planner-only settings (``PLANNER_DEFAULTS``) describe what a trainer's config does not: another fine-tune,
+another attention kernel, a GPU's compute capability, the runtime's allowance.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -15,54 +23,71 @@ from lorakit.choices import (
     ATTENTION_MASKS,
     ATTENTIONS,
     COMPUTE_DTYPES,
-    DISTRIBUTED,
     FINETUNES,
-    LOSS_KERNELS,
-    OPTIMIZERS,
-    PLANNER_DEVICES,
     PRECISIONS,
-    QUANTIZATIONS,
     check_choice,
-    choose,
     dtype_bytes,
 )
-from lorakit.sizing.lora_count import ALL_LINEAR, targets_key
+from lorakit.quantization import QUANTIZATIONS, Quantization
+from lorakit.sizing.lora_count import targets_key
+from lorakit.training.config import FIELDS, TrainConfig, canonical
 from lorakit.units import GIB
 
 # the CUDA context, kernels and the caching allocator's slack: real, but outside torch.cuda.max_memory_allocated
 DEFAULT_RUNTIME_OVERHEAD = GIB // 2
 
+PLANNER_DEFAULTS: dict[str, Any] = {
+    "finetune": "lora",  # or "full": every weight trains (no adapters, an unquantized base)
+    "attention": "sdpa",
+    "adapter_precision": "fp32",  # the LoRA weights' dtype (lorakit's trainer keeps them fp32)
+    "lora_bias": False,
+    "modules_to_save": (),
+    "runtime_overhead_bytes": DEFAULT_RUNTIME_OVERHEAD,
+    "autocast": None,  # None: on for fp16/bf16, as the HF Trainer, accelerate and lorakit run them
+    "mask": "causal",  # lorakit.choices.ATTENTION_MASKS
+    "master_weights": True,  # full fine-tune in fp16/bf16: fp32 weights, gradients and AdamW states
+    "compute_capability": None,  # the GPU's; None: Ampere or newer
+}
+PLANNER_CHOICES = {"finetune": FINETUNES, "attention": ATTENTIONS, "adapter_precision": COMPUTE_DTYPES,
+                   "mask": ATTENTION_MASKS, "lora_bias": (False, True), "master_weights": (False, True),
+                   "autocast": (None, False, True)}
+
 
 @dataclass(frozen=True)
 class Settings:
-    """One training step as the planner sees it (hashable: lists are stored as tuples)."""
+    """One training step as the planner sees it, every choice resolved (hashable: lists are stored as tuples)."""
 
-    r: int = 8
-    lora_alpha: float = 16
-    target_modules: Any = ALL_LINEAR  # "all-linear", a regex string, or a tuple of layer names
-    precision: str = "bf16"
-    quantization: str = "none"
-    double_quant: bool = True
-    optimizer: str = "adamw"
-    batch_size: int = 1  # per process
-    seq_len: int = 512
-    gradient_checkpointing: bool = False
-    attention: str = "sdpa"
-    finetune: str = "lora"
-    adapter_precision: str = "fp32"
-    lora_dropout: float = 0.0
-    lora_bias: bool = False
-    modules_to_save: tuple[str, ...] = ()
-    use_dora: bool = False
-    runtime_overhead_bytes: int = DEFAULT_RUNTIME_OVERHEAD
-    device: str = "cuda"
-    autocast: bool | None = None  # None: on for fp16/bf16, as the HF Trainer, accelerate and lorakit run them
-    loss_kernel: str = "plain"  # "plain" | "fused" | "auto" (= fused: lorakit's chunked head runs everywhere)
-    mask: str = "causal"  # lorakit.choices.ATTENTION_MASKS
-    master_weights: bool = True  # full fine-tune in fp16/bf16: fp32 weights, gradients and AdamW states
-    num_processes: int = 1
-    distributed: str = "ddp"
-    compute_capability: tuple[int, int] | None = None  # the GPU's; None: Ampere or newer
+    r: int
+    lora_alpha: float
+    target_modules: Any  # "all-linear", a regex string, or a tuple of layer names
+    precision: str
+    quantization: str
+    double_quant: bool
+    optimizer: str
+    batch_size: int  # per process
+    seq_len: int
+    gradient_checkpointing: bool
+    attention: str
+    finetune: str
+    adapter_precision: str
+    lora_dropout: float
+    lora_bias: bool
+    modules_to_save: tuple[str, ...]
+    use_dora: bool
+    runtime_overhead_bytes: int
+    device: str  # "cuda" or "cpu"
+    autocast: bool
+    loss_kernel: str  # "plain" or "fused"
+    mask: str
+    master_weights: bool
+    num_processes: int
+    distributed: str
+    compute_capability: tuple[int, int] | None
+
+    @property
+    def quant(self) -> Quantization:
+        """The base's quantization record."""
+        return QUANTIZATIONS[self.quantization]
 
     @property
     def dtype(self) -> str:
@@ -97,39 +122,39 @@ class Settings:
         return out
 
 
-CHOICES = {"precision": PRECISIONS, "quantization": QUANTIZATIONS, "optimizer": OPTIMIZERS,
-           "attention": ATTENTIONS, "finetune": FINETUNES, "adapter_precision": COMPUTE_DTYPES,
-           "device": PLANNER_DEVICES, "loss_kernel": LOSS_KERNELS, "mask": ATTENTION_MASKS,
-           "distributed": DISTRIBUTED}
-BOOLS = ("double_quant", "gradient_checkpointing", "lora_bias", "use_dora", "master_weights")
-POSITIVE_INTS = ("batch_size", "seq_len", "num_processes")
-
-
-def validate(**kwargs: Any) -> Settings:
-    """Settings from keyword arguments; ValueError naming the first bad field and what is allowed."""
-    known = {f.name for f in fields(Settings)}
-    unknown = sorted(set(kwargs) - known)
+def split(settings: dict[str, Any], config: TrainConfig | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """(the TrainConfig of the shared settings, the planner-only ones with their defaults); ValueError naming
+    the first bad field, with TrainConfig's message for a shared one."""
+    settings = canonical(settings)
+    unknown = sorted(set(settings) - set(FIELDS) - set(PLANNER_DEFAULTS))
     if unknown:
-        raise ValueError(f"{unknown[0]}: not a planner setting; known: {', '.join(sorted(known))}")
-    values = {**{f.name: f.default for f in fields(Settings)}, **kwargs}
-    values["precision"] = choose("precision", "precision", values["precision"], PRECISIONS)
-    values["quantization"] = choose("quantization", "quantization", values["quantization"], QUANTIZATIONS)
-    for field, allowed in CHOICES.items():
-        check_choice(field, values[field], allowed)
-    for field in BOOLS:
-        check_choice(field, values[field], (False, True))
-    for field in POSITIVE_INTS:
-        check_positive(field, values[field])
-    _check_numbers(values)
-    _check_combinations(values)
-    check_choice("autocast", values["autocast"], (None, False, True))
-    if values["autocast"] is None:
-        values["autocast"] = PRECISIONS[values["precision"]].autocast is not None
-    values["loss_kernel"] = "fused" if values["loss_kernel"] == "auto" else values["loss_kernel"]
-    values["target_modules"] = targets_key(values["target_modules"])
-    values["modules_to_save"] = _names("modules_to_save", values["modules_to_save"])
-    values["compute_capability"] = _capability(values["compute_capability"])
-    return Settings(**values)
+        known = sorted({*FIELDS, *PLANNER_DEFAULTS})
+        raise ValueError(f"{unknown[0]}: not a TrainConfig field or planner setting; known: {', '.join(known)}")
+    shared = {k: v for k, v in settings.items() if k in FIELDS}
+    config = dataclasses.replace(config, **shared) if config is not None else TrainConfig(**shared)
+    return config, {**PLANNER_DEFAULTS, **{k: v for k, v in settings.items() if k in PLANNER_DEFAULTS}}
+
+
+def validate(config: TrainConfig | None = None, **settings: Any) -> Settings:
+    """Settings from a TrainConfig and/or keyword arguments; ValueError naming the first bad field."""
+    config, planner = split(settings, config)
+    for field, allowed in PLANNER_CHOICES.items():
+        check_choice(field, planner[field], allowed)
+    _check_planner(config, planner)
+    kwargs = config.sizing_kwargs()
+    autocast = planner.pop("autocast")
+    return Settings(
+        r=config.r, lora_alpha=config.lora_alpha, target_modules=targets_key(config.target_modules),
+        precision=config.precision, quantization=config.quantization,
+        double_quant=config.double_quant, optimizer=config.optimizer, batch_size=config.batch_size,
+        seq_len=config.max_seq_length, gradient_checkpointing=kwargs["gradient_checkpointing"],
+        lora_dropout=config.lora_dropout, use_dora=config.use_dora, device=kwargs["device"],
+        autocast=config.prec.autocast is not None if autocast is None else autocast,
+        loss_kernel="plain" if kwargs["loss_kernel"] == "plain" else "fused",
+        num_processes=config.num_processes, distributed=config.distributed,
+        **dict(planner, modules_to_save=_names("modules_to_save", planner["modules_to_save"]),
+               compute_capability=_capability(planner["compute_capability"])),
+    )
 
 
 def check_positive(field: str, value: Any) -> None:
@@ -138,27 +163,19 @@ def check_positive(field: str, value: Any) -> None:
         raise ValueError(f"{field}: must be a positive integer, got {value!r}")
 
 
-def _check_numbers(values: dict[str, Any]) -> None:
-    alpha = values["lora_alpha"]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-        raise ValueError(f"lora_alpha: must be a positive number, got {alpha!r}")
-    dropout = values["lora_dropout"]
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"lora_dropout: must be a number in [0, 1), got {dropout!r}")
-    overhead = values["runtime_overhead_bytes"]
+def _check_planner(config: TrainConfig, planner: dict[str, Any]) -> None:
+    """Planner-only values, and the rules between them and the shared fields."""
+    overhead = planner["runtime_overhead_bytes"]
     if isinstance(overhead, bool) or not isinstance(overhead, int) or overhead < 0:
         raise ValueError(f"runtime_overhead_bytes: must be an integer >= 0, got {overhead!r}")
-
-
-def _check_combinations(values: dict[str, Any]) -> None:
-    """Settings that are valid alone but not together."""
-    if values["finetune"] == "full" and values["quantization"] != "none":
+    full = planner["finetune"] == "full"
+    if full and config.quant.quantized:
         raise ValueError("quantization: full fine-tuning needs an unquantized base; use 'none' or finetune='lora'")
-    if values["finetune"] == "full" and values["precision"] == "fp16" and not values["master_weights"]:
+    if full and config.precision == "fp16" and not planner["master_weights"]:
         raise ValueError("master_weights: fp16 training needs fp32 trainable weights (the GradScaler refuses fp16 "
                          "gradients); use master_weights=True or precision='bf16'")
-    if values["distributed"] == "fsdp" and values["num_processes"] > 1 and values["quantization"] == "int8":
-        raise ValueError("distributed: fsdp cannot shard an 8-bit (int8) base; use 'ddp', or quantization 'nf4'")
+    if planner["lora_bias"] and config.use_dora:  # peft refuses this combination
+        raise ValueError("lora_bias: True is not supported together with use_dora=True (peft refuses it)")
 
 
 def _names(field: str, value: Any) -> tuple[str, ...]:

@@ -1,9 +1,8 @@
 """What a run stores for the whole step: the frozen base, the trainable tensors and the optimizer state.
 
-Storage of the frozen base: 16/32-bit as given; int8 (LLM.int8) keeps one fp32 scale per output row;
-4-bit keeps two values per byte plus a 32-bit absmax per block of 64 (4.5 bits/param), or with double
-quantization an 8-bit absmax per 64 and a 32-bit one per 256 blocks (4 + 8/64 + 32/(64*256) ~ 4.127).
-Only linear layers are quantized: embeddings, norms and lm_head keep the compute precision.
+Storage of the frozen base: 16/32-bit as given; a quantized linear layer takes what its quantization record
+says (``lorakit.quantization``: codes, scales, zero points, codebooks). Only linear layers are quantized:
+embeddings, norms and lm_head keep the compute precision.
 """
 
 from __future__ import annotations
@@ -12,12 +11,11 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from lorakit.choices import OPTIMIZERS, QUANTIZATIONS
+from lorakit.choices import OPTIMIZERS
+from lorakit.quantization import NONE, QUANTIZATIONS, Quantization
 from lorakit.sizing.architecture import Architecture, LinearLayer, per_architecture
 from lorakit.sizing.lora_count import adapted_groups
 
-BLOCK = 64  # bitsandbytes 4-bit block size
-DQ_BLOCKS = 256  # blocks per second-level absmax with double quantization
 LAYER_INDEX = re.compile(r"\.\d+\.")  # a decoder layer's parameters carry its index: model.layers.3.mlp...
 
 
@@ -66,24 +64,16 @@ def head_elements(arch: Architecture, finetune: str, modules_to_save: tuple[str,
     return 0
 
 
-def linear_weight_bytes(lin: LinearLayer, quantization: str, double_quant: bool, dtype_bytes: int) -> int:
+def linear_weight_bytes(lin: LinearLayer, quantization: str | Quantization, double_quant: bool,
+                        dtype_bytes: int) -> int:
     """Storage of one linear layer's weight and bias (bias stays in the compute dtype)."""
-    n, bias = lin.weight_params, lin.out_features * dtype_bytes if lin.bias else 0
-    if quantization == "int8":  # int8 weight + one fp32 scale per output row
-        return n + 4 * lin.out_features + bias
-    if QUANTIZATIONS[quantization].is_4bit:
-        blocks = -(-n // BLOCK)
-        packed = -(-n // 2)  # two 4-bit codes per byte
-        code = 16 * 4  # the 16-entry codebook each layer's quant state carries (fp32)
-        if not double_quant:
-            return packed + blocks * 4 + code + bias
-        # 8-bit absmax per block, fp32 absmax per 256 blocks, its 256-entry fp32 code and an fp32 offset
-        return packed + blocks + -(-blocks // DQ_BLOCKS) * 4 + 256 * 4 + 4 + code + bias
-    return n * dtype_bytes + bias
+    quant = quantization if isinstance(quantization, Quantization) else QUANTIZATIONS[quantization]
+    bias = lin.out_features * dtype_bytes if lin.bias else 0
+    return quant.linear_bytes(lin.out_features, lin.in_features, double_quant, dtype_bytes) + bias
 
 
 @per_architecture
-def base_weight_bytes(arch: Architecture, quantization: str, double_quant: bool, dtype_bytes: int,
+def base_weight_bytes(arch: Architecture, quant: Quantization, double_quant: bool, dtype_bytes: int,
                       part: str = "all") -> int:
     """Frozen base: quantized linear layers (never lm_head), everything else in the compute dtype.
 
@@ -99,8 +89,7 @@ def base_weight_bytes(arch: Architecture, quantization: str, double_quant: bool,
         if lin.tied:
             total += lin.out_features * dtype_bytes if lin.bias else 0
             continue
-        quant = quantization if lin.name != arch.output_head else "none"
-        total += linear_weight_bytes(lin, quant, double_quant, dtype_bytes)
+        total += linear_weight_bytes(lin, quant if lin.name != arch.output_head else NONE, double_quant, dtype_bytes)
     return total
 
 

@@ -1,4 +1,12 @@
-"""TrainConfig: every knob of a lorakit run, named as transformers and peft name them, validated on creation."""
+"""TrainConfig: every knob of a lorakit run, named as transformers and peft name them, validated on creation.
+
+It is lorakit's one settings schema: its fields' names, types, defaults, bounds (``BOUNDS``), allowed values
+(``FIELD_CHOICES``) and the rules between fields. The planner (``lorakit.sizing``) validates the settings it
+shares with the trainer by building a TrainConfig, and the widgets build their controls from these tables.
+The 4-bit fields keep the names peft and transformers users know (``bnb_4bit_use_double_quant``,
+``bnb_4bit_compute_dtype``); a quantization record (``lorakit.quantization``) says which options take them.
+Pure Python: no torch at import.
+"""
 
 from __future__ import annotations
 
@@ -15,23 +23,42 @@ from lorakit.choices import (
     DISTRIBUTED,
     LOSS_KERNELS,
     PRECISIONS,
-    QUANTIZATIONS,
     TRAIN_DEVICES,
     TRAIN_OPTIMIZERS,
     Precision,
-    Quantization,
     check_choice,
     choose,
 )
+from lorakit.quantization import QLORA, QUANTIZATIONS, Quantization
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
-_FIELD_ALIASES = {
+# Other names of the same fields: transformers' TrainingArguments / SFTConfig, and the planner's earlier names.
+FIELD_ALIASES = {
     "per_device_train_batch_size": "batch_size",
     "model_name_or_path": "model",
     "max_length": "max_seq_length",
+    "seq_len": "max_seq_length",
     "optim": "optimizer",
+    "double_quant": "bnb_4bit_use_double_quant",
 }
+# Fields with a closed set of values (a name or an alias, normalised on creation), read by widgets and planner.
+FIELD_CHOICES: dict[str, tuple[Any, ...]] = {
+    "precision": tuple(PRECISIONS),
+    "quantization": tuple(QUANTIZATIONS),
+    "bnb_4bit_compute_dtype": (None, *COMPUTE_DTYPES),
+    "optimizer": TRAIN_OPTIMIZERS,
+    "lr_scheduler_type": SCHEDULERS,
+    "device": TRAIN_DEVICES,
+    "gradient_checkpointing": CHECKPOINTING_CHOICES,
+    "loss_kernel": LOSS_KERNELS,
+    "compile": COMPILE_CHOICES,
+    "distributed": DISTRIBUTED,
+}
+# Fields that are True or False (1 and 0 pass too: check_choice compares with ==).
+FLAGS = ("bnb_4bit_use_double_quant", "use_dora", "use_rslora", "packing", "padding_free", "trust_remote_code",
+         "eval_exact_match")
+_ALIAS_KIND = {"precision": "precision", "quantization": "quantization", "bnb_4bit_compute_dtype": "compute_dtype"}
 
 # Numeric fields: (lowest, highest or None, type). The widgets take their bounds from here too.
 BOUNDS: dict[str, tuple[float, float | None, type | tuple]] = {
@@ -81,9 +108,9 @@ class TrainConfig:
     dataset: Any = "builtin"
     # numerics
     precision: str = "fp32"  # a lorakit.choices.PRECISIONS name: fp32 | fp16 | bf16 | tf32
-    quantization: str = "none"  # a lorakit.choices.QUANTIZATIONS name: none | int8 | nf4 | bnb_fp4
-    bnb_4bit_use_double_quant: bool = False
-    bnb_4bit_compute_dtype: str | None = None  # None: follow `precision`
+    quantization: str = "none"  # a lorakit.quantization.QUANTIZATIONS name
+    bnb_4bit_use_double_quant: bool = False  # for options that offer it (Quantization.double_quant)
+    bnb_4bit_compute_dtype: str | None = None  # for options with their own compute dtype; None: `precision`
     # LoRA (peft names)
     r: int = 8
     lora_alpha: float = 16
@@ -125,19 +152,12 @@ class TrainConfig:
     distributed: str = "ddp"  # a lorakit.choices.DISTRIBUTED name: ddp | fsdp
 
     def __post_init__(self) -> None:
-        self.precision = choose("precision", "precision", self.precision, PRECISIONS)
-        if self.bnb_4bit_compute_dtype is not None:
-            self.bnb_4bit_compute_dtype = choose(
-                "compute_dtype", "bnb_4bit_compute_dtype", self.bnb_4bit_compute_dtype, COMPUTE_DTYPES
-            )
-        self.quantization = choose("quantization", "quantization", self.quantization, QUANTIZATIONS)
-        check_choice("optimizer", self.optimizer, TRAIN_OPTIMIZERS)
-        check_choice("lr_scheduler_type", self.lr_scheduler_type, SCHEDULERS)
-        check_choice("device", self.device, TRAIN_DEVICES)
-        check_choice("gradient_checkpointing", self.gradient_checkpointing, CHECKPOINTING_CHOICES)
-        check_choice("loss_kernel", self.loss_kernel, LOSS_KERNELS)
-        check_choice("compile", self.compile, COMPILE_CHOICES)
-        check_choice("distributed", self.distributed, DISTRIBUTED)
+        for name, allowed in FIELD_CHOICES.items():
+            if name in _ALIAS_KIND and getattr(self, name) is not None:
+                setattr(self, name, choose(_ALIAS_KIND[name], name, getattr(self, name), allowed))
+            check_choice(name, getattr(self, name), allowed)
+        for name in FLAGS:
+            check_choice(name, getattr(self, name), (False, True))
         if isinstance(self.target_modules, tuple):
             self.target_modules = list(self.target_modules)
         if (
@@ -154,27 +174,17 @@ class TrainConfig:
             isinstance(p, str) for p in self.preview_prompts
         ):
             raise ValueError(f"preview_prompts={self.preview_prompts!r} must be a list of strings")
-        if self.bnb_4bit_use_double_quant and not self.quant.is_4bit:
-            four_bit = " or ".join(repr(n) for n, q in QUANTIZATIONS.items() if q.is_4bit)
+        if self.bnb_4bit_use_double_quant and not self.quant.double_quant:
+            takes = " or ".join(repr(n) for n, q in QUANTIZATIONS.items() if q.double_quant)
             raise ValueError(
-                f"bnb_4bit_use_double_quant=True needs quantization {four_bit}, not {self.quantization!r}"
+                f"bnb_4bit_use_double_quant=True needs quantization {takes}, not {self.quantization!r}"
             )
-        self._check_distributed()
-
-    def _check_distributed(self) -> None:
-        if self.distributed != "fsdp":
-            return
-        if self.num_processes < 2:
+        if self.distributed == "fsdp" and self.num_processes < 2:
             raise ValueError(
                 f"distributed='fsdp' shards the model across processes; it needs num_processes >= 2, not "
                 f"{self.num_processes} (one process holds the whole model anyway)"
             )
-        if self.quant.load_in_8bit:
-            raise ValueError(
-                "distributed='fsdp' cannot shard 8-bit (int8) weights: FSDP splits float tensors, and only "
-                "bitsandbytes' 4-bit layers store their weights in a float dtype. Use quantization='nf4' "
-                "(QLoRA + FSDP) or distributed='ddp'."
-            )
+        self.quant.check(self.bnb_4bit_use_double_quant, fsdp=self.distributed == "fsdp")
 
     @property
     def global_batch_size(self) -> int:
@@ -195,13 +205,26 @@ class TrainConfig:
 
     @property
     def quant(self) -> Quantization:
-        """The chosen quantization's facts (4-bit or not, bitsandbytes names)."""
+        """The chosen quantization's record (lorakit.quantization): storage, backend, what it needs."""
         return QUANTIZATIONS[self.quantization]
 
     @property
+    def double_quant(self) -> bool:
+        """Whether the block constants are quantized too (bnb_4bit_use_double_quant, under its plain name)."""
+        return self.bnb_4bit_use_double_quant
+
+    @property
     def compute_dtype(self) -> str:
-        """The dtype 4-bit layers compute in: the explicit setting, else the run's precision."""
-        return self.bnb_4bit_compute_dtype or self.prec.storage
+        """The dtype quantized layers compute in: the explicit setting where the option has its own, else the
+        run's precision."""
+        own = self.bnb_4bit_compute_dtype if self.quant.own_compute_dtype else None
+        return own or self.prec.storage
+
+    def with_quantization(self, name: str, double_quant: bool = False) -> TrainConfig:
+        """This run on another base quantization; double quantization only where that option offers it."""
+        quant = QUANTIZATIONS[choose("quantization", "quantization", name, QUANTIZATIONS)]
+        return dataclasses.replace(self, quantization=quant.name,
+                                   bnb_4bit_use_double_quant=bool(double_quant and quant.double_quant))
 
     def lora_config(self):
         """peft's LoraConfig for this run (imports peft)."""
@@ -217,22 +240,14 @@ class TrainConfig:
             task_type="CAUSAL_LM",
         )
 
-    def bnb_config(self):
-        """transformers' BitsAndBytesConfig with every 4-bit setting explicit, or None (imports transformers)."""
-        kwargs = self.quant.bnb_kwargs(self.bnb_4bit_use_double_quant, self.compute_dtype)
-        if kwargs is None:
-            return None
-        from transformers import BitsAndBytesConfig
-
+    def quantization_config(self):
+        """transformers' ``quantization_config`` for the base, every setting explicit, or None (imports it)."""
         from lorakit.choices import torch_dtype
 
-        if "bnb_4bit_compute_dtype" in kwargs:
-            kwargs["bnb_4bit_compute_dtype"] = torch_dtype(kwargs["bnb_4bit_compute_dtype"])
-        if self.distributed == "fsdp" and self.quant.is_4bit:
-            # FSDP shards float tensors only: bitsandbytes then packs the 4-bit codes into the compute dtype
-            # (4 per bf16 element), the FSDP + QLoRA recipe of peft's and bitsandbytes' documentation.
-            kwargs["bnb_4bit_quant_storage"] = torch_dtype(self.compute_dtype)
-        return BitsAndBytesConfig(**kwargs)
+        return self.quant.transformers_config(self.bnb_4bit_use_double_quant, torch_dtype(self.compute_dtype),
+                                              sharded=self.distributed == "fsdp")
+
+    bnb_config = quantization_config  # its earlier name
 
     def sizing_kwargs(self, device: str | None = None, gradient_checkpointing: bool | None = None,
                       loss_kernel: str | None = None) -> dict[str, Any]:
@@ -249,49 +264,26 @@ class TrainConfig:
         if loss_kernel is None:  # "auto" keeps the plain head with sharded parameters (lorakit.training.auto)
             sharded = self.num_processes > 1 and self.distributed == "fsdp"
             loss_kernel = "plain" if self.loss_kernel == "auto" and sharded else self.loss_kernel
-        return {
-            "r": self.r,
-            "lora_alpha": self.lora_alpha,
-            "target_modules": self.target_modules,
-            "precision": self.precision,
-            "quantization": self.quantization,
-            "double_quant": self.bnb_4bit_use_double_quant,
-            "optimizer": self.optimizer,
-            "batch_size": self.batch_size,
-            "seq_len": self.max_seq_length,
-            "gradient_checkpointing": bool(checkpointing),
-            "lora_dropout": self.lora_dropout,
-            "use_dora": self.use_dora,
-            "device": device or ("cpu" if self.device == "cpu" else "cuda"),
-            "loss_kernel": loss_kernel,
-            "num_processes": self.num_processes,
-            "distributed": self.distributed,
-        }
+        settings = {name: getattr(self, name) for name in PLANNED}
+        return dict(settings, gradient_checkpointing=bool(checkpointing), loss_kernel=loss_kernel,
+                    device=device or ("cpu" if self.device == "cpu" else "cuda"))
 
     @classmethod
     def qlora(cls, **overrides: Any) -> TrainConfig:
-        """The QLoRA recipe: NF4 + double quantization + bf16 compute (transformers defaults to fp4/no DQ/fp32)."""
-        settings = {
-            "quantization": "nf4",
-            "bnb_4bit_use_double_quant": True,
-            "bnb_4bit_compute_dtype": "bf16",
-            "precision": "bf16",
-        }
-        settings.update(overrides)
-        return cls(**settings)
+        """The QLoRA recipe (lorakit.quantization.QLORA): NF4 + double quantization + bf16 compute.
+
+        transformers' BitsAndBytesConfig defaults to fp4, no double quantization and fp32 compute.
+        """
+        return cls(**{**QLORA, **canonical(overrides)})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a mapping; accepts transformers' spellings (per_device_train_batch_size, optim, ...)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        settings: dict[str, Any] = {}
-        for key, value in data.items():
-            name = _FIELD_ALIASES.get(key, key)
-            if name not in known:
-                raise ValueError(
-                    f"unknown TrainConfig field {key!r}; known fields: {', '.join(sorted(known))}"
-                )
-            settings[name] = value
+        settings = canonical(data)
+        known = FIELDS
+        for key in settings:
+            if key not in known:
+                raise ValueError(f"unknown TrainConfig field {key!r}; known fields: {', '.join(sorted(known))}")
         return cls(**settings)
 
     @classmethod
@@ -312,6 +304,27 @@ class TrainConfig:
         )
         data["preview_prompts"] = list(self.preview_prompts)
         return data
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                            if f.default is not dataclasses.MISSING}
+# The fields that decide a training step's memory: what the planner (lorakit.sizing) reads from a TrainConfig.
+PLANNED = ("r", "lora_alpha", "lora_dropout", "target_modules", "use_dora", "precision", "quantization",
+           "bnb_4bit_use_double_quant", "optimizer", "batch_size", "max_seq_length", "gradient_checkpointing",
+           "loss_kernel", "device", "num_processes", "distributed")
+
+
+def canonical(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with every alias (``FIELD_ALIASES``) replaced by its field's name; ValueError when one field
+    is given under two names."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = FIELD_ALIASES.get(key, key)
+        if name in out:
+            raise ValueError(f"{name}: given twice (as {name!r} and as its other name {key!r}); give it once")
+        out[name] = value
+    return out
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from lorakit.choices import QUANTIZATIONS, normalize
+from lorakit.quantization import recognize
 from lorakit.training.events import (
     EvalRecord,
     MetricsSink,
@@ -43,15 +43,8 @@ def precision_of(args: Any) -> str:
 
 
 def quantization_of(model: Any) -> str:
-    """The lorakit quantization name of a model's bitsandbytes config ('none' without one)."""
-    qconfig = getattr(getattr(model, "config", None), "quantization_config", None)
-    if qconfig is None:
-        return "none"
-    get = qconfig.get if isinstance(qconfig, dict) else lambda key, default=None: getattr(qconfig, key, default)
-    if get("load_in_4bit", False):
-        name = normalize("quantization", str(get("bnb_4bit_quant_type", "nf4")))
-        return name if name in QUANTIZATIONS else "4-bit"
-    return "int8" if get("load_in_8bit", False) else "other"
+    """The lorakit quantization name of a model's quantization config ('none' without one, 'other' if unknown)."""
+    return recognize(getattr(getattr(model, "config", None), "quantization_config", None))
 
 
 def _warn(message: str) -> None:

@@ -1,4 +1,4 @@
-"""Load the base model (optionally bitsandbytes-quantized) and its tokenizer, then add LoRA adapters with peft."""
+"""Load the base model (optionally quantized) and its tokenizer, then add LoRA adapters with peft."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from lorakit.choices import torch_dtype
+from lorakit.quantization import param_numel
 from lorakit.quiet import no_progress_bars
 from lorakit.training.config import TrainConfig
 from lorakit.training.embedded import resolve_model
@@ -32,10 +33,10 @@ def load_base(config: TrainConfig, device: str, path: str | None = None):
     if path is None:
         path = resolve_model(config.model)
         check_model_on_meta(config, path)
-    quant = config.bnb_config()
+    quant = config.quantization_config()
     kwargs = {"dtype": torch_dtype(config.prec.storage), "trust_remote_code": config.trust_remote_code}
     if quant is not None:
-        # bitsandbytes quantizes while loading onto the target device, so place it now, not in accelerate
+        # the quantizer runs while loading onto the target device, so place it now, not in accelerate
         # (this process's GPU: accelerate has made it the current one); under FSDP accelerate places the shards.
         kwargs["quantization_config"] = quant
         if config.distributed != "fsdp" or device == "cpu":
@@ -44,22 +45,8 @@ def load_base(config: TrainConfig, device: str, path: str | None = None):
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     tokenizer = _load_tokenizer(path, config.trust_remote_code, _stamp(path))
     model.config.use_cache = False  # the KV cache only costs memory while training
-    keep_4bit_layers_trainable(model)
+    config.quant.prepare_loaded(model)  # what the backend needs before training (lorakit.quantization)
     return model, tokenizer
-
-
-def keep_4bit_layers_trainable(model) -> int:
-    """Stop bitsandbytes repacking 4-bit weights for CPU inference; returns how many layers it touched.
-
-    On a CPU with AVX512-BF16, bitsandbytes (0.50) repacks a ``Linear4bit``'s weight the first time the layer
-    runs in eval mode without gradients (a held-out evaluation, the fused head's check), for good, and from then
-    on multiplies with ``gemv_4bit``, which has no backward: gradients stop flowing through the frozen base to
-    the adapters below it (torch warns "an autograd kernel was not registered"). A training run never wants that.
-    """
-    layers = [m for m in model.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
-    for layer in layers:
-        layer.support_avx512bf16_for_cpu = False
-    return len(layers)
 
 
 def _stamp(path: str) -> float:
@@ -100,14 +87,12 @@ def add_lora(model, config: TrainConfig, gradient_checkpointing: bool):
 def count_params(model) -> tuple[int, int]:
     """(trainable, total) parameters as peft counts them, for any module (peft, DDP-wrapped or plain).
 
-    A bitsandbytes ``Params4bit`` packs two 4-bit values per byte of its storage dtype, so its ``numel()`` is
-    a fraction of the weights it holds; tied weights count once.
+    A packed quantized parameter's ``numel()`` can be a fraction of the weights it holds: its quantization
+    record counts it (``lorakit.quantization.param_numel``). Tied weights count once.
     """
     trainable = total = 0
     for param in model.parameters():
-        n = param.numel()
-        if type(param).__name__ == "Params4bit":
-            n *= 2 * param.element_size()
+        n = param_numel(param)
         total += n
         trainable += n if param.requires_grad else 0
     return trainable, total

@@ -111,11 +111,12 @@ def matmul_mode(config: TrainConfig):
 def make_optimizer(config: TrainConfig, params: list, device: str):
     """AdamW over the trainable parameters: torch's fused kernel where it exists, or bitsandbytes' 8-bit ones."""
     kwargs = {"lr": config.learning_rate, "weight_decay": config.weight_decay}
-    if OPTIMIZERS[config.optimizer].needs_bitsandbytes:
-        import bitsandbytes as bnb
+    if OPTIMIZERS[config.optimizer].state == "none":  # plain SGD: no momentum, no state
+        return torch.optim.SGD(params, **kwargs)
+    if OPTIMIZERS[config.optimizer].package:  # an 8-bit optimizer of a quantization backend
+        from lorakit.quantization import make_optimizer
 
-        paged = OPTIMIZERS[config.optimizer].needs_gpu
-        return (bnb.optim.PagedAdamW8bit if paged else bnb.optim.AdamW8bit)(params, **kwargs)
+        return make_optimizer(config.optimizer, params, **kwargs)
     try:
         # one kernel for all parameters instead of a Python loop of small ops
         return torch.optim.AdamW(params, fused=True, **kwargs)

@@ -113,7 +113,7 @@ def cuda_capability() -> tuple[int, int]:
 
 def _check_precision(config: TrainConfig, device: str) -> list[str]:
     """Refuse what this device cannot compute; warn where it only emulates (bf16 on some CPUs)."""
-    uses = {config.precision, config.compute_dtype if config.quant.is_4bit else config.precision}
+    uses = {config.precision, config.compute_dtype}
     for name in sorted(uses):
         precision = PRECISIONS[name]
         if precision.cuda_only and device != "cuda":
@@ -134,15 +134,17 @@ def _check_precision(config: TrainConfig, device: str) -> list[str]:
 
 
 def _check_quantization(config: TrainConfig, device: str) -> None:
-    optimizer = OPTIMIZERS[config.optimizer]
-    if (config.quant.quantized or optimizer.needs_bitsandbytes) and importlib.util.find_spec("bitsandbytes") is None:
-        what = f"quantization={config.quantization!r}" if config.quant.quantized else f"optimizer={config.optimizer!r}"
-        raise ValueError(
-            f"{what} needs bitsandbytes, which is not installed. Install it with `pip install bitsandbytes` "
-            "or use quantization='none' and optimizer='adamw'."
-        )
-    if device not in ("cpu", "cuda") and (config.quant.quantized or optimizer.needs_bitsandbytes):
-        raise ValueError(f"bitsandbytes does not run on device {device!r}; use 'cuda' or 'cpu'")
+    """The packages the base's quantization and the optimizer need, and the devices they run on."""
+    optimizer, quant = OPTIMIZERS[config.optimizer], config.quant
+    needs = [(f"quantization={config.quantization!r}", quant.backend, quant.devices)] if quant.quantized else []
+    if optimizer.package:
+        needs.append((f"optimizer={config.optimizer!r}", optimizer.package, ("cpu", "cuda")))
+    for what, package, devices in needs:
+        if importlib.util.find_spec(package) is None:
+            raise ValueError(f"{what} needs {package}, which is not installed. Install it with `pip install "
+                             f"{package}` or use quantization='none' and optimizer='adamw'.")
+        if device not in devices:
+            raise ValueError(f"{what}: {package} does not run on device {device!r}; use {' or '.join(map(repr, devices))}")
     if device == "cpu" and optimizer.needs_gpu:
         raise ValueError(
             f"optimizer={config.optimizer!r} pages optimizer state between GPU and CPU memory and needs a GPU; "

@@ -1,10 +1,11 @@
-"""ConfigForm: controls for TrainConfig fields, built from the config's own facts.
+"""ConfigForm: controls for TrainConfig fields, built from the schema, TrainConfig's own tables.
 
-A field's control follows from what TrainConfig knows about it: a choice (``CHOICES``, read from
-``lorakit.choices``) becomes a dropdown labelled as there, a number becomes an int or float box with the
-bounds of ``lorakit.training.config.BOUNDS``, anything else a text box. Labels are the field names, as in
-TrainConfig, peft and transformers. So a panel shows one more setting by naming one more field, and a new
-setting with a new list of choices adds one line to ``CHOICES``.
+A field's control follows from what TrainConfig knows about it: a field with a closed set of values
+(``lorakit.training.config.FIELD_CHOICES``) becomes a dropdown labelled by the values' records (precision,
+quantization, optimizer) or as off / on, a number becomes an int or float box with the bounds of
+``lorakit.training.config.BOUNDS``, anything else a text box. Labels are the field names, as in TrainConfig,
+peft and transformers. So a panel shows one more setting by naming one more field, and a new setting needs no
+line here.
 """
 
 from __future__ import annotations
@@ -15,35 +16,25 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.choices import (
-    CHECKPOINTING_CHOICES,
-    COMPILE_CHOICES,
-    LOSS_KERNELS,
-    OPTIMIZERS,
-    PRECISIONS,
-    QUANTIZATIONS,
-    TRAIN_OPTIMIZERS,
-)
-from lorakit.training.config import BOUNDS, SCHEDULERS, TrainConfig
+from lorakit.choices import OPTIMIZERS, PRECISIONS, QUANTIZATIONS
+from lorakit.training.config import BOUNDS, FIELD_CHOICES, TrainConfig
 
 __all__ = ["CHOICES", "HINTS", "ConfigForm", "make_control"]
 
 
-def _switch(values: Iterable[Any]) -> list[tuple[str, Any]]:
-    """False / True / "auto" as the words a person reads: off / on / auto."""
-    return [("on" if v is True else "off" if v is False else str(v), v) for v in values]
+_RECORDS = {"precision": PRECISIONS, "quantization": QUANTIZATIONS, "optimizer": OPTIMIZERS}
+_WORDS = {False: "off", True: "on", None: "as precision"}  # what a person reads for False / True / None
+
+
+def _labelled(field: str, values: Iterable[Any]) -> list[tuple[str, Any]]:
+    """Dropdown options (label, value): a record's label where the field has records, else the value in words."""
+    records = _RECORDS.get(field, {})
+    return [(records[v].label if v in records else _WORDS.get(v, str(v)) if not isinstance(v, str) else v, v)
+            for v in values]
 
 
 # field -> dropdown options (label, value); the values are exactly TrainConfig's allowed values
-CHOICES: dict[str, list[tuple[str, Any]]] = {
-    "precision": [(p.label, name) for name, p in PRECISIONS.items()],
-    "quantization": [(q.label, name) for name, q in QUANTIZATIONS.items()],
-    "optimizer": [(OPTIMIZERS[name].label, name) for name in TRAIN_OPTIMIZERS],
-    "lr_scheduler_type": [(name, name) for name in SCHEDULERS],
-    "gradient_checkpointing": _switch(CHECKPOINTING_CHOICES),
-    "loss_kernel": [(name, name) for name in LOSS_KERNELS],
-    "compile": _switch(COMPILE_CHOICES),
-}
+CHOICES: dict[str, list[tuple[str, Any]]] = {field: _labelled(field, values) for field, values in FIELD_CHOICES.items()}
 
 # field -> what a hover over the control says (the meaning of special values)
 HINTS: dict[str, str] = {

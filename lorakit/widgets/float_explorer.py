@@ -34,6 +34,7 @@ from lorakit.formats import (
     get_format,
 )
 from lorakit.formats.parse import parse
+from lorakit.quantization import QUANTIZATIONS
 from lorakit.widgets.format_views import FIELD_COLOURS, FormatPicture, compare_table_html, details_html
 
 __all__ = ["FloatExplorer"]
@@ -233,7 +234,9 @@ class FloatExplorer(widgets.VBox):
             for name, width in fmt.field_widths.items()
         )
         note = " — TF32 is a matmul compute mode, not a storage type" if fmt.compute_only else ""
-        self.fields_label.value = f"{BIT_STYLE}<b>{fmt.name}</b>, {fmt.bits} bits: {legend}{html.escape(note)}"
+        stored = "".join(f"<br><small>quantization={q.name!r} stores {html.escape(q.stores)}</small>"
+                         for q in QUANTIZATIONS.values() if q.code_format == fmt.name)  # the trainer's options
+        self.fields_label.value = f"{BIT_STYLE}<b>{fmt.name}</b>, {fmt.bits} bits: {legend}{html.escape(note)}{stored}"
 
     def _show_bits(self, e: Explanation) -> None:
         for button, bit in zip(self.bit_buttons, e.bits, strict=True):

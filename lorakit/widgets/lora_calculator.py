@@ -9,9 +9,9 @@ millisecond to build, so nothing is throttled and a click sends one state update
 (``hold_sync``). Bad input shows the API's ValueError in a message line and withdraws the results (they
 would describe other settings); the widget keeps working.
 
-r has a slider over powers of two (8 and 16 are a hand's width apart on a short track) and a box that takes
-any value up to what the chosen model and targets allow. With all-linear ticked, the layer boxes show the
-layers it adapts. Dropdowns show short names, the long ones in their tooltips.
+r has a slider over powers of two (8 and 16 a hand's width apart on a short track) and a box for any value up
+to what the chosen model and targets allow. With all-linear ticked, the layer boxes show the layers it adapts. Dropdowns show short names, the long ones in their tooltips. Options and defaults are
+TrainConfig's (FIELD_CHOICES, DEFAULTS): the calculator first sizes the run the trainer would make.
 
 Layout: the controls and the results (trainable count, advice, chart) side by side where the notebook is wide
 enough, one above the other where it is not; the tables follow, each scrolling sideways in its own box with
@@ -20,14 +20,14 @@ its first column fixed. Memory is in GiB everywhere, GPUs by the memory their dr
 
 from __future__ import annotations
 
-import dataclasses
 import html
 from contextlib import ExitStack
 from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.choices import DISTRIBUTED, LOSS_KERNELS, OPTIMIZERS, PRECISIONS, QUANTIZATIONS
+from lorakit.choices import OPTIMIZERS, PRECISIONS
+from lorakit.quantization import QUANTIZATIONS
 from lorakit.sizing import (
     GPUS,
     PRESETS,
@@ -40,8 +40,9 @@ from lorakit.sizing.advice import suggest_fit
 from lorakit.sizing.lora_count import ALL_LINEAR, select_targets, smallest_adapted_dimension
 from lorakit.sizing.memory import MemoryEstimate
 from lorakit.sizing.scenarios import COMPONENT_LABELS, fused_head_saving, per_gpu, scenarios
-from lorakit.training.config import BOUNDS, TrainConfig
+from lorakit.training.config import BOUNDS, DEFAULTS, FIELD_ALIASES, FIELD_CHOICES
 from lorakit.viz.sizing import memory_chart_svg
+from lorakit.widgets.config_form import CHOICES
 from lorakit.widgets.rank_control import RankControl
 from lorakit.widgets.sizing_views import (
     PEAK,
@@ -90,14 +91,12 @@ def _short(label: str) -> str:
     return label.split(" (")[0]
 
 
-def _options(table: dict[str, Any]) -> tuple[list[tuple[str, str]], str]:
-    """(short label, name) options of a choices table, and a tooltip with every long label."""
-    return [(_short(c.label), n) for n, c in table.items()], "; ".join(c.label for c in table.values())
+def _options(table: dict[str, Any], field: str) -> tuple[list[tuple[str, str]], str]:
+    """(short label, name) options of a schema field (FIELD_CHOICES), and a tooltip with every long label."""
+    names = FIELD_CHOICES[field]
+    return [(_short(table[n].label), n) for n in names], "; ".join(table[n].label for n in names)
 
 
-def _default(field: str) -> Any:
-    """TrainConfig's default for a field: the calculator sizes the run the trainer would make."""
-    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == field)
 
 
 class LoraCalculator(widgets.VBox):
@@ -117,27 +116,28 @@ class LoraCalculator(widgets.VBox):
         self.all_linear_checkbox = widgets.Checkbox(value=True, description=ALL_LINEAR, indent=False)
         self.target_checkboxes: dict[str, widgets.Checkbox] = {}
         self.targets_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
-        options, tip = _options(PRECISIONS)
-        self.precision_dropdown = widgets.Dropdown(options=options, value="bf16", description="precision",
+        options, tip = _options(PRECISIONS, "precision")
+        self.precision_dropdown = widgets.Dropdown(options=options, value=DEFAULTS["precision"], description="precision",
                                                    tooltip=tip, style=_STYLE, layout=_wide())
-        options, tip = _options(QUANTIZATIONS)
-        self.quantization_dropdown = widgets.Dropdown(options=options, value="none", description="base",
+        options, tip = _options(QUANTIZATIONS, "quantization")
+        self.quantization_dropdown = widgets.Dropdown(options=options, value=DEFAULTS["quantization"], description="base",
                                                       tooltip=tip, style=_STYLE, layout=_wide())
-        self.double_quant_checkbox = widgets.Checkbox(value=True, description="double quant", indent=False,
-                                                      layout=_wide())
-        options, tip = _options(OPTIMIZERS)
-        self.optimizer_dropdown = widgets.Dropdown(options=options, value="adamw", description="optimizer",
+        self.double_quant_checkbox = widgets.Checkbox(value=DEFAULTS[FIELD_ALIASES["double_quant"]], indent=False,
+                                                      description="double quant", layout=_wide())
+        options, tip = _options(OPTIMIZERS, "optimizer")
+        self.optimizer_dropdown = widgets.Dropdown(options=options, value=DEFAULTS["optimizer"], description="optimizer",
                                                    tooltip=tip, style=_STYLE,  # two cells: "paged AdamW 8-bit"
                                                    # (grid_area: ipywidgets clears grid-column with grid-area)
                                                    layout=widgets.Layout(width="auto", grid_area="auto / span 2"))
-        self.batch_text = widgets.IntText(value=1, description="batch", style=_STYLE, layout=_wide())
-        self.seq_text = widgets.IntText(value=512, description="seq len", style=_STYLE, layout=_wide())
-        self.checkpointing_checkbox = widgets.Checkbox(value=False, description="gradient checkpointing",
-                                                       indent=False, layout=_wide())
-        self.loss_kernel_dropdown = widgets.Dropdown(options=list(LOSS_KERNELS), value=_default("loss_kernel"),
-                                                     description="loss kernel", style=_STYLE, layout=_wide())
-        self.distributed_dropdown = widgets.Dropdown(options=list(DISTRIBUTED), value="ddp",
-                                                     description="multi-GPU", style=_STYLE, layout=_wide())
+        boxed = {"style": _STYLE, "layout": _wide()}
+        self.batch_text = widgets.IntText(value=DEFAULTS["batch_size"], description="batch", **boxed)
+        self.seq_text = widgets.IntText(value=DEFAULTS["max_seq_length"], description="seq len", **boxed)
+        self.checkpointing_dropdown = widgets.Dropdown(options=CHOICES["gradient_checkpointing"], description="checkpoint",
+                                                       value=DEFAULTS["gradient_checkpointing"], **boxed)
+        self.loss_kernel_dropdown = widgets.Dropdown(options=CHOICES["loss_kernel"], value=DEFAULTS["loss_kernel"],
+                                                     description="loss kernel", **boxed)
+        self.distributed_dropdown = widgets.Dropdown(options=CHOICES["distributed"], value=DEFAULTS["distributed"],
+                                                     description="multi-GPU", **boxed)
         self.gpu_dropdown = widgets.Dropdown(options=_gpu_options(), value=gpu, description="GPU", style=_STYLE,
                                              layout=widgets.Layout(width="auto", flex="2 1 0%", min_width="0"))
         self.gpu_gb_text = widgets.FloatText(value=12.0, description="my GiB", disabled=gpu != MY_GPU,
@@ -175,7 +175,7 @@ class LoraCalculator(widgets.VBox):
                                 self.all_linear_checkbox, self.targets_box], layout=widgets.Layout(flex_flow="row wrap"))
         settings = widgets.GridBox([
             self.precision_dropdown, self.quantization_dropdown, self.optimizer_dropdown,
-            self.double_quant_checkbox, self.batch_text, self.seq_text, self.checkpointing_checkbox,
+            self.double_quant_checkbox, self.batch_text, self.seq_text, self.checkpointing_dropdown,
             self.loss_kernel_dropdown, self.distributed_dropdown], layout=grid)
         gpu_row = widgets.HBox([self.gpu_dropdown, self.gpu_gb_text])  # GPU names are long: a row of their own
         controls = widgets.VBox([
@@ -202,7 +202,7 @@ class LoraCalculator(widgets.VBox):
         self.breakdown_toggle.observe(self._on_breakdown_toggle_change, names="value")
         for control in (self.rank, self.alpha_text, self.precision_dropdown, self.quantization_dropdown,
                         self.double_quant_checkbox, self.optimizer_dropdown, self.batch_text, self.seq_text,
-                        self.checkpointing_checkbox, self.gpu_gb_text, self.loss_kernel_dropdown,
+                        self.checkpointing_dropdown, self.gpu_gb_text, self.loss_kernel_dropdown,
                         self.distributed_dropdown):
             control.observe(self._on_setting_change, names="value")
 
@@ -259,15 +259,17 @@ class LoraCalculator(widgets.VBox):
         return GPUS[self.gpu_dropdown.value]
 
     def settings(self) -> dict[str, Any]:
-        """The controls as keyword arguments of ``estimate_memory`` (the attention kernel follows the GPU)."""
+        """The controls as keyword arguments of ``estimate_memory`` for one GPU (the attention kernel follows the
+        GPU; the multi-GPU strategy goes to the per-GPU table only). Double quantization where it is offered."""
         gpu = GPUS.get(self.gpu_dropdown.value)
+        offered = QUANTIZATIONS[self.quantization_dropdown.value].double_quant
         return dict(r=self.rank.value, lora_alpha=self.alpha_text.value, target_modules=self.target_modules,
                     precision=self.precision_dropdown.value,
                     quantization=self.quantization_dropdown.value,
-                    double_quant=self.double_quant_checkbox.value, optimizer=self.optimizer_dropdown.value,
-                    batch_size=self.batch_text.value, seq_len=self.seq_text.value,
-                    gradient_checkpointing=self.checkpointing_checkbox.value,
-                    loss_kernel=self.loss_kernel_dropdown.value, distributed=self.distributed_dropdown.value,
+                    double_quant=self.double_quant_checkbox.value and offered, optimizer=self.optimizer_dropdown.value,
+                    batch_size=self.batch_text.value, max_seq_length=self.seq_text.value,
+                    gradient_checkpointing=self.checkpointing_dropdown.value,
+                    loss_kernel=self.loss_kernel_dropdown.value,
                     compute_capability=gpu.compute_capability if gpu else None)
 
     def _rebuild_targets(self) -> None:
@@ -365,17 +367,18 @@ class LoraCalculator(widgets.VBox):
                                   quantization=settings["quantization"])
         current = estimate_memory(source, **settings)
         columns = scenarios(source, **settings)
-        devices = per_gpu(source, **settings)
+        devices = per_gpu(source, distributed=self.distributed_dropdown.value, **settings)
         plain, fused = fused_head_saving(source, **settings)
         advice = suggest_fit(source, gpu, **settings)
         self.count, self.estimates, self.per_gpu, self.advice = count, columns, devices, advice
         self.kernel_label.value = _lines(f"attention: {html.escape(current.attention_kernel)} "
                                          f"({html.escape(current.attention_reason)}); peak at the "
-                                         f"{html.escape(current.peak_phase)}")
+                                         f"{html.escape(current.peak_phase)}; base linear layers: "
+                                         f"{html.escape(QUANTIZATIONS[settings['quantization']].stores)}")
         self.fused_label.value = _lines(f"fused head: peak {gib(fused.total_bytes)} GiB instead of "
                                         f"{gib(plain.total_bytes)} GiB with the plain head "
                                         f"(logits + loss {gib(fused.logits_bytes)} vs {gib(plain.logits_bytes)} GiB)")
-        self.per_gpu_table.value = per_gpu_html(devices, settings["distributed"], gpu)
+        self.per_gpu_table.value = per_gpu_html(devices, self.distributed_dropdown.value, gpu)
         self.trainable_label.value = _lines(
             f"<b>trainable {count.trainable_params:,}</b> of {count.total_params:,} parameters "
             f"({count.trainable_percent:.3f}%), r={count.r}, {sum(m.count for m in count.modules)} adapted matrices"
