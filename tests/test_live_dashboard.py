@@ -7,11 +7,13 @@ import threading
 import time
 from collections.abc import Callable
 
+import ipywidgets as widgets
 import numpy as np
 import pytest
 
 import lorakit.widgets.live_dashboard as live
 from lorakit.training.events import TrainSummary
+from lorakit.widgets.dashboard_views import DashboardView
 from lorakit.widgets.live_dashboard import LiveDashboard, describe_summary, format_duration
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -515,3 +517,36 @@ def test_a_synchronous_run_in_a_cell_leaves_the_static_png(monkeypatch, tmp_path
     assert "application/vnd.jupyter.widget-view+json" in first[0].data
     assert "image/png" in first[1].data  # the static slot, filled by the final frame
     assert second[-1].text.strip() == "['lorakit-dashboard'] False"
+
+
+class _CountingView(widgets.HTML):
+    """A DashboardView that keeps what each frame showed it."""
+
+    def __init__(self):
+        super().__init__()
+        self.shown, self.resets = [], 0
+
+    def show(self, history, evals, info):
+        self.shown.append(([r["step"] for r in history], [r["step"] for r in evals], info.get("total_steps")))
+        self.value = f"step {history[-1]['step']}" if history else ""
+
+    def reset(self):
+        self.resets += 1
+
+
+def test_views_under_the_plots_follow_every_frame_and_the_final_one(tmp_path):
+    view = _CountingView()
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0, views=[view])
+    assert isinstance(view, DashboardView) and dash.children[-1] is view
+    dash.on_train_start(info(total_steps=3))
+    for step in (1, 2):
+        dash.on_log(record(step))
+        frames(dash)
+    dash.on_eval({"step": 2, "eval_loss": 1.0})
+    dash.on_log(record(3))
+    dash.on_train_end(summary(tmp_path, steps=3))
+    frames(dash)
+    assert view.shown[0] == ([1], [], 3) and view.shown[-1] == ([1, 2, 3], [2], 3)  # the final frame too
+    assert view.value == "step 3"
+    dash.reset()
+    assert view.resets == 1

@@ -25,14 +25,14 @@ from __future__ import annotations
 import html
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 
-from lorakit.training.events import MetricsSink, TrainSummary, read_metrics
+from lorakit.training.events import MetricsSink, TrainSummary
 from lorakit.viz.training import clear_data, draw_dashboard, figure_to_png, make_dashboard_figure
+from lorakit.widgets.dashboard_views import DashboardView, earlier_records, in_ipython
 from lorakit.widgets.run_text import (
     describe_choices,
     describe_setup,
@@ -43,7 +43,7 @@ from lorakit.widgets.run_text import (
 )
 from lorakit.widgets.runtime import STOP, RenderWorker
 
-__all__ = ["LiveDashboard", "describe_choices", "describe_summary", "format_duration"]
+__all__ = ["LiveDashboard", "describe_choices", "describe_summary", "format_duration", "in_ipython"]
 
 TRAIN_KEYS = ("step", "loss", "learning_rate", "tokens_per_s", "mem_allocated_bytes", "mem_reserved_bytes",
               "mem_peak_bytes", "rss_bytes", "memory_by_rank")
@@ -51,30 +51,8 @@ EVAL_KEYS = ("step", "eval_loss")
 RENDER_THREAD = "lorakit-dashboard"
 
 
-def _earlier_records(info: dict) -> dict[str, list[dict]]:
-    """The train and eval records a resumed run logged before its checkpoint (by kind), from metrics.jsonl."""
-    start, out = info.get("start_step") or 0, info.get("output_dir")
-    path = Path(out) / "metrics.jsonl" if out else None
-    if not start or path is None or not path.is_file():
-        return {}
-    kept: dict[str, list[dict]] = {}
-    for record in read_metrics(path):
-        if record.get("step", 0) <= start:
-            kept.setdefault(record.pop("kind", "train"), []).append(record)
-    return kept
-
-
 def _columns(records: list[dict], keys: tuple[str, ...]) -> dict[str, list]:
     return {key: [r.get(key) for r in records] for key in keys}
-
-
-def in_ipython() -> bool:
-    """True inside an IPython kernel or shell (where display() reaches a front end)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    return get_ipython() is not None
 
 
 class LiveDashboard(widgets.VBox, MetricsSink):
@@ -87,7 +65,7 @@ class LiveDashboard(widgets.VBox, MetricsSink):
                  clock: Callable[[], float] = time.monotonic, cost_clock: Callable[[], float] = time.perf_counter,
                  background: bool = True, final_timeout_s: float = 30.0,
                  first_draw_estimate_s: float | None = None, max_plot_lag_s: float = 10.0,
-                 text_interval_s: float = 2.0) -> None:
+                 text_interval_s: float = 2.0, views: Sequence[DashboardView] = ()) -> None:
         if not 0 < max_overhead <= 1:
             raise ValueError(f"max_overhead={max_overhead!r} must be in (0, 1] (fraction of CPU time)")
         self.min_interval_s, self.max_overhead = float(min_interval_s), float(max_overhead)
@@ -123,7 +101,8 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         self._final_done = threading.Event()
         self._static_handle = None
         self._worker = RenderWorker(self.tick, RENDER_THREAD, on_error=self._on_render_error)
-        super().__init__(children=self._build_widgets())
+        self.views = tuple(views)  # widgets under the plots, refreshed with every frame (dashboard_views)
+        super().__init__(children=[*self._build_widgets(), *self.views])
 
     def _build_widgets(self) -> list[widgets.Widget]:
         """The dashboard's rows: progress with its label, status line, set-up, plot."""
@@ -144,7 +123,7 @@ class LiveDashboard(widgets.VBox, MetricsSink):
     def on_train_start(self, info: dict) -> None:
         """A new run: a fresh history (a resumed run's earlier steps read back from its metrics.jsonl); its
         set-up is shown by the render thread."""
-        earlier = _earlier_records(info)
+        earlier = earlier_records(info)
         with self._state_lock:
             self.info = dict(info)
             self.history, self.eval_history = earlier.get("train", []), earlier.get("eval", [])
@@ -252,6 +231,11 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         self._last_frame = self._clock()
         self._show_progress(history)
         self._show_status(history, evals)
+        self._show_views(history, evals)
+
+    def _show_views(self, history: list[dict], evals: list[dict]) -> None:
+        for view in self.views:
+            view.show(history, evals, self.info)
 
     def _text_frame(self, history: list[dict], evals: list[dict], counts: tuple[int, int]) -> None:
         """Progress and status ahead of the plots, saying which step the plots show (drawing is over budget)."""
@@ -276,6 +260,7 @@ class LiveDashboard(widgets.VBox, MetricsSink):
             self.progress.value = min(summary.steps_done, self.progress.max)
             self.progress_label.value = f"{summary.steps_done}/{summary.total_steps}"
             self.status.value = html.escape(describe_summary(summary))
+            self._show_views(history, evals)
             self.show_static()
         finally:
             self._final_done.set()
@@ -354,6 +339,8 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         self.plot.layout.display = "none"
         self.progress.value, self.progress.bar_style, self.progress_label.value = 0, "info", "not started"
         self.setup.value, self.status.value = "", status
+        for view in self.views:
+            view.reset()
         self.show_static()
 
     # -- notebook display ---------------------------------------------------------------------------------
