@@ -70,11 +70,11 @@ class WhatChanged(widgets.VBox):
             return
         self.status.value = "Loading the base model with the run's adapter&hellip;"
         try:
-            self._measure(summary, config)
+            self._measure_run(summary, config)
         except Exception as exc:  # noqa: BLE001 -- the run is over; a failure here is shown, not raised
             self.status.value = html.escape(f"What changed could not be shown: {type(exc).__name__}: {exc}")
 
-    def _measure(self, summary, config) -> None:
+    def _measure_run(self, summary, config) -> None:
         from lorakit.training.data import split_dataset
         from lorakit.training.lora_stats import lora_update_stats, update_grid
         from lorakit.training.token_compare import load_run
@@ -88,10 +88,10 @@ class WhatChanged(widgets.VBox):
             notes.append(f"No update statistics: {exc}.")
         held = split_dataset(config)[1]
         self.status.value = f"Comparing {min(len(held), self.max_examples)} held-out examples with and without the adapter&hellip;"
-        notes.append(self._compare(run, held))
+        notes.append(self._compare_examples(run, held))
         self.status.value = html.escape(" ".join(n for n in notes if n))
 
-    def _compare(self, run, held: list) -> str:
+    def _compare_examples(self, run, held: list) -> str:
         """Compare the held-out examples; returns a note on what was left out."""
         from lorakit.training.token_compare import compare_tokens, pooled_loss
 
