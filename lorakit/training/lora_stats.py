@@ -13,8 +13,8 @@ For an adapted layer with frozen weight W0 (d_out x d_in) and factors B (d_out x
   direction carries the whole update, r when all r carry the same weight; 0 for a zero update (B starts at
   zero, so before the first step every layer's update is zero).
 
-Layers are grouped by shape and each group is factorised in one batched call, in float64, on the model's
-device. ``UpdateTracker`` is the trainer's form: the base norms taken once, and at each logging step every
+Layers are grouped by shape and each group is factorised in one batched call on the model's device (the QR in
+float32, the factors' precision; the core's SVD and every norm in float64). ``UpdateTracker`` is the trainer's form: the base norms taken once, and at each logging step every
 layer's spectrum and norms as one device tensor, read by the caller in one go (the run's counting ``read``).
 DoRA (and peft's other LoRA variants) do not add s·B·A, so they are refused with a message, as are adapters
 merged into the base weight.
@@ -22,6 +22,7 @@ merged into the base weight.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -146,7 +147,8 @@ def base_norm(layer) -> torch.Tensor:
         raise ValueError(f"a {type(layer).__name__} over a {type(base).__name__}: no single base weight W0")
     with torch.no_grad():
         weight = dequantize_module_weight(base).detach().reshape(-1)
-        squares = sum(torch.linalg.vector_norm(c, dtype=torch.float64) ** 2 for c in weight.split(_NORM_CHUNK))
+        # each chunk's norm in float32 (a tree reduction: relative error ~1e-7), their squares summed in float64
+        squares = sum(torch.linalg.vector_norm(c.float()).double() ** 2 for c in weight.split(_NORM_CHUNK))
     return squares.sqrt()
 
 
@@ -158,10 +160,14 @@ def spectra(layers: Sequence[_Adapted]) -> list[torch.Tensor]:
     for i, item in enumerate(layers):
         groups.setdefault((tuple(item.a.shape), tuple(item.b.shape), item.a.device), []).append(i)
     for members in groups.values():
-        a = torch.stack([layers[i].a for i in members]).to(torch.float64)  # (k, r, d_in)
-        b = torch.stack([layers[i].b for i in members]).to(torch.float64)  # (k, d_out, r)
-        r_b = torch.linalg.qr(b, mode="r").R  # (k, min(d_out, r), r)
-        r_a = torch.linalg.qr(a.transpose(1, 2), mode="r").R  # (k, min(d_in, r), r)
+        # QR in the factors' own precision, at least float32 (backward stable: each σ is then within a few ulps
+        # of σ_1); the r x r core and its SVD in float64. (A float64 QR of float32 factors gains nothing and ran
+        # 10-40x slower on a busy 2-core CPU.)
+        dtype = torch.promote_types(layers[members[0]].a.dtype, torch.float32)
+        a = torch.stack([layers[i].a for i in members]).to(dtype)  # (k, r, d_in)
+        b = torch.stack([layers[i].b for i in members]).to(dtype)  # (k, d_out, r)
+        r_b = torch.linalg.qr(b, mode="r").R.double()  # (k, min(d_out, r), r)
+        r_a = torch.linalg.qr(a.transpose(1, 2), mode="r").R.double()  # (k, min(d_in, r), r)
         scale = torch.tensor([abs(layers[i].scaling) for i in members], dtype=torch.float64, device=a.device)
         values = torch.linalg.svdvals(r_b @ r_a.transpose(1, 2)) * scale[:, None]
         for row, i in enumerate(members):
@@ -190,6 +196,22 @@ def _rows(flat: list[float], width: int) -> list[list[float]]:
     return [flat[i : i + width] for i in range(0, len(flat), width)]
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device):
+    """On a CPU, torch on one thread meanwhile: a batch of QRs of d x r matrices is far too small to share, and on
+    a busy machine every multi-threaded op waits for a descheduled thread (measured on 2 busy cores: the whole
+    measurement of SmolLM2's 210 layers took 240 ms on two threads, 35 ms on one)."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ---- the trainer's form ----------------------------------------------------------------------------------------
 class UpdateTracker:
     """The update statistics of one model, measured repeatedly: the base norms once (they are frozen), then per
@@ -205,11 +227,12 @@ class UpdateTracker:
     def measure(self) -> torch.Tensor:
         """(layers x width) float64 on the device, flattened: per layer ||W0||_F, then σ of ΔW (zero-padded)."""
         device = self.base.device
-        rows = torch.zeros((len(self.layers), self.width), dtype=torch.float64, device=device)
-        rows[:, 0] = self.base
-        for i, values in enumerate(spectra(self.layers)):
-            rows[i, 1 : 1 + values.numel()] = values.to(device)
-        return rows.flatten()
+        with _one_cpu_thread(device):
+            rows = torch.zeros((len(self.layers), self.width), dtype=torch.float64, device=device)
+            rows[:, 0] = self.base
+            for i, values in enumerate(spectra(self.layers)):
+                rows[i, 1 : 1 + values.numel()] = values.to(device)
+            return rows.flatten()
 
     def updates(self, flat: list[float]) -> list[LayerUpdate]:
         """The LayerUpdate of every layer from what ``measure`` returned, read to the host."""
