@@ -83,7 +83,8 @@ def make_control(name: str, value: Any) -> widgets.ValueWidget:
     if name == "dataset":
         return DatasetText(value, **common)
     if name == "preview_prompts":
-        common["layout"] = widgets.Layout(width="auto", grid_column="1 / -1", height="4.5em")
+        # the whole row (grid_area: ipywidgets writes grid-area after grid-column, which would clear it)
+        common["layout"] = widgets.Layout(width="auto", grid_area="auto / 1 / auto / -1", height="4.5em")
         return PromptsArea(value, placeholder="one question a line", **common)
     return widgets.Text(value="" if value is None else str(value), **common)
 
