@@ -171,3 +171,22 @@ def test_the_dataset_field_is_documented_where_people_look():
     import lorakit
 
     assert DATASET_HELP in " ".join(lorakit.TrainConfig.__doc__.split())  # help(lorakit.TrainConfig)
+
+
+def test_the_readme_says_what_the_code_does():
+    """The README's "Your own data" section: every shape, and the defaults and timeout it names, as the code has
+    them."""
+    from pathlib import Path
+
+    from lorakit.training.config import DEFAULTS
+    from lorakit.training.records import FILE_SUFFIXES
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    section = readme.read_text(encoding="utf-8").split("## Your own data", 1)[1].split("\n## ", 1)[0]
+    for shape in ('`{"text": "plain text"}`', '`{"prompt": "...", "completion": "..."}`',
+                  '`{"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]}`'):
+        assert shape in section
+    assert all(f"`{suffix}`" in section for suffix in FILE_SUFFIXES)
+    assert DEFAULTS["eval_split"] == 0.1 and "A tenth of the examples (`eval_split`)" in section
+    assert DEFAULTS["preview_examples"] == 3 and "the first three (`preview_examples`)" in section
+    assert HUB_TIMEOUT_S == 3.0 and "a 3 s timeout" in section
