@@ -455,3 +455,26 @@ def test_stop_during_the_preview_before_training_says_nothing_was_trained(tiny_m
     assert "Adapter saved" not in status and "0 of 20" not in status and "0/20 steps" not in status
     assert "after 0 of 20" not in panel.preview.value
     assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_a_dataset_typed_wrong_is_refused_in_the_panel_before_anything_loads(tiny_model_dir, tmp_path,
+                                                                              monkeypatch):
+    """Issue 21: a file path typed into the panel's dataset field that does not exist is refused by the real
+    train() before the weights load; the panel says so as a refusal (no traceback), makes no run folder and does
+    not offer that folder to resume."""
+    import lorakit.training.parts as parts_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the base model's weights were loaded before the run was refused")
+
+    monkeypatch.setattr(parts_module, "load_base", refuse)
+    panel = TrainerPanel(model=str(tiny_model_dir), device="cpu", output_dir=str(tmp_path / "run"))
+    panel.fields["dataset"].value = str(tmp_path / "my_data.jsonl")
+    assert panel.start()
+    with pytest.raises(RuntimeError, match="does not exist"):
+        panel.wait(timeout=60)
+    status, message = panel.dashboard.status.value, panel.message.value
+    assert status.startswith("Refused before anything loaded: ") and "my_data.jsonl" in status
+    assert "Cannot start: " in message and "does not exist" in message and "Traceback" not in message
+    assert list(tmp_path.iterdir()) == [] and panel.resume_from.value == ""
+    assert not panel.running and not panel.start_button.disabled

@@ -281,10 +281,13 @@ class TrainerPanel(widgets.VBox):
         self.form.disabled = self.resume_from.disabled = running
         if running or self._stop is None:  # running, or no run yet
             return
-        if self.run_dir is not None:
-            self.resume_from.value = str(self.run_dir)
         exc, summary = self._runner.exception, self._runner.result
-        if exc is not None:
+        if self.run_dir is not None and self.run_dir.exists():  # a refused run made no folder to resume
+            self.resume_from.value = str(self.run_dir)
+        if isinstance(exc, ValueError):  # train() refuses a configuration before anything loads
+            self.dashboard.status.value = html.escape(f"Refused before anything loaded: {exc}")
+            self._set_message(f"Cannot start: {exc}", error=True)
+        elif exc is not None:
             self.dashboard.status.value = html.escape(f"Failed: {type(exc).__name__}: {exc}")
             self.message.value = ("<details><summary>Traceback</summary><pre>"
                                   f"{html.escape(self.error or '')}</pre></details>")
