@@ -226,8 +226,6 @@ def test_mouse_runs_stop_resume_and_leave_their_picture(lab_server, page, artifa
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert state == {"step": 30, "resumed_from": str(run)}
     expect(static_png).to_have_count(1)  # one output, updated in place
-    # the panel says "Completed" when the run returns; the render thread may put up the final picture after it
-    expect(root.locator("img.lorakit-plot")).to_be_visible(timeout=30_000)
     assert cut_problems(root, options=False) == []  # the live picture inside the panel
     screenshot(page, root, artifacts / "trainer_panel_after_resume.png")
 
