@@ -597,6 +597,22 @@ def test_the_first_logged_step_draws_a_visible_point_on_an_axis_from_zero():
     assert loss_ax.lines[0].get_marker() in ("None", "", None)  # a line once there are two points
 
 
+def test_a_nearly_constant_series_is_drawn_inside_the_frame_not_on_its_edge():
+    """Seen in the browser test's screenshot: a learning rate decaying over 100,000 steps (2e-4 to 1.9996e-4 in
+    the steps shown) lay on the top edge of an axis from zero, where the frame hid it; an eval loss near the
+    train loss's top sat on the edge too. Every point is at most 1/1.05 of the axis' top."""
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0)
+    dash.on_train_start(info(total_steps=100_000))
+    for step in range(1, 187):
+        dash.on_log(record(step, loss=10.8 - 0.5 * step / 186, learning_rate=2e-4 * (1 - step / 100_000)))
+    dash.on_eval({"step": 150, "eval_loss": 10.79})
+    frames(dash)
+    loss_ax, lr_ax, _, _ = dash._figure[1]
+    for ax in (loss_ax, lr_ax):
+        top = max(max(line.get_ydata()) for line in ax.lines)
+        assert ax.get_ylim() == pytest.approx((0, 1.05 * top))
+
+
 def test_a_resumed_run_starts_the_bar_where_it_left_off(tmp_path):
     """Issue 24: on Resume the bar jumped back to 0/20 while the status said step 6 of 20."""
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"kind": "train", **record(s)}) + "\n"

@@ -95,6 +95,15 @@ def _marker(xs: Sequence) -> str | None:
     return "o" if len(xs) == 1 else None
 
 
+def _from_zero(ax: Axes, values: Sequence[float]) -> None:
+    """The y axis from zero to 5 % above the largest value: the first points alone would zoom onto a few
+    hundredths of a loss, and a nearly constant series (a learning rate decaying over 100,000 steps) would lie
+    on the frame's top edge, where matplotlib's margin (5 % of the data's own span) puts it."""
+    top = max(values)
+    if top > 0:
+        ax.set_ylim(0, 1.05 * top)
+
+
 def _placeholder(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.5")
 
@@ -110,7 +119,7 @@ def draw_loss(ax: Axes, steps: Sequence[float], losses: Sequence[float | None],
     if exs:
         ax.plot(exs, eys, "o-", label="eval loss", color="C3", markersize=4, linewidth=1)
     if xs or exs:
-        ax.set_ylim(bottom=0)  # from zero: the first points alone would zoom onto a few hundredths of a loss
+        _from_zero(ax, ys + eys)
     else:
         _placeholder(ax, "waiting for the first logged step")
     ax.set_title("loss")
@@ -124,7 +133,7 @@ def draw_learning_rate(ax: Axes, steps: Sequence[float], lrs: Sequence[float | N
     xs, ys = _pairs(steps, lrs)
     if xs:
         ax.plot(xs, ys, color="C2", linewidth=1.2, marker=_marker(xs), markersize=4)
-        ax.set_ylim(bottom=0)
+        _from_zero(ax, ys)
         # no offset: a nearly constant LR would otherwise read "1e-9+1.9999e-4"
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useOffset=False)
     else:
