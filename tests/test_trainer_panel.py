@@ -284,7 +284,7 @@ def test_a_run_that_fails_before_its_first_picture_leaves_no_broken_image(monkey
     with pytest.raises(RuntimeError, match="tf32 needs a GPU"):
         panel.wait(timeout=30)
     assert panel.dashboard.plot.layout.display == "none"  # and after a failed one
-    assert "Failed: ValueError: precision: tf32 needs a GPU" in panel.dashboard.status.value
+    assert "Refused before anything loaded: precision: tf32 needs a GPU" in panel.dashboard.status.value
 
 
 def test_dom_classes_for_browser_tests():
