@@ -129,6 +129,22 @@ def test_8bit_base_is_measured_against_its_dequantized_weight(tiny_model_dir):
     assert_matches_dense(peft_model, updates, base_weight=dequantized)
 
 
+def test_measuring_an_8bit_base_leaves_its_forward_as_it_was(tiny_model_dir):
+    """Reading W0 before the first forward (the trainer's tracker does) must not change what the layer computes;
+    after that forward the row scales live on the layer's state, and the measurement reads the same W0."""
+    measured, untouched = _quantized_lora(tiny_model_dir, "int8"), _quantized_lora(tiny_model_dir, "int8")
+    untouched.load_state_dict({k: v for k, v in measured.state_dict().items() if "lora_" in k}, strict=False)
+    measured.eval(), untouched.eval()
+    before = [u.base_norm for u in lora_update_stats(measured)]
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    out = measured(input_ids=ids).logits
+    out.float().sum().backward()  # the adapter's gradients flow through the 8-bit matmul
+    torch.testing.assert_close(out, untouched(input_ids=ids).logits)
+    assert type(measured.get_submodule(lora_update_stats(measured)[0].name).get_base_layer().weight).__name__ \
+        == "Int8Params"
+    assert [u.base_norm for u in lora_update_stats(measured)] == pytest.approx(before, rel=1e-6)
+
+
 def test_a_fresh_adapter_has_no_update():
     updates = lora_update_stats(get_peft_model(tiny_causal_lm(), LoraConfig(r=4, target_modules=BLOCK)))
     assert all(u.rel_norm == 0 and u.effective_rank == 0 and max(u.singular_values) == 0 for u in updates)

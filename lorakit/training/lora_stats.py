@@ -4,8 +4,8 @@ For an adapted layer with frozen weight W0 (d_out x d_in) and factors B (d_out x
 ΔW = s·B·A, with s = peft's ``scaling`` of that layer: lora_alpha / r, or lora_alpha / sqrt(r) under rsLoRA
 (peft stores the right one, so rank_pattern and alpha_pattern come with it). For each layer this gives:
 
-* ``rel_norm`` = ||ΔW||_F / ||W0||_F, with W0 de-quantized (peft's ``dequantize_module_weight``) for a
-  quantized base;
+* ``rel_norm`` = ||ΔW||_F / ||W0||_F, with W0 de-quantized for a quantized base
+  (``lorakit.quantization.dequantized_weight``, which leaves the layer as it was);
 * ``singular_values`` of ΔW, without ever forming ΔW: with the thin QR factorisations B = Q_B R_B and
   Aᵀ = Q_A R_A, ΔW = s·Q_B (R_B R_Aᵀ) Q_Aᵀ, whose singular values are those of the r x r core s·R_B R_Aᵀ.
   That costs O((d_in + d_out)·r²), not the O(d_in·d_out·r) of the dense product; ||ΔW||_F = sqrt(Σ σ²);
@@ -140,13 +140,13 @@ def adapted_layers(model, adapter: str | None = None) -> list[_Adapted]:
 # ---- the maths ---------------------------------------------------------------------------------------------
 def base_norm(layer) -> torch.Tensor:
     """||W0||_F of a LoRA layer's base weight as a float64 device scalar, de-quantized (no host read)."""
-    from peft.utils.integrations import dequantize_module_weight
+    from lorakit.quantization import dequantized_weight
 
     base = layer.get_base_layer()
     if not hasattr(base, "weight"):
         raise ValueError(f"a {type(layer).__name__} over a {type(base).__name__}: no single base weight W0")
     with torch.no_grad():
-        weight = dequantize_module_weight(base).detach().reshape(-1)
+        weight = dequantized_weight(base).detach().reshape(-1)
         # each chunk's norm in float32 (a tree reduction: relative error ~1e-7), their squares summed in float64
         squares = sum(torch.linalg.vector_norm(c.float()).double() ** 2 for c in weight.split(_NORM_CHUNK))
     return squares.sqrt()
