@@ -101,6 +101,7 @@ def lorakit_train(path: Path, texts: list[str], s: hb.RunSettings, sinks: tuple 
         raise RuntimeError(f"lorakit run ended {summary.status}: {summary.message}")
     tps, secs, toks = hb.window_throughput(clock.marks)
     extra = {"wall_s": wall, "summary_tokens_per_s": summary.tokens_per_s, "host_reads": summary.host_reads,
+             "train_s": summary.train_s,
              "choices": summary.choices, "compile_s": summary.compile_s, **hb._cuda_memory()}
     return hb.RunResult(tps, clock.losses, secs, toks, extra)
 

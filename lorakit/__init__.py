@@ -7,7 +7,8 @@ Three parts, one package:
 * sizing   -- LoRA/QLoRA parameter counts and a training-memory planner (``count_lora_params``,
   ``estimate_memory``, the ``LoraCalculator`` widget);
 * training -- a notebook-side LoRA trainer (``TrainConfig``, ``train``, the ``TrainerPanel`` widget,
-  ``LiveDashboardCallback`` for an existing ``transformers.Trainer``).
+  ``LiveDashboardCallback`` for an existing ``transformers.Trainer``), and what an adapter learned
+  (``lora_update_stats``: the update's size and spectrum per layer; ``compare_tokens``: the tokens it changed).
 
 Names are imported lazily: ``import lorakit`` loads neither torch nor the widget stack; the heavy
 imports happen the first time a name that needs them is used.
@@ -44,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "lorakit.training",
     "train": "lorakit.training",
     "compare_runs": "lorakit.training",
+    "lora_update_stats": "lorakit.training",
+    "compare_tokens": "lorakit.training",
     # widgets (ipywidgets + matplotlib)
     "FloatExplorer": "lorakit.widgets",
     "LoraCalculator": "lorakit.widgets",

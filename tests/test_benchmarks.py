@@ -144,6 +144,18 @@ def test_dashboard_and_sync_smoke():
     assert quiet.lorakit < quiet.base  # lorakit reads less than the Trainer between logging steps
 
 
+@pytest.mark.slow
+def test_lora_stats_smoke():
+    import bench_lora_stats
+
+    rows = bench_lora_stats.run(quick=True, repeats=1)
+    assert_rows_ok(rows)
+    share = next(r for r in rows if r.metric.startswith("statistics' share"))
+    assert 0 < share.lorakit < 100
+    reads = next(r for r in rows if r.metric == "statistics reads per logging step")
+    assert reads.lorakit == 1.0 and reads.status == "pass"
+
+
 def test_latency_rows_apply_the_target_to_handler_time_only():
     from common import latency_rows
 
@@ -181,7 +193,7 @@ def test_every_benchmark_exposes_run_quick_repeats():
     import run
 
     for name in ("memory_planner", "bench_float_explorer", "bench_lora_calculator", "bench_quantization",
-                 "bench_embedded_load", "bench_widget_latency"):
+                 "bench_embedded_load", "bench_widget_latency", "bench_lora_stats"):
         params = inspect.signature(importlib.import_module(name).run).parameters
         assert {"quick", "repeats"} <= set(params), (name, list(params))
     assert set(run.BENCHMARKS) >= {"trainer", "packing", "dashboard", "planner", "float_explorer", "lora_calculator"}

@@ -13,7 +13,7 @@ from typing import Any
 from lorakit.quantization import bitsandbytes, torchao
 from lorakit.quantization.base import NONE, LogNotice, Quantization
 
-__all__ = ["ALIASES", "NONE", "QLORA", "QUANTIZATIONS", "LogNotice", "Quantization", "fit_steps",
+__all__ = ["ALIASES", "NONE", "QLORA", "QUANTIZATIONS", "LogNotice", "Quantization", "dequantized_weight", "fit_steps",
            "make_optimizer", "notices", "param_numel", "recognize", "stored_tensors"]
 
 BACKENDS = (bitsandbytes, torchao)  # each module's RECORDS, in the order the dropdowns list them
@@ -49,6 +49,18 @@ def stored_tensors(param: Any) -> list[Any]:
     """The tensors whose bytes a loaded parameter takes, its quantization state included."""
     found = (q.stored_tensors(param) for q in QUANTIZATIONS.values())
     return next((t for t in found if t is not None), None) or [param]
+
+
+def dequantized_weight(layer: Any) -> Any:
+    """A linear layer's weight W0 in floating point (de-quantized when a backend stored it), leaving the layer as
+    it was; peft's ``dequantize_module_weight`` for the layers no record claims (4-bit, torchao, plain)."""
+    found = (q.dequantized(layer) for q in QUANTIZATIONS.values())
+    weight = next((w for w in found if w is not None), None)
+    if weight is None:
+        from peft.utils.integrations import dequantize_module_weight
+
+        weight = dequantize_module_weight(layer)
+    return weight
 
 
 def make_optimizer(name: str, params: Any, **kwargs: Any) -> Any:

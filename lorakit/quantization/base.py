@@ -99,6 +99,11 @@ class Quantization:
         when the parameter is not one of this option's."""
         return None
 
+    def dequantized(self, layer: Any) -> Any | None:
+        """A loaded layer's weight in floating point, computed without changing the layer (its next forward must
+        run as if nothing had read it); None when the layer is not one of this option's."""
+        return None
+
     def recognizes(self, quantization_config: Any) -> bool:
         """Whether a model's ``config.quantization_config`` (a dict or an object) is this option."""
         return False

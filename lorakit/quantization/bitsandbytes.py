@@ -44,6 +44,18 @@ class Int8(Quantization):
         scb = getattr(param, "SCB", None)  # Int8Params: one fp32 scale per output row
         return [param, scb] if _tensor(scb) else None
 
+    def dequantized(self, layer: Any) -> Any | None:
+        # Before its first forward the row scales sit on the weight (Int8Params.SCB), after it on the layer's
+        # state. peft's dequantize_module_weight sets state.SCB and re-creates the weight on the CPU, after which
+        # the layer's first forward failed (bitsandbytes' matmul found no state.CB): read, never write.
+        weight, state = getattr(layer, "weight", None), getattr(layer, "state", None)
+        if type(weight).__name__ != "Int8Params":
+            return None
+        scb = weight.SCB if _tensor(getattr(weight, "SCB", None)) else getattr(state, "SCB", None)
+        if not _tensor(scb):
+            raise ValueError(f"an 8-bit {type(layer).__name__} without its row scales (SCB): cannot de-quantize it")
+        return weight.data.float() * (scb.float().view(-1, 1) / 127.0)
+
     def recognizes(self, quantization_config: Any) -> bool:
         return bool(get_option(quantization_config, "load_in_8bit", False))
 

@@ -21,6 +21,11 @@ _EXPORTS: dict[str, str] = {
     "ensure_embedded": "lorakit.training.embedded",
     "compare_runs": "lorakit.training.compare",
     "MetricsCallback": "lorakit.training.hf_callback",
+    "lora_update_stats": "lorakit.training.lora_stats",
+    "LayerUpdate": "lorakit.training.lora_stats",
+    "compare_tokens": "lorakit.training.token_compare",
+    "TokenComparison": "lorakit.training.token_compare",
+    "load_run": "lorakit.training.token_compare",
 }
 
 __all__ = sorted(_EXPORTS)

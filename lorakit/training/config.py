@@ -59,7 +59,7 @@ FIELD_CHOICES: dict[str, tuple[Any, ...]] = {
 }
 # Fields that are True or False (1 and 0 pass too: check_choice compares with ==).
 FLAGS = ("bnb_4bit_use_double_quant", "use_dora", "use_rslora", "packing", "padding_free", "trust_remote_code",
-         "eval_exact_match")
+         "eval_exact_match", "log_lora_stats")
 _ALIAS_KIND = {"precision": "precision", "quantization": "quantization", "bnb_4bit_compute_dtype": "compute_dtype"}
 
 # Numeric fields: (lowest, highest or None, type). The widgets take their bounds from here too.
@@ -159,6 +159,8 @@ class TrainConfig:
     eval_steps: int | None = None  # None: evaluate only at the end
     save_steps: int | None = None  # None: checkpoint only at the end
     logging_steps: int = 10
+    # at each logging step, how far the adapter moved each layer and its update's spectrum (training.lora_stats)
+    log_lora_stats: bool = True
     seed: int = 42
     output_dir: str | None = None  # None: runs/<timestamp>
     trust_remote_code: bool = False

@@ -100,6 +100,18 @@ def split_records(records: list, eval_split: float) -> tuple[list, list]:
     return train, held
 
 
+def split_dataset(config) -> tuple[list, list]:
+    """(training records, held-out records) of a config's dataset: a built-in task's own held-out split (none
+    when eval_split is 0), else ``eval_split`` of the records, chosen by hash (``split_records``)."""
+    from lorakit.data import builtin_task
+
+    records = load_records(config.dataset)
+    task = builtin_task(config.dataset)
+    if task is not None:
+        return records, task.split("eval") if config.eval_split > 0 else []
+    return split_records(records, config.eval_split)
+
+
 def truncate(example: Example, max_len: int) -> Example:
     return Example(example.input_ids[:max_len], example.labels[:max_len])
 

@@ -69,6 +69,7 @@ class StepRecord(TypedDict, total=False):
     rss_bytes: int | None  # the process's resident memory
     # several processes: each field above is its largest value over them, and this holds every one's
     memory_by_rank: list[dict]
+    lora: dict  # log_lora_stats: the adapter's update per block x module type (lora_stats.update_grid)
 
 
 class EvalRecord(TypedDict, total=False):

@@ -7,7 +7,9 @@ process of a multi-process run; what differs there (a slice of each global batch
 processes, the loss summed over them at logging steps) is in ``distributed.Ranks``, and starting the
 processes is ``launch``'s.
 
-Device syncs: the loss is summed on the device and read once per logging interval (and once per evaluation).
+Device syncs: the loss is summed on the device and read once per logging interval (and once per evaluation);
+with log_lora_stats, the adapter's update statistics (``lora_stats``) are measured on the device and read once
+per logging interval too.
 Every such read goes through ``RunState.read``, which counts it in the run's ``host_reads`` by reason (the
 summary carries the counts), so a benchmark can check that non-logging steps read nothing. (Outside this
 loop, transformers' mask builder and an fp16 GradScaler each read the device once per step; on a GPU
@@ -43,6 +45,7 @@ from lorakit.training.events import (
     atomic_write_json,
     trim_metrics,
 )
+from lorakit.training.lora_stats import tracker_for_run
 from lorakit.training.parts import build_parts, matmul_mode, memory_stats, rss_bytes
 from lorakit.training.preflight import check_before_load
 from lorakit.training.state import Progress, RunState, Window
@@ -155,6 +158,8 @@ def setup(run: RunState, resume_from) -> None:
                                 saved["elapsed_s"])
         run.scores.restore_before(saved.get("before"))  # the preview and scores its first part measured
     run.first_step = run.progress.step
+    run.update_tracker = tracker_for_run(config.log_lora_stats, parts.accelerator.unwrap_model(parts.model),
+                                         main=run.ranks.is_main, sharded=run.ranks.fsdp, warn=run.warn)
     run.loss_sum = torch.zeros((), device=parts.accelerator.device)
 
 
@@ -337,6 +342,8 @@ def log(run: RunState) -> None:
         eta_s=(now - run.loop_started) / done_here * (run.total_steps - progress.step) + (run.scores.before_s or 0.0),
         **memory,
     )
+    if run.update_tracker is not None:  # the adapter's update per layer: one more read, at logging steps only
+        record["lora"] = run.update_tracker.record(run.read(run.update_tracker.measure(), "lora"))
     run.final_loss = loss
     run.peak_rss = max(run.peak_rss, record["rss_bytes"] or 0)
     run.loss_sum.zero_()

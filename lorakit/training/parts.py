@@ -19,7 +19,7 @@ from lorakit.choices import OPTIMIZERS, torch_dtype
 from lorakit.training.accelerator import make_accelerator
 from lorakit.training.auto import Choice, decide_checkpointing, decide_loss_kernel
 from lorakit.training.config import TrainConfig
-from lorakit.training.data import Batches, build_batches, load_records, split_records
+from lorakit.training.data import Batches, build_batches, split_dataset
 from lorakit.training.modeling import add_lora, load_base
 
 
@@ -138,14 +138,7 @@ def make_scheduler(config: TrainConfig, optimizer, total_steps: int):
 
 def make_data(config: TrainConfig, tokenizer, device: str) -> tuple[Batches, Batches | None, list]:
     """(train batches, eval batches or None, eval records); a built-in task brings its own held-out split."""
-    from lorakit.data import builtin_task
-
-    records = load_records(config.dataset)
-    task = builtin_task(config.dataset)
-    if task is not None:
-        eval_records = task.split("eval") if config.eval_split > 0 else []
-    else:
-        records, eval_records = split_records(records, config.eval_split)
+    records, eval_records = split_dataset(config)
     pin = device == "cuda"  # pinned host memory only helps copies to a GPU
     train_batches = build_batches(config, tokenizer, records, pin)
     eval_batches = build_batches(config, tokenizer, eval_records, pin) if eval_records else None

@@ -116,6 +116,7 @@ class RunState:
     model_path: str = ""  # the model's folder (or hub id), resolved once
     parts: Any = None  # parts.Parts once built; None again after clean-up
     compiler: Any = None  # compile.BlockCompiler, made with the parts
+    update_tracker: Any = None  # lora_stats.UpdateTracker when the run logs its adapter's update (rank 0)
     progress: Progress = field(default_factory=Progress)
     total_steps: int = 0
     first_step: int = 0  # progress.step when this session began (> 0 when resuming)

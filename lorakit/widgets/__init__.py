@@ -11,6 +11,8 @@ _EXPORTS = {
     "TrainerPanel": "lorakit.widgets.trainer_panel",
     "LiveDashboard": "lorakit.widgets.live_dashboard",
     "LiveDashboardCallback": "lorakit.widgets.hf_callback",
+    "LoraUpdateView": "lorakit.widgets.lora_views",
+    "WhatChanged": "lorakit.widgets.what_changed",
     "Exercise": "lorakit.widgets.exercise",
     "Quiz": "lorakit.widgets.exercise",
     "NumberAnswer": "lorakit.widgets.answers",

@@ -25,7 +25,9 @@ from lorakit.training.config import TrainConfig
 from lorakit.training.events import StopHandle, TrainSummary
 from lorakit.widgets.config_form import ConfigForm
 from lorakit.widgets.live_dashboard import LiveDashboard, describe_summary
+from lorakit.widgets.lora_views import LoraUpdateView
 from lorakit.widgets.runtime import BackgroundRun
+from lorakit.widgets.what_changed import WhatChanged
 
 __all__ = ["FIELDS", "TrainerPanel", "new_run_dir", "preview_html"]
 
@@ -115,7 +117,8 @@ class TrainerPanel(widgets.VBox):
         self.config = dataclasses.replace(base, **overrides) if overrides else base
         self._output_base = self.config.output_dir  # Start makes a new folder from this each time
         self.run_dir: Path | None = None  # the folder of the last run started from this panel
-        self.dashboard = LiveDashboard()
+        self.dashboard = LiveDashboard(views=[LoraUpdateView()])
+        self.what_changed = WhatChanged()  # after a run: the adapter against its base
         self._runner = BackgroundRun("lorakit-train")
         self._stop: StopHandle | None = None
         super().__init__(children=self._build_controls())
@@ -144,7 +147,7 @@ class TrainerPanel(widgets.VBox):
         self.preview.add_class("lorakit-preview")
         buttons = widgets.HBox([self.start_button, self.resume_button, self.stop_button, self.resume_from],
                                layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        return [self.form, help_line, buttons, self.message, self.dashboard, self.preview]
+        return [self.form, help_line, buttons, self.message, self.dashboard, self.preview, self.what_changed]
 
     def _ipython_display_(self) -> None:
         """The live panel, then the output that keeps a static copy of the final figure."""
@@ -228,6 +231,7 @@ class TrainerPanel(widgets.VBox):
         self._stop = StopHandle()
         self._set_message("")
         self.preview.value = ""
+        self.what_changed.reset()
         self.dashboard.reset(html.escape(status) + "&hellip;")
         self._runner.start(self._train, config, self._stop, resume_from, on_done=self._refresh)
         self._refresh()
@@ -257,7 +261,9 @@ class TrainerPanel(widgets.VBox):
         """Thread body (``BackgroundRun`` keeps the outcome)."""
         import lorakit.training as train_module  # looked up at call time so tests can substitute train()
 
-        return train_module.train(config, sinks=(self.dashboard,), stop=stop, resume_from=resume_from)
+        summary = train_module.train(config, sinks=(self.dashboard,), stop=stop, resume_from=resume_from)
+        self.what_changed.show_run(summary, config)
+        return summary
 
     # -- handlers -----------------------------------------------------------------------------------------
     def _on_start_click(self, _button: widgets.Button) -> None:
