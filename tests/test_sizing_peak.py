@@ -162,7 +162,7 @@ def _measured_and_predicted(preset=PRESET, dims=None, batch=2, seq=128, quantiza
     measured = measure_peak_step(model, ids, optimizer, autocast=mixed, loss_fn=loss)
     predicted = estimate_memory(shrink_config(preset, **dims), r=8, quantization=quantization, precision=precision,
                                 batch_size=batch, seq_len=seq, gradient_checkpointing=checkpointing,
-                                attention=attention, finetune=finetune, mask=mask, device="cpu",
+                                use_reentrant=checkpointing, attention=attention, finetune=finetune, mask=mask, device="cpu",
                                 runtime_overhead_bytes=0, loss_kernel="plain",
                                 double_quant=TrainConfig(quantization=quantization).quant.double_quant)
     return measured, predicted
@@ -220,7 +220,7 @@ def test_fused_head_peak_matches_a_measured_cpu_step(checkpointing):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     measured = measure_peak_step(model, torch.randint(0, 8192, (batch, seq)), optimizer, loss_fn=loss)
     predicted = estimate_memory(shrink_config(PRESET, **dims), r=8, precision="fp32", batch_size=batch, seq_len=seq,
-                                gradient_checkpointing=checkpointing, loss_kernel="fused", device="cpu",
+                                gradient_checkpointing=checkpointing, use_reentrant=checkpointing, loss_kernel="fused", device="cpu",
                                 runtime_overhead_bytes=0)
     assert predicted.peak_phase == "fused head"
     assert predicted.total_bytes == pytest.approx(measured, rel=0.02)
@@ -238,6 +238,6 @@ def test_full_finetune_with_fp32_master_weights_under_bf16_autocast(checkpointin
     measured = measure_peak_step(model, ids, torch.optim.AdamW(model.parameters()), autocast=torch.bfloat16,
                                  loss_fn=plain_loss)
     predicted = estimate_memory(shrink_config(PRESET, **TINY), finetune="full", precision="bf16", batch_size=2,
-                                seq_len=128, gradient_checkpointing=checkpointing, device="cpu",
-                                runtime_overhead_bytes=0, loss_kernel="plain")
+                                seq_len=128, gradient_checkpointing=checkpointing, use_reentrant=checkpointing,
+                                device="cpu", runtime_overhead_bytes=0, loss_kernel="plain")
     assert predicted.total_bytes == pytest.approx(measured, rel=0.02), predicted.peak_phase

@@ -188,7 +188,7 @@ def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]
     resid_drop = s.tokens * arch.hidden_size * s.mask_bytes if arch.residual_dropout > 0 else 0
     # measured: after separate q/k/v projections, o_proj's input is a view of a fused kernel's output; after
     # a fused qkv_proj (Phi-3) or the math/eager path's transpose it is a copy
-    o_input_kept = kernel.fused and not any(lin.suffix == "qkv_proj" for lin in roles["attn_in"])
+    o_input_kept = _o_input_kept(arch, kernel)
     attention = saved_bytes(attention_call(arch, s), kernel, rope=arch.model_type != "gpt2",
                             softcap=arch.model_type == "gemma2")
     return [
@@ -202,6 +202,11 @@ def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]
         *_lora_inputs(roles["mlp_out"], s),
         ("op", extra_norm + resid_drop),
     ]
+
+
+def _o_input_kept(arch: Architecture, kernel: KernelChoice) -> bool:
+    """Whether the attention core keeps o_proj's input (a view of a fused kernel's output) among its saves."""
+    return kernel.fused and not any(lin.suffix == "qkv_proj" for lin in layer_roles(arch)["attn_in"])
 
 
 MLP_STAGES = 7  # layer_stages()[7:] are the MLP's: saved after the second norm, released before its backward
@@ -294,8 +299,13 @@ def checkpoint_kwargs_bytes(arch: Architecture, s: ActivationSetup) -> int:
 
 def pinned_bytes(arch: Architecture, s: ActivationSetup) -> int:
     """One layer's inputs that its base layers keep on their autograd nodes (8-bit: ``ctx.A``), not as saved
-    tensors: they live as long as the graph, whatever checkpointing does."""
-    return sum(nbytes for kind, nbytes in layer_stages(arch, s) if kind in ("held", "pinned"))
+    tensors: they live as long as the graph, whatever checkpointing does (o_proj's input too, which the attention
+    core's saves hold as well without checkpointing)."""
+    pinned = sum(nbytes for kind, nbytes in layer_stages(arch, s) if kind in ("held", "pinned"))
+    o_proj = layer_roles(arch)["attn_out"]
+    if s.keeps_input and o_proj and _o_input_kept(arch, attention_kernel(arch, s)):
+        pinned += s.tokens * o_proj[0].in_features * s.dtype_bytes
+    return pinned
 
 
 def input_kept_twice(arch: Architecture, s: ActivationSetup) -> int:
