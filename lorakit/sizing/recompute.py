@@ -110,7 +110,7 @@ def recompute_forward_bytes(arch: Architecture, s: ActivationSetup) -> int:
     t, dt, h = s.tokens, s.dtype_bytes, arch.hidden_size
     roles = layer_roles(arch)
     down = roles["mlp_out"]
-    adapted = any(lin.suffix in s.adapted for lin in down)
+    adapted = not s.full_finetune and any(lin.suffix in s.adapted for lin in down)  # LoRA on the down projection
     stream = t * h * s.stream_bytes
     residual = 0 if _norm_saves_its_input(arch, s) else stream
     mlp_input = 0 if _keeps_the_input(roles["mlp_in"], s, from_stream=True) else stream
