@@ -258,6 +258,10 @@ def stack_bytes(arch: Architecture, s: ActivationSetup) -> StackBytes:
         kept = n_layers * stream + rope + tail + casts // n_layers
         layer, visible = layer_bytes(arch, s) + layer_casts, layer_bytes(arch, s, held=False) + layer_casts
         extra = checkpoint_kwargs_bytes(arch, s) + (0 if s.checkpoint_reentrant else n_layers * pinned_bytes(arch, s))
+        if s.checkpoint_reentrant and arch.model_type == "gpt2" and arch.residual_dropout > 0:
+            # reentry makes the embedding output require grad: GPT-2's embedding dropout keeps its mask, and the
+            # embedding output stays alive as well (measured on the CPU tracker; its holder not traced)
+            extra += t * h * s.mask_bytes + stream
         bottom = stream + rope + casts // n_layers + extra
         return StackBytes(kept + extra, tail, head_input, bottom, layer - input_kept_twice(arch, s), kept + visible)
     # the embedding is frozen, so the first layer's input carries no gradient
@@ -309,8 +313,11 @@ def pinned_bytes(arch: Architecture, s: ActivationSetup) -> int:
 
 
 def input_kept_twice(arch: Architecture, s: ActivationSetup) -> int:
-    """A recomputed layer's RMSNorm keeps its fp32 input "upcast" to fp32: the checkpointed input itself."""
-    return s.tokens * arch.hidden_size * FP32 if (s.stream_bytes == FP32 and arch.model_type != "gpt2") else 0
+    """A recomputed layer's first norm keeps the checkpointed input itself: LayerNorm always, RMSNorm its input
+    "upcast" to fp32 when it is fp32 already."""
+    if arch.model_type == "gpt2":
+        return s.tokens * arch.hidden_size * s.dtype_bytes
+    return s.tokens * arch.hidden_size * FP32 if s.stream_bytes == FP32 else 0
 
 
 def model_activation_bytes(arch: Architecture, s: ActivationSetup) -> int:
