@@ -111,6 +111,8 @@ def _predict(point: dict[str, Any], device: str, compute_capability: Any = None)
     from lorakit.sizing.architecture import shrink_config
 
     settings = {k: v for k, v in point.items() if k != "preset"}
+    if point["gradient_checkpointing"]:  # as _model checkpoints (the planner's default is the trainer's: False)
+        settings["use_reentrant"] = True
     double_quant = QUANTIZATIONS[point["quantization"]].double_quant  # as tiny_model quantizes
     return estimate_memory(shrink_config(point["preset"], **_dims(point)), optimizer="adamw", double_quant=double_quant,
                            runtime_overhead_bytes=0, device=device, compute_capability=compute_capability,

@@ -36,6 +36,7 @@ def _run(*, r=8, targets="all-linear", batch=2, seq=64, checkpointing=False, att
                                 quantization=quantization, optimizer=optimizer,
                                 double_quant=TrainConfig(quantization=quantization).quant.double_quant,  # tiny_model's
                                 batch_size=batch, seq_len=seq, gradient_checkpointing=checkpointing,
+                                use_reentrant=checkpointing,  # as measured
                                 attention=attention, autocast=autocast, device="cpu", loss_kernel="plain").saved
     return measured, predicted
 
@@ -109,7 +110,8 @@ def test_full_finetune_under_autocast_with_fp32_master_weights(preset, dims, che
     ids = torch.randint(0, model.get_output_embeddings().out_features, (2, 128))
     measured = measure_training_step(model, ids, torch.optim.AdamW(model.parameters()), autocast=torch.bfloat16)
     plan = estimate_memory(shrink_config(preset, **dims), finetune="full", precision="bf16", batch_size=2,
-                           seq_len=128, gradient_checkpointing=checkpointing, device="cpu", loss_kernel="plain")
+                           seq_len=128, gradient_checkpointing=checkpointing, use_reentrant=checkpointing, device="cpu",
+                           loss_kernel="plain")
     assert plan.setup["autocast"] and plan.saved["adapter_bytes"] == measured["adapter_bytes"]  # fp32 weights
     for key in EXACT + ("logits_bytes",):
         assert plan.saved[key] == measured[key], key
@@ -235,8 +237,8 @@ def test_other_families_within_ten_percent(preset, checkpointing):
     opt = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad])
     measured = measure_training_step(lora, torch.randint(0, 256, (2, 64)), opt)
     predicted = estimate_memory(shrink_config(preset), r=8, precision="fp32", batch_size=2, seq_len=64,
-                                gradient_checkpointing=checkpointing, attention=attention, device="cpu",
-                                loss_kernel="plain").saved  # measure_training_step computes the plain loss
+                                gradient_checkpointing=checkpointing, use_reentrant=checkpointing, attention=attention,
+                                device="cpu", loss_kernel="plain").saved  # measure_training_step computes the plain loss
     for key in EXACT:
         assert predicted[key] == measured[key], key
     assert _saved(predicted) == pytest.approx(_saved(measured), rel=0.10)

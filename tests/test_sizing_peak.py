@@ -138,7 +138,7 @@ from lorakit.training.config import TrainConfig  # noqa: E402
 
 
 def _measured_and_predicted(preset=PRESET, dims=None, batch=2, seq=128, quantization="none", precision="fp32",
-                            checkpointing=False, attention="sdpa", finetune="lora", mask="causal"):
+                            checkpointing=False, attention="sdpa", finetune="lora", mask="causal", reentrant=True):
     torch.manual_seed(0)
     dims = TINY if dims is None else dims
     model = tiny_model(preset, quantization=quantization, precision=precision, attention=attention, device="cpu",
@@ -146,7 +146,7 @@ def _measured_and_predicted(preset=PRESET, dims=None, batch=2, seq=128, quantiza
     if finetune == "lora":
         model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules="all-linear"))
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     ids = torch.randint(0, model.get_output_embeddings().out_features, (batch, seq))
@@ -162,7 +162,7 @@ def _measured_and_predicted(preset=PRESET, dims=None, batch=2, seq=128, quantiza
     measured = measure_peak_step(model, ids, optimizer, autocast=mixed, loss_fn=loss)
     predicted = estimate_memory(shrink_config(preset, **dims), r=8, quantization=quantization, precision=precision,
                                 batch_size=batch, seq_len=seq, gradient_checkpointing=checkpointing,
-                                attention=attention, finetune=finetune, mask=mask, device="cpu",
+                                **({"use_reentrant": True} if checkpointing and reentrant else {}), attention=attention, finetune=finetune, mask=mask, device="cpu",
                                 runtime_overhead_bytes=0, loss_kernel="plain",
                                 double_quant=TrainConfig(quantization=quantization).quant.double_quant)
     return measured, predicted
@@ -200,6 +200,21 @@ def test_peak_matches_more_families(case):
     assert predicted.total_bytes == pytest.approx(measured, rel=0.02), predicted.peak_phase
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [
+    dict(preset="Gemma-2-2B", dims={}, attention="eager", seq=64),  # the output norm's backward; two masks kept
+    dict(preset="Qwen2.5-0.5B", dims={}, seq=64),  # intermediate < hidden: the recomputed forward's end
+    dict(preset="GPT-2", dims={}, seq=64),  # LayerNorm keeps the checkpointed input; embedding dropout
+    dict(quantization="int8", precision="bf16"),  # the 8-bit base keeps the down projection's input once
+    dict(quantization="int8", reentrant=False),  # the planner's default: each 8-bit layer pins its inputs
+], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items() if k not in ("dims", "seq")))
+def test_checkpointed_peak_matches_a_measured_cpu_step(case):
+    """The moments of one checkpointed layer's recompute and backward (lorakit.sizing.recompute)."""
+    measured, predicted = _measured_and_predicted(checkpointing=True, **case)
+    assert predicted.peak_phase.startswith("layer recompute")
+    assert predicted.total_bytes == pytest.approx(measured, rel=0.01), predicted.peak_phase
+
+
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_fused_head_peak_matches_a_measured_cpu_step(checkpointing):
     from lorakit.training import fused_head
@@ -220,7 +235,7 @@ def test_fused_head_peak_matches_a_measured_cpu_step(checkpointing):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     measured = measure_peak_step(model, torch.randint(0, 8192, (batch, seq)), optimizer, loss_fn=loss)
     predicted = estimate_memory(shrink_config(PRESET, **dims), r=8, precision="fp32", batch_size=batch, seq_len=seq,
-                                gradient_checkpointing=checkpointing, loss_kernel="fused", device="cpu",
+                                gradient_checkpointing=checkpointing, use_reentrant=checkpointing, loss_kernel="fused", device="cpu",
                                 runtime_overhead_bytes=0)
     assert predicted.peak_phase == "fused head"
     assert predicted.total_bytes == pytest.approx(measured, rel=0.02)
@@ -238,6 +253,6 @@ def test_full_finetune_with_fp32_master_weights_under_bf16_autocast(checkpointin
     measured = measure_peak_step(model, ids, torch.optim.AdamW(model.parameters()), autocast=torch.bfloat16,
                                  loss_fn=plain_loss)
     predicted = estimate_memory(shrink_config(PRESET, **TINY), finetune="full", precision="bf16", batch_size=2,
-                                seq_len=128, gradient_checkpointing=checkpointing, device="cpu",
-                                runtime_overhead_bytes=0, loss_kernel="plain")
+                                seq_len=128, gradient_checkpointing=checkpointing, use_reentrant=checkpointing,
+                                device="cpu", runtime_overhead_bytes=0, loss_kernel="plain")
     assert predicted.total_bytes == pytest.approx(measured, rel=0.02), predicted.peak_phase

@@ -50,6 +50,7 @@ class ActivationSetup:
     mask: str = "causal"  # what the batch asks of attention (lorakit.choices.ATTENTION_MASKS)
     compute_capability: tuple[int, int] | None = None  # the GPU's; None: Ampere or newer
     fused_head: bool = False  # the loss computes the head's gradients in forward: the head keeps no input
+    checkpoint_reentrant: bool = False  # torch.utils.checkpoint's use_reentrant (lorakit.sizing.recompute)
 
     @property
     def tokens(self) -> int:
@@ -135,7 +136,8 @@ def _norm_bytes(arch: Architecture, s: ActivationSetup) -> int:
 
 def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway: bool = False,
                  from_stream: bool = False) -> list[tuple[str, int]]:
-    """What the linear layers fed by one tensor keep: ("held", int8 base) and ("lora", adapters) stages.
+    """What the linear layers fed by one tensor keep, two stages: ("held", an 8-bit base's own) or ("pinned", the
+    input adapters share and an 8-bit base keeps, which outlives their backward), then ("lora", adapters).
 
     ``from_stream``: the tensor is a norm's output, in the residual stream's dtype (``stream_bytes``).
     """
@@ -146,7 +148,7 @@ def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway
         # autocast casts an fp32 input for each matmul on its own (it caches only casts of weights): q, k and
         # v each keep their own copy
         copies = len(chosen) if (from_stream and s.stream_bytes != dt) else 1
-        return [("lora", copies * t * width * dt if (chosen and not input_saved_anyway) else 0)]
+        return [("held", 0), ("lora", copies * t * width * dt if (chosen and not input_saved_anyway) else 0)]
     adapters_share = bool(chosen) and s.lora_dropout == 0 and not s.adapters_cast_input
     # an 8-bit base keeps its input unless that same tensor is kept anyway
     held = t * width * dt if (s.keeps_input and lins and not adapters_share and not input_saved_anyway) else 0
@@ -164,6 +166,8 @@ def _lora_inputs(lins: list[LinearLayer], s: ActivationSetup, input_saved_anyway
     if s.adapters_cast_input:  # each adapter casts the input to its own dtype and saves the copy
         return [("held", held), ("lora", lora_b + sum(t * lin.in_features * copy_bytes for lin in chosen))]
     shared = 0 if input_saved_anyway else t * width * dt
+    if s.keeps_input:  # the base layer keeps the tensor the adapters share: it outlives their backward
+        return [("pinned", shared), ("lora", lora_b)]
     return [("held", 0), ("lora", lora_b + shared)]  # one input tensor, shared by the adapters it feeds
 
 
@@ -175,7 +179,7 @@ def _mlp_bytes(arch: Architecture, s: ActivationSetup, inner: int) -> int:
 
 @per_architecture
 def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]]:
-    """Kept bytes of one decoder layer, stage by stage in forward order ("op", "lora" or "held" stages)."""
+    """Kept bytes of one decoder layer, stage by stage in forward order ("op", "held", "pinned", "lora")."""
     roles = layer_roles(arch)
     kernel = attention_kernel(arch, s)
     # Gemma-2 also normalizes the attention and MLP outputs (four norms per layer)
@@ -184,7 +188,7 @@ def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]
     resid_drop = s.tokens * arch.hidden_size * s.mask_bytes if arch.residual_dropout > 0 else 0
     # measured: after separate q/k/v projections, o_proj's input is a view of a fused kernel's output; after
     # a fused qkv_proj (Phi-3) or the math/eager path's transpose it is a copy
-    o_input_kept = kernel.fused and not any(lin.suffix == "qkv_proj" for lin in roles["attn_in"])
+    o_input_kept = _o_input_kept(arch, kernel)
     attention = saved_bytes(attention_call(arch, s), kernel, rope=arch.model_type != "gpt2",
                             softcap=arch.model_type == "gemma2")
     return [
@@ -200,8 +204,14 @@ def layer_stages(arch: Architecture, s: ActivationSetup) -> list[tuple[str, int]
     ]
 
 
+def _o_input_kept(arch: Architecture, kernel: KernelChoice) -> bool:
+    """Whether the attention core keeps o_proj's input (a view of a fused kernel's output) among its saves."""
+    return kernel.fused and not any(lin.suffix == "qkv_proj" for lin in layer_roles(arch)["attn_in"])
+
+
 MLP_STAGES = 7  # layer_stages()[7:] are the MLP's: saved after the second norm, released before its backward
 AFTER_ATTENTION = 4  # layer_stages()[4:]: saved after the attention core, released before its backward
+DOWN_STAGES = 10  # layer_stages()[10:]: the down projection's and what follows it, released before its base's
 
 
 def layer_bytes(arch: Architecture, s: ActivationSetup, input_needs_grad: bool = True, held: bool = True) -> int:
@@ -211,7 +221,7 @@ def layer_bytes(arch: Architecture, s: ActivationSetup, input_needs_grad: bool =
     """
     total, grad_flows = 0, input_needs_grad or s.full_finetune
     for kind, nbytes in layer_stages(arch, s):
-        if kind == "lora" and nbytes:
+        if kind in ("pinned", "lora") and nbytes:
             grad_flows = True
         if grad_flows and (held or kind != "held"):
             total += nbytes
@@ -243,11 +253,17 @@ def stack_bytes(arch: Architecture, s: ActivationSetup) -> StackBytes:
     # autocast keeps a low-precision copy of each fp32 LoRA matrix for the matmuls that use it
     casts = s.adapter_weight_elements * dt if (s.autocast and s.adapter_bytes != dt and not s.full_finetune) else 0
     if s.gradient_checkpointing:
-        # each layer keeps only its input; backward recomputes one layer at a time (its weight copies with it)
+        # each layer keeps only its input and its call's keyword arguments; backward recomputes one layer at a
+        # time (its weight copies with it); without reentry the forward's nodes keep what they pin
         kept = n_layers * stream + rope + tail + casts // n_layers
         layer, visible = layer_bytes(arch, s) + layer_casts, layer_bytes(arch, s, held=False) + layer_casts
-        bottom = stream + rope + casts // n_layers
-        return StackBytes(kept, tail, head_input, bottom, layer - _input_kept_twice(arch, s), kept + visible)
+        extra = checkpoint_kwargs_bytes(arch, s) + (0 if s.checkpoint_reentrant else n_layers * pinned_bytes(arch, s))
+        if s.checkpoint_reentrant and arch.model_type == "gpt2" and arch.residual_dropout > 0:
+            # reentry makes the embedding output require grad: GPT-2's embedding dropout keeps its mask, and the
+            # embedding output stays alive as well (measured on the CPU tracker; its holder not traced)
+            extra += t * h * s.mask_bytes + stream
+        bottom = stream + rope + casts // n_layers + extra
+        return StackBytes(kept + extra, tail, head_input, bottom, layer - input_kept_twice(arch, s), kept + visible)
     # the embedding is frozen, so the first layer's input carries no gradient
     first = layer_bytes(arch, s, input_needs_grad=s.full_finetune) + layer_casts
     first_visible = layer_bytes(arch, s, input_needs_grad=s.full_finetune, held=False) + layer_casts
@@ -268,9 +284,40 @@ def _full_finetune_casts(arch: Architecture, s: ActivationSetup) -> tuple[int, i
     return layers * s.dtype_bytes // max(arch.num_layers, 1), head * s.dtype_bytes
 
 
-def _input_kept_twice(arch: Architecture, s: ActivationSetup) -> int:
-    """A recomputed layer's RMSNorm keeps its fp32 input "upcast" to fp32: the checkpointed input itself."""
-    return s.tokens * arch.hidden_size * FP32 if (s.stream_bytes == FP32 and arch.model_type != "gpt2") else 0
+def checkpoint_kwargs_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """What checkpointing keeps in each layer's ``partial(forward, **kwargs)`` until the first layer's backward.
+
+    Eager attention gets an additive [batch, 1, seq, seq] mask in the model's dtype (one tensor for every layer;
+    Gemma-2 two, global and sliding), SDPA a boolean one only for a padded or packed batch (``is_causal``
+    otherwise); models with rotary embeddings also get the position ids. The rotary cos and sin are counted with
+    the stack.
+    """
+    b, n = s.batch_size, s.seq_len
+    masks = 2 if arch.model_type == "gemma2" else 1  # Gemma-2: one for its global layers, one for its sliding ones
+    if s.attention == "eager":
+        mask = b * n * n * s.stream_bytes
+    else:
+        mask = b * n * n if s.mask != "causal" else 0
+    return masks * mask + (n * INT64 if arch.model_type != "gpt2" else 0)
+
+
+def pinned_bytes(arch: Architecture, s: ActivationSetup) -> int:
+    """One layer's inputs that its base layers keep on their autograd nodes (8-bit: ``ctx.A``), not as saved
+    tensors: they live as long as the graph, whatever checkpointing does (o_proj's input too, which the attention
+    core's saves hold as well without checkpointing)."""
+    pinned = sum(nbytes for kind, nbytes in layer_stages(arch, s) if kind in ("held", "pinned"))
+    o_proj = layer_roles(arch)["attn_out"]
+    if s.keeps_input and o_proj and _o_input_kept(arch, attention_kernel(arch, s)):
+        pinned += s.tokens * o_proj[0].in_features * s.dtype_bytes
+    return pinned
+
+
+def input_kept_twice(arch: Architecture, s: ActivationSetup) -> int:
+    """A recomputed layer's first norm keeps the checkpointed input itself: LayerNorm always, RMSNorm its input
+    "upcast" to fp32 when it is fp32 already."""
+    if arch.model_type == "gpt2":
+        return s.tokens * arch.hidden_size * s.dtype_bytes
+    return s.tokens * arch.hidden_size * FP32 if s.stream_bytes == FP32 else 0
 
 
 def model_activation_bytes(arch: Architecture, s: ActivationSetup) -> int:
@@ -307,30 +354,17 @@ def layer_backward_bytes(arch: Architecture, s: ActivationSetup) -> int:
     grads = 3 * t * inner * dt
     if s.quant.quantized:  # the dequantized weight lives while the base's input gradient is computed
         grads = max(grads, 2 * t * inner * dt + down[0].weight_params * dt)
-    released = stages[-2][1]  # what the down projection's adapters kept
-    mlp = grads + 2 * t * h * dt - released
-    after_norm = sum(nbytes for _, nbytes in stages[MLP_STAGES:])
-    norm = norm_backward_bytes(arch, s) + t * h * dt - after_norm
-    after_attention = sum(nbytes for _, nbytes in stages[AFTER_ATTENTION:])
-    attention = backward_bytes(attention_call(arch, s), attention_kernel(arch, s)) + 2 * t * h * dt - after_attention
-    return max(mlp, norm, attention)
+    mlp = grads + 2 * t * h * dt - released_bytes(stages, DOWN_STAGES)
+    norm = norm_backward_bytes(arch, s) + t * h * dt - released_bytes(stages, MLP_STAGES)
+    attention = backward_bytes(attention_call(arch, s), attention_kernel(arch, s)) + 2 * t * h * dt
+    return max(mlp, norm, attention - released_bytes(stages, AFTER_ATTENTION))
 
 
-def recompute_forward_bytes(arch: Architecture, s: ActivationSetup) -> int:
-    """Beyond its saves, what a layer recomputed in backward holds when its last projection runs forward.
-
-    The gradient of the layer's output waits; the residual and the MLP's input are still referenced; the down
-    projection returns its base output, the adapter's output and that scaled by alpha / r. An adapter that
-    casts its input keeps the argument alive next to the cast (and autocast's copy, which it saves).
-    """
-    t, dt, h = s.tokens, s.dtype_bytes, arch.hidden_size
-    down = layer_roles(arch)["mlp_out"]
-    adapted = any(lin.suffix in s.adapted for lin in down)
-    outputs = (3 if adapted else 1) * t * h * dt
-    cast = 0
-    if adapted and s.adapters_cast_input and s.lora_dropout == 0:
-        cast = t * down[0].in_features * (dt + (s.adapter_bytes if s.autocast else 0))
-    return 3 * t * h * dt + outputs + cast
+def released_bytes(stages: list[tuple[str, int]], start: int, pinned_freed: bool = False) -> int:
+    """What the stages from ``start`` on give back once their backward ran: never a "held" stage (its node outlives
+    the backward), a "pinned" input only where it is a recomputed copy (``pinned_freed``)."""
+    kinds = ("op", "lora", "pinned") if pinned_freed else ("op", "lora")
+    return sum(nbytes for kind, nbytes in stages[start:] if kind in kinds)
 
 
 def logits_bytes(arch: Architecture, s: ActivationSetup) -> int:

@@ -209,6 +209,23 @@ def _eager_bytes(call: AttentionCall, rope: bool, softcap: bool) -> int:
     return qkv + softmax + cast
 
 
+def released_before_core_backward(call: AttentionCall, kernel: KernelChoice, *, rope: bool) -> int:
+    """Of the attention's saves, what eager attention has given back when softmax's backward runs.
+
+    The probabilities-times-v matmul's backward ran first and released what only it kept: v as it took it
+    (repeated to every head, or made contiguous) and, in half precision, the probabilities cast back (with
+    dropout, the dropped probabilities and their mask). The probabilities softmax returned stay: it keeps them
+    (``rope``: a Llama-style model, whose softmax runs in fp32 and is cast back, as ``saved_bytes`` says).
+    """
+    if kernel.name != "eager":
+        return 0
+    t, nh, d, dt = call.batch * call.seq, call.heads, call.head_dim, call.dtype_bytes
+    scores = call.batch * nh * call.seq * call.seq
+    if call.dropout > 0:
+        return t * nh * d * dt + scores * (call.mask_bytes(dt) + dt)
+    return t * nh * d * dt + (scores * dt if (rope and dt != FP32) else 0)
+
+
 def backward_bytes(call: AttentionCall, kernel: KernelChoice) -> int:
     """Transients of the attention core's backward.
 

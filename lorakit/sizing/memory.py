@@ -106,8 +106,8 @@ def estimate_memory(model_or_config: Any = None, config: Any = None, **settings:
     optimizer, batch_size per process, max_seq_length, gradient_checkpointing, loss_kernel, device,
     num_processes, distributed, ...) and the planner's own (``lorakit.sizing.settings.PLANNER_DEFAULTS``:
     finetune, attention, adapter_precision, lora_bias, modules_to_save, runtime_overhead_bytes, autocast, mask,
-    master_weights, compute_capability). A bad one raises ValueError naming it, TrainConfig's message for a
-    TrainConfig field.
+    master_weights, compute_capability, use_reentrant). A bad one raises ValueError naming it, TrainConfig's
+    message for a TrainConfig field.
     """
     model_or_config, config = planned_run(model_or_config, config)
     s = validate(config, **settings)
@@ -153,6 +153,7 @@ def activation_setup(arch: Architecture, s: Settings, tensors: list[tuple[int, i
         gradient_checkpointing=s.gradient_checkpointing, full_finetune=s.full, lora_dropout=s.lora_dropout,
         device=s.device, autocast=s.autocast, adapter_weight_elements=cast_elements, quantization=s.quantization,
         mask=s.mask, compute_capability=s.compute_capability, fused_head=s.fused_head,
+        checkpoint_reentrant=s.use_reentrant,
     )
 
 

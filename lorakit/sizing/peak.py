@@ -30,9 +30,9 @@ from lorakit.sizing.activations import (
     StackBytes,
     layer_backward_bytes,
     norm_backward_bytes,
-    recompute_forward_bytes,
 )
 from lorakit.sizing.architecture import Architecture
+from lorakit.sizing.recompute import layer_moments
 
 
 @dataclass(frozen=True)
@@ -75,15 +75,17 @@ def backward_phases(arch: Architecture, s: ActivationSetup, stack: StackBytes, h
     At the last layer every activation is still kept and only the head has gradients; at the first layer the
     activations are nearly gone and every layer's gradients exist (a full fine-tune's peak can be there).
     """
-    name = "layer recompute" if s.gradient_checkpointing else "decoder backward"
-    transient = layer_backward_bytes(arch, s)
-    if s.gradient_checkpointing:  # the recomputed forward's own moment can be larger
-        transient = max(transient, recompute_forward_bytes(arch, s))
-    top = stack.kept - stack.tail + stack.recomputed_layer
     layers = max(arch.num_layers, 1)  # the layers above the first have their gradients
-    return [Phase(name, activations=top, gradients=head_grad_bytes, transient=transient),
-            Phase(f"{name} (first layer)", activations=stack.bottom + stack.recomputed_layer,
-                  gradients=head_grad_bytes + layer_grad_bytes * (layers - 1) // layers, transient=transient)]
+    below = head_grad_bytes + layer_grad_bytes * (layers - 1) // layers
+    if s.gradient_checkpointing:  # every moment of the recomputed layer (lorakit.sizing.recompute)
+        return [Phase(name, activations=outer + m.saves, gradients=grads + m.grads, transient=m.transient)
+                for name, outer, grads in (("layer recompute", stack.kept - stack.tail, head_grad_bytes),
+                                           ("layer recompute (first layer)", stack.bottom, below))
+                for m in layer_moments(arch, s, stack)]
+    transient = layer_backward_bytes(arch, s)
+    return [Phase("decoder backward", activations=stack.kept - stack.tail, gradients=head_grad_bytes,
+                  transient=transient),
+            Phase("decoder backward (first layer)", activations=stack.bottom, gradients=below, transient=transient)]
 
 
 def final_norm_phase(arch: Architecture, s: ActivationSetup, stack: StackBytes, head_grad_bytes: int) -> Phase:

@@ -9,7 +9,7 @@ base, loss_kernel auto -> the fused head (the plain one when FSDP shards the mod
 (``seq_len`` for max_seq_length, ``double_quant`` for bnb_4bit_use_double_quant: ``FIELD_ALIASES``).
 
 Planner-only settings (``PLANNER_DEFAULTS``) describe what a trainer's config does not: another fine-tune,
-another attention kernel, a GPU's compute capability, the runtime's allowance.
+another attention kernel, a GPU's compute capability, the runtime's allowance, torch's other checkpointing.
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ PLANNER_DEFAULTS: dict[str, Any] = {
     "mask": "causal",  # lorakit.choices.ATTENTION_MASKS
     "master_weights": True,  # full fine-tune in fp16/bf16: fp32 weights, gradients and AdamW states
     "compute_capability": None,  # the GPU's; None: Ampere or newer
+    # torch.utils.checkpoint's: False as transformers' default and lorakit's trainer (lorakit.sizing.recompute)
+    "use_reentrant": False,
 }
 PLANNER_CHOICES = {"finetune": FINETUNES, "attention": ATTENTIONS, "adapter_precision": COMPUTE_DTYPES,
                    "mask": ATTENTION_MASKS, "lora_bias": (False, True), "master_weights": (False, True),
-                   "autocast": (None, False, True)}
+                   "autocast": (None, False, True), "use_reentrant": (False, True)}
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Settings:
     num_processes: int
     distributed: str
     compute_capability: tuple[int, int] | None
+    use_reentrant: bool  # how gradient checkpointing recomputes a layer
 
     @property
     def quant(self) -> Quantization:
