@@ -44,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "lorakit.training",
     "train": "lorakit.training",
     "compare_runs": "lorakit.training",
+    "token_lengths": "lorakit.training",
+    "check_fit": "lorakit.training",
     # widgets (ipywidgets + matplotlib)
     "FloatExplorer": "lorakit.widgets",
     "LoraCalculator": "lorakit.widgets",

@@ -153,6 +153,7 @@ def activation_setup(arch: Architecture, s: Settings, tensors: list[tuple[int, i
         gradient_checkpointing=s.gradient_checkpointing, full_finetune=s.full, lora_dropout=s.lora_dropout,
         device=s.device, autocast=s.autocast, adapter_weight_elements=cast_elements, quantization=s.quantization,
         mask=s.mask, compute_capability=s.compute_capability, fused_head=s.fused_head,
+        logit_tokens=s.logit_tokens,
     )
 
 

@@ -21,6 +21,10 @@ _EXPORTS: dict[str, str] = {
     "ensure_embedded": "lorakit.training.embedded",
     "compare_runs": "lorakit.training.compare",
     "MetricsCallback": "lorakit.training.hf_callback",
+    "token_lengths": "lorakit.training.lengths",
+    "LengthReport": "lorakit.training.lengths",
+    "check_fit": "lorakit.training.fit",
+    "FitReport": "lorakit.training.fit",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from lorakit.training import checkpoint, evaluation, report, step
+from lorakit.training import checkpoint, evaluation, fit, report, step
 from lorakit.training.compile import BlockCompiler, arch_key
 from lorakit.training.config import TrainConfig
 from lorakit.training.distributed import Ranks
@@ -62,6 +62,9 @@ def run_process(config: TrainConfig, *, sinks: Sequence[MetricsSink] = (), stop:
     try:
         with matmul_mode(config):
             status, message = phases(run, resume_from)
+    except fit.DoesNotFit:
+        refuse(run, resume_from)
+        raise
     except torch.OutOfMemoryError as exc:
         status, message, _ = run.ranks.failed("oom", f"{OOM_ADVICE} (at step {run.progress.step})", exc)
     except KeyboardInterrupt as exc:
@@ -104,6 +107,7 @@ def start(config: TrainConfig, sinks: Sequence[MetricsSink], stop: StopHandle | 
     device, warns = check_before_load(config)
     path = resolve_model(config.model)  # the embedded model is converted here, the first time only
     check_model_on_meta(config, path)
+    fit.check_limit(config, path, device)
     out = checkpoint.output_dir_for(config.output_dir, resume_from)
     if ranks.is_main:  # the run folder is rank 0's alone
         sinks = open_run_folder(config, out, resume_from, sinks)
@@ -128,9 +132,13 @@ def setup(run: RunState, resume_from) -> None:
     """Load and assemble the parts, connect the ranks, restore a checkpoint when resuming."""
     config = run.config
     run.events.emit("on_phase", "loading", f"loading {config.model} and tokenizing the data")
-    run.parts = parts = build_parts(config, run.device, run.model_path)
+    run.parts = parts = build_parts(fit.provisional(config), run.device, run.model_path)
     for note in parts.notes:
         run.warn(note)
+    if fit.wanted(config, run.device, run.ranks.world):  # before step 1; it may choose the batch
+        run.events.emit("on_phase", "loading", fit.CHECKING)
+        config, parts, run.fit = fit.fit_run(config, parts)
+        run.config, run.parts = config, parts
     run.ranks.connect(parts)
     run.total_steps = parts.total_steps
     key = arch_key(parts.model_config, run.device, config.precision, config.quantization)
@@ -152,9 +160,11 @@ def announce(run: RunState) -> None:
     if why_not:
         run.warn(why_not)
     run.choices = report.resolved_choices(run.parts, run.compiler)
-    run.events.emit("on_train_start", report.start_info(
+    info = report.start_info(
         run.config, run.parts, out=run.out, total_steps=run.total_steps, start_step=run.progress.step,
-        predicted_peak_bytes=predicted, warnings=run.warnings, choices=run.choices))
+        predicted_peak_bytes=predicted, warnings=run.warnings, choices=run.choices)
+    info["fit"] = run.fit.as_dict() if run.fit is not None else None
+    run.events.emit("on_train_start", info)
 
 
 # ---- evaluate --------------------------------------------------------------------------------------------------
@@ -295,6 +305,22 @@ def log(run: RunState) -> None:
 def save_checkpoint(run: RunState) -> None:
     with run.timings.measure("save"):
         checkpoint.save_run_checkpoint(run.parts, run.out / "checkpoint", run.checkpoint_state(), run.ranks)
+
+
+def refuse(run: RunState, resume_from) -> None:
+    """A run refused before step 1 (it would not fit): nothing trained, so a new run leaves no folder behind."""
+    run.ranks.close()
+    run.parts = None
+    for sink in run.events.sinks:
+        if isinstance(sink, JsonlSink):
+            sink.close()
+    if resume_from is None and run.ranks.is_main:
+        for name in ("config.json", "metrics.jsonl"):
+            (run.out / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: something else was written there, keep it
+            run.out.rmdir()
+    if run.device == "cuda":
+        torch.cuda.empty_cache()
 
 
 def finish(run: RunState, status: str, message: str) -> TrainSummary:

@@ -43,7 +43,7 @@ def load_base(config: TrainConfig, device: str, path: str | None = None):
             kwargs["device_map"] = {"": torch.cuda.current_device() if device == "cuda" else "cpu"}
     with no_progress_bars():  # a "Loading weights" bar in every saved notebook tells nothing
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    tokenizer = _load_tokenizer(path, config.trust_remote_code, _stamp(path))
+    tokenizer = load_tokenizer(path, config.trust_remote_code)
     model.config.use_cache = False  # the KV cache only costs memory while training
     config.quant.prepare_loaded(model)  # what the backend needs before training (lorakit.quantization)
     return model, tokenizer
@@ -53,6 +53,11 @@ def _stamp(path: str) -> float:
     """Newest modification time of a local folder's tokenizer files (0 for a hub id)."""
     files = list(Path(path).glob("tokenizer*")) if Path(path).is_dir() else []
     return max((f.stat().st_mtime for f in files), default=0.0)
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """The tokenizer a run of the model at ``path`` uses (a pad token set), cached per folder."""
+    return _load_tokenizer(path, trust_remote_code, _stamp(path))
 
 
 @functools.lru_cache(maxsize=4)
