@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from lorakit.choices import OPTIMIZERS, PRECISIONS, QUANTIZATIONS
-from lorakit.training.config import BOUNDS, FIELD_CHOICES, TrainConfig
+from lorakit.training.config import AUTO_NUMBERS, BOUNDS, FIELD_CHOICES, TrainConfig
 
 __all__ = ["CHOICES", "HINTS", "ConfigForm", "make_control"]
 
@@ -43,6 +43,7 @@ HINTS: dict[str, str] = {
     "gradient_checkpointing": "auto: on for a quantized base, or when the run would not fit without it",
     "loss_kernel": "fused: the output head and loss never hold the full logits; auto: fused where supported",
     "compile": "torch.compile each decoder block; auto: on CUDA when the run is long enough to pay it back",
+    "batch_size": "examples per step (per process); auto: the largest batch that fits, measured before step 1",
 }
 
 _LAYOUT = {"width": "auto"}
@@ -55,6 +56,8 @@ def make_control(name: str, value: Any) -> widgets.ValueWidget:
               "tooltip": HINTS.get(name, name)}
     if name in CHOICES:
         return widgets.Dropdown(options=CHOICES[name], value=value, **common)
+    if name in AUTO_NUMBERS:  # a number, or "auto" picked from the list
+        return widgets.Combobox(value=str(value), options=["auto"], ensure_option=False, **common)
     if name in BOUNDS:
         low, high, kind = BOUNDS[name]
         if kind is int and high is not None:  # both bounds: the box itself keeps the value inside them
@@ -67,6 +70,12 @@ def make_control(name: str, value: Any) -> widgets.ValueWidget:
 
 def _text_value(text: str, optional: bool) -> str | None:
     return text.strip() or (None if optional else "")
+
+
+def _auto_number(text: str) -> int | str:
+    """A number-or-"auto" box's value: a whole number as an int, anything else as typed (TrainConfig names it)."""
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 class ConfigForm:
@@ -89,7 +98,8 @@ class ConfigForm:
 
     def values(self) -> dict[str, Any]:
         """The controls' values by field name (text stripped; an empty text box is None)."""
-        return {name: _text_value(c.value, self._optional[name]) if isinstance(c, widgets.Text) else c.value
+        return {name: _auto_number(c.value) if name in AUTO_NUMBERS
+                else _text_value(c.value, self._optional[name]) if isinstance(c, widgets.Text) else c.value
                 for name, c in self.controls.items()}
 
     def apply(self, config: TrainConfig) -> TrainConfig:
@@ -99,7 +109,8 @@ class ConfigForm:
     def show(self, config: TrainConfig) -> None:
         """Set every control to the config's value."""
         for name, control in self.controls.items():
-            control.value = getattr(config, name)
+            value = getattr(config, name)
+            control.value = str(value) if isinstance(control, widgets.Text) and value is not None else value
 
     @property
     def disabled(self) -> bool:
