@@ -246,3 +246,20 @@ def test_check_fit_on_the_embedded_model(embedded_model_dir, tmp_path):
                                    output_dir=str(tmp_path / "run")))
     assert report.predicted_bytes == pytest.approx(report.measured_bytes, rel=0.05)
     assert report.fits and report.rows == 4
+
+
+def test_the_cli_says_what_it_chose_and_why(run_config, capsys):
+    from lorakit.cli import main
+
+    config = run_config(dataset=VARIED, max_seq_length=64, max_steps=1)
+    settings = [f"model={config.model}", f"output_dir={config.output_dir}", "device=cpu", "max_seq_length=64",
+                "max_steps=1", "eval_split=0.0", "batch_size=auto"]
+    data = Path(config.output_dir).parent / "data.jsonl"
+    data.write_text("\n".join(json.dumps(text) for text in VARIED), encoding="utf-8")
+    args = [arg for s in [*settings, f"dataset={data}"] for arg in ("--set", s)]
+    assert main(["check-fit", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("12 examples") and "peak (" in out and "batch 8: the CPU cap of 8" in out
+    assert main(["train", *args]) == 0
+    err = capsys.readouterr().err
+    assert "batch_size: 8 (auto: batch 8: the CPU cap of 8" in err and "check_fit: fits (batch 8" in err
