@@ -124,3 +124,4 @@ def test_the_picture_draws_the_cutoff(tokenizer):
     assert "2 cut" in cut[0].get_label() or f"{report.truncated} cut" in cut[0].get_label()
     assert sum(p.get_height() for p in ax.patches) == report.examples
     assert str(report).startswith(f"{report.examples} examples")
+    assert report.png(4, 2).startswith(b"\x89PNG\r\n\x1a\n")  # the same picture as bytes, for Image(...)

@@ -155,6 +155,12 @@ class LengthReport:
     def __str__(self) -> str:
         return "\n".join(self.lines())
 
+    def png(self, width: float = 6.4, height: float = 2.6) -> bytes:
+        """The histogram with the cutoff as PNG bytes (``IPython.display.Image(report.png())``)."""
+        from lorakit.viz.lengths import length_png
+
+        return length_png(self, width, height)
+
     def plot(self, ax: Any = None, bins: int = 30) -> Any:
         """The histogram with the cutoff drawn (``lorakit.viz.lengths.draw_token_lengths``); returns the Axes."""
         from lorakit.viz.lengths import draw_token_lengths, length_figure
