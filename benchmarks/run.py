@@ -54,6 +54,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool, int], list[Row]]]] = {
     "load": ("7 embedded model load, first and cached", _module("bench_embedded_load")),
     "fused_head": ("8 fused output head vs plain head", _module("bench_fused_head")),
     "processes": ("9 two CPU processes (DDP, gloo) vs one, same global batch", _module("bench_processes")),
+    "fit": ("11 check_fit: planned vs measured peak of worst batches (CPU)", _module("bench_fit")),
 }
 
 
