@@ -57,6 +57,17 @@ def test_the_candidates_keep_a_global_batch():
         batch_candidates(8, per_step=7, processes=2)
 
 
+def test_when_train_checks_the_fit_first():
+    from lorakit.training.fit import wanted
+
+    base = TrainConfig(device="cpu")
+    assert not wanted(base, "cpu") and wanted(base, "cuda")  # "auto": on a GPU
+    assert wanted(TrainConfig(batch_size="auto"), "cpu") and wanted(TrainConfig(check_fit=True), "cpu")
+    assert wanted(TrainConfig(memory_limit_bytes=2**30), "cpu")  # a limit is checked, never silently ignored
+    assert not wanted(TrainConfig(memory_limit_bytes=2**30, check_fit=False), "cuda")
+    assert not wanted(TrainConfig(check_fit=True), "cuda", world=2)  # one process only
+
+
 # ---- the settings ---------------------------------------------------------------------------------------------
 def test_the_new_settings_are_validated_with_their_names():
     assert TrainConfig(batch_size="auto").global_batch_size is None
@@ -227,7 +238,7 @@ def test_a_fixed_batch_that_does_not_fit_names_the_peak_and_a_change(run_config)
     from lorakit.training.fit import DoesNotFit
 
     limit = int(_peak(run_config, 1).measured_bytes / 0.9)  # batch 1 fits, batch 6 does not
-    config = run_config(dataset=VARIED, batch_size=6, max_seq_length=64, memory_limit_bytes=limit, check_fit=True)
+    config = run_config(dataset=VARIED, batch_size=6, max_seq_length=64, memory_limit_bytes=limit)  # checked: a limit
     with pytest.raises(DoesNotFit) as caught:
         train(config)
     message = str(caught.value)

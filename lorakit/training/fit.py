@@ -166,10 +166,11 @@ def _error(planned: int | None, measured: int | None) -> str:
 # ---- what a run does with it ---------------------------------------------------------------------------------
 def wanted(config: TrainConfig, device: str, world: int = 1) -> bool:
     """Whether ``train()`` checks the fit before step 1: check_fit=True; "auto": on a GPU (where running out of
-    memory minutes in is the failure this prevents) and always for batch_size="auto". One process only."""
-    if world > 1:
+    memory minutes in is the failure this prevents), always for batch_size="auto" and whenever memory_limit_bytes
+    is set (a limit nobody checks would be a promise not kept). One process only."""
+    if world > 1 or config.check_fit is False:
         return False
-    if config.batch_size == "auto" or config.check_fit is True:
+    if config.batch_size == "auto" or config.check_fit is True or config.memory_limit_bytes is not None:
         return True
     return config.check_fit == "auto" and device == "cuda"
 
