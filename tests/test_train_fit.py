@@ -213,8 +213,9 @@ def test_a_limit_below_the_weights_is_refused_before_anything_loads(run_config, 
     from lorakit.training import train
 
     config = run_config(memory_limit_bytes=1_000_000)
-    with pytest.raises(ValueError, match="memory_limit_bytes=1000000 .* is below the base weights alone"):
+    with pytest.raises(ValueError, match="memory_limit_bytes=1000000 .* is below the base weights alone") as caught:
         train(config)
+    assert "max_seq_length" not in str(caught.value)  # a shorter cutoff does not shrink the weights
     assert not Path(config.output_dir).exists()
 
 

@@ -200,7 +200,7 @@ def check_limit(config: TrainConfig, path: str, device: str) -> None:
     if limit >= weights:
         return
     need, have = amounts(weights, limit)
-    advice = _advice(suggest_fit(path, GPU("my limit", limit, None), **settings))
+    advice = _advice(suggest_fit(path, GPU("my limit", limit, None), **settings), weights_only=True)
     raise ValueError(f"memory_limit_bytes={limit} ({have}) is below the base weights alone: {config.model} in "
                      f"{config.precision}{_quant_words(config)} holds {need} before a single step. Raise "
                      f"memory_limit_bytes. {advice}".strip())
@@ -210,11 +210,12 @@ def _quant_words(config: TrainConfig) -> str:
     return f" with a {config.quantization} base" if config.quant.quantized else ""
 
 
-def _advice(advice: Any) -> str:
-    """A suggest_fit result as the settings to type."""
+def _advice(advice: Any, weights_only: bool = False) -> str:
+    """A suggest_fit result as the settings to type (``weights_only``: the weights alone exceed the limit, so a
+    shorter max_seq_length would not help)."""
     if not advice.fits:
         return ("Nothing lorakit tries (a quantized base, gradient checkpointing, a smaller batch) fits: use a "
-                "shorter max_seq_length, a smaller model or more memory.")
+                + ("" if weights_only else "shorter max_seq_length, a ") + "smaller model or more memory.")
     if not advice.changes:
         return ""
     settings = ", ".join(f"{name}={value!r}" for name, value in advice.changes.items())
