@@ -124,6 +124,20 @@ def test_check_fit_ledger_matches_the_measured_step(run_config):
     assert "peak (" in str(report) and "measured peak" in report.sentence()
 
 
+@pytest.mark.parametrize("layout", [dict(packing=True), dict(padding_free=True), dict(gradient_checkpointing=True)],
+                         ids=["packed", "padding-free", "checkpointing"])
+def test_the_plan_follows_the_layout_and_checkpointing(run_config, layout):
+    """A padding-free batch is one row of every example's tokens; checkpointing is measured in train mode (a model
+    in eval mode would skip it and measure a step without it)."""
+    from lorakit.training.fit import check_fit
+
+    report = check_fit(run_config(dataset=VARIED, batch_size=3, max_seq_length=64, **layout))
+    assert report.rows == 3 and report.predicted_bytes == pytest.approx(report.measured_bytes, rel=0.05)
+    if layout.get("gradient_checkpointing"):
+        plain = check_fit(run_config(dataset=VARIED, batch_size=3, max_seq_length=64))
+        assert report.measured_bytes < plain.measured_bytes  # the layers' activations were not kept
+
+
 def test_the_worst_batch_is_the_longest_rows(run_config):
     """Its width is the longest example's, as the trainer tokenizes it; packing: full rows."""
     from lorakit.training.fit import check_fit

@@ -233,7 +233,7 @@ def plan(config: TrainConfig, parts: Any, worst: Any) -> Any:
 def _plan_settings(config: TrainConfig, parts: Any, worst: Any) -> dict[str, Any]:
     kernel = parts.choices["loss_kernel"].value
     settings = dict(config.sizing_kwargs(parts.device, parts.choices["gradient_checkpointing"].value, kernel),
-                    batch_size=worst.rows, max_seq_length=max(8, worst.width), mask=worst.mask,
+                    batch_size=worst.model_rows, max_seq_length=max(8, worst.width), mask=worst.mask,
                     logit_tokens=worst.logit_tokens(kernel), runtime_overhead_bytes=0)
     if parts.device == "cuda":
         settings["compute_capability"] = tuple(torch.cuda.get_device_capability())

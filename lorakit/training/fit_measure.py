@@ -39,9 +39,17 @@ class WorstBatch:
     def mask(self) -> str:
         """What the batch asks of attention, as the planner names it (``lorakit.choices.ATTENTION_MASKS``)."""
         inputs = self.batch["inputs"]
-        if "position_ids" in inputs:
-            return "packed"
-        return "causal" if bool(inputs["attention_mask"].all()) else "padded"
+        positions = inputs.get("position_ids")
+        if positions is not None and not bool((positions[:, 1:] != 0).all()):
+            return "packed"  # a row restarts its positions: several examples in one row
+        # one example per row: transformers builds the plain causal mask from its position ids
+        mask = inputs.get("attention_mask")
+        return "causal" if mask is None or bool(mask.all()) else "padded"
+
+    @property
+    def model_rows(self) -> int:
+        """Rows as the model sees them: a padding-free batch is one row holding every example."""
+        return int(self.batch["inputs"]["input_ids"].shape[0])
 
     def logit_tokens(self, loss_kernel: str) -> int:
         """Tokens whose logits the head computes: the fused head only the targeted ones; the plain head every row
@@ -138,7 +146,10 @@ def _batch_tensors(batch: dict) -> list[torch.Tensor]:
 
 @contextlib.contextmanager
 def preserved(parts: Any):
-    """Put the trainable weights, the optimizer state and the random generators back after the block."""
+    """Train mode for the block (as the run's steps take it: checkpointing and dropout are on only then); put the
+    trainable weights, the optimizer state, the random generators and the model's mode back after it."""
+    was_training = parts.model.training
+    parts.model.train()
     params = [p for p in parts.model.parameters() if p.requires_grad]
     weights = [p.detach().to("cpu", copy=True) for p in params]  # host copies: no device memory in the peak
     optimizer = getattr(parts.optimizer, "optimizer", parts.optimizer)
@@ -155,6 +166,7 @@ def preserved(parts: Any):
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
+        parts.model.train(was_training)
 
 
 def memory_limit(config: Any, parts: Any) -> tuple[int, str]:
