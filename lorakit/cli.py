@@ -57,6 +57,11 @@ class ConsoleProgress(MetricsSink):
             self.stream.write(f"\n{detail}\n")
             self.stream.flush()
 
+    def on_progress(self, record: dict) -> None:
+        """How far an evaluation or a preview is ("16 of 43 answered"), on a line redrawn in place."""
+        self.stream.write(f"\r  {record['detail']}" + ("\n" if record["done"] == record["total"] else ""))
+        self.stream.flush()
+
     def on_eval(self, record: dict) -> None:
         parts = [f"eval step {record['step']}"]
         if record.get("eval_loss") is not None:
@@ -130,7 +135,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if rank != 0:
         return EXIT_CODES[summary.status]
     for row in summary.preview:
-        print(f"Q: {row['prompt']}\n  before: {row['before']}\n  after:  {row['after']}")
+        held_out = f"\n  held-out answer: {row['expected']}" if "expected" in row else ""
+        print(f"Q: {row['prompt']}{held_out}\n  before: {row['before']}\n  after:  {row['after']}")
     if summary.exact_match_after is not None:
         print(f"exact match: {summary.exact_match_before:.1%} before, {summary.exact_match_after:.1%} after")
     print(summary.output_dir)

@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # The kernels inherit this environment: matplotlib's inline backend, so that plt.show() saves its chart in the
+    # notebook (under MPLBACKEND=Agg, which the test scripts export, it would save nothing).
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     for path in paths:
         print(f"{path.name}: {execute(path.resolve(), args.timeout):.0f} s", flush=True)
     return 0

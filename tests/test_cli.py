@@ -121,3 +121,15 @@ def test_the_console_says_compiling_and_then_the_compile_time(tiny_model_dir, tm
     assert "compile: True (set in the config)" in err
     compiling, compiled = err.index("compiling 2 decoder blocks"), err.index("compiled the decoder blocks in")
     assert compiling < compiled < err.index("completed: Completed 4 steps")
+
+
+def test_the_console_shows_held_out_answers_and_how_far_answering_is(tiny_model_dir, tmp_path, capsys):
+    data = [{"prompt": f"What is {i} plus one?", "completion": str(i + 1)} for i in range(20)]
+    code = main(["train", _write_config(tmp_path, tiny_model_dir, dataset=data, eval_split=0.3, max_steps=1,
+                                        max_seq_length=64, max_new_tokens=2, preview_examples=1)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    (row,) = summary["preview"]
+    assert f"Q: {row['prompt']}\n  held-out answer: {row['expected']}\n  before: " in out
+    assert "\r  1 of 1 preview prompts answered\n" in err

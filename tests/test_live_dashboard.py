@@ -186,7 +186,7 @@ def _train_in_a_thread(dash: LiveDashboard, steps: int, pause_s: float = 0.0,
 
 def test_the_training_thread_never_draws_and_never_waits_for_a_draw(monkeypatch):
     drawn_by = []
-    real_draw = live.draw_dashboard
+    real_draw = live.draw_dashboard_records
     steps_done = threading.Event()
 
     def held_draw(*args, **kwargs):  # record who draws; every draw but the final one waits for the last step
@@ -194,7 +194,7 @@ def test_the_training_thread_never_draws_and_never_waits_for_a_draw(monkeypatch)
         steps_done.wait(120)
         return real_draw(*args, **kwargs)
 
-    monkeypatch.setattr(live, "draw_dashboard", held_draw)
+    monkeypatch.setattr(live, "draw_dashboard_records", held_draw)
     dash = LiveDashboard(min_interval_s=0.0, max_overhead=1.0)  # draw whenever it can: the worst case
     # No clock: if any on_log call waited for a draw, the training thread would hang on the held draw and
     # never reach steps_done.set(); only on_train_end may wait (for the final frame).
@@ -550,3 +550,75 @@ def test_views_under_the_plots_follow_every_frame_and_the_final_one(tmp_path):
     assert view.value == "step 3"
     dash.reset()
     assert view.resets == 1
+
+
+def test_an_evaluation_shows_how_far_it_is_and_its_time_left():
+    """Issue 24: ~40 s of notebook 03 showed only "Evaluating…" at 0/20 or "ETA 0:00"."""
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0)
+    dash.on_train_start(info(total_steps=20))
+    dash.on_phase("evaluating", "evaluating the loss on 43 held-out examples and answering them for exact match")
+    dash.on_progress({"step": 0, "phase": "evaluating", "detail": "16 of 43 answered", "done": 16, "total": 43,
+                      "elapsed_s": 15.0, "part_eta_s": 8.4, "eta_s": None})
+    frames(dash)
+    assert dash.status.value.endswith("answering them for exact match: 16 of 43 answered\u2026")
+    # before training the run's time is not known yet: the part's own time left
+    assert dash.progress_label.value == "0/20 · 0:15 elapsed · 16 of 43 answered · 0:08 left of this part"
+    dash.on_phase("training", "training: step 1 of 20")
+    for step in range(1, 21):
+        dash.on_log(record(step, eta_s=None if step < 20 else 19.0))
+    frames(dash)
+    assert "ETA 0:19" in dash.progress_label.value  # the last step's ETA: the evaluation after training
+    dash.on_phase("evaluating", "evaluating the loss on 43 held-out examples and answering them for exact match")
+    dash.on_progress({"step": 20, "phase": "evaluating", "detail": "32 of 43 answered", "done": 32, "total": 43,
+                      "elapsed_s": 80.0, "part_eta_s": 4.0, "eta_s": 12.0})
+    frames(dash)
+    assert dash.progress.value == 20
+    assert dash.progress_label.value == "20/20 · 1:20 elapsed · 32 of 43 answered · ETA 0:12"
+    assert "32 of 43 answered" in dash.status.value
+
+
+def test_the_first_logged_step_draws_a_visible_point_on_an_axis_from_zero():
+    """Issue 24: at step 2 the learning-rate plot was empty (a line through one point) and the loss axis read
+    2.86-2.92."""
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0)
+    dash.on_train_start(info())
+    dash.on_log(record(2, loss=2.89, learning_rate=2e-4))
+    frames(dash)
+    loss_ax, lr_ax, speed_ax, _ = dash._figure[1]
+    for ax, value in ((loss_ax, 2.89), (lr_ax, 2e-4)):
+        (line,) = ax.lines
+        assert line.get_marker() == "o" and list(line.get_ydata()) == [value]  # a dot, where a line shows nothing
+        low, high = ax.get_ylim()
+        assert low == 0 and value < high < 2 * value  # the value on an axis from zero, not a zoom onto it
+    assert speed_ax.lines[0].get_marker() == "o"
+    for step in (4, 6):
+        dash.on_log(record(step))
+    dash.redraw()
+    assert loss_ax.lines[0].get_marker() in ("None", "", None)  # a line once there are two points
+
+
+def test_a_nearly_constant_series_is_drawn_inside_the_frame_not_on_its_edge():
+    """Seen in the browser test's screenshot: a learning rate decaying over 100,000 steps (2e-4 to 1.9996e-4 in
+    the steps shown) lay on the top edge of an axis from zero, where the frame hid it; an eval loss near the
+    train loss's top sat on the edge too. Every point is at most 1/1.05 of the axis' top."""
+    dash = LiveDashboard(min_interval_s=0.0, background=False, first_draw_estimate_s=0.0)
+    dash.on_train_start(info(total_steps=100_000))
+    for step in range(1, 187):
+        dash.on_log(record(step, loss=10.8 - 0.5 * step / 186, learning_rate=2e-4 * (1 - step / 100_000)))
+    dash.on_eval({"step": 150, "eval_loss": 10.79})
+    frames(dash)
+    loss_ax, lr_ax, _, _ = dash._figure[1]
+    for ax in (loss_ax, lr_ax):
+        top = max(max(line.get_ydata()) for line in ax.lines)
+        assert ax.get_ylim() == pytest.approx((0, 1.05 * top))
+
+
+def test_a_resumed_run_starts_the_bar_where_it_left_off(tmp_path):
+    """Issue 24: on Resume the bar jumped back to 0/20 while the status said step 6 of 20."""
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"kind": "train", **record(s)}) + "\n"
+                                                    for s in range(1, 7)))
+    dash = LiveDashboard(background=False, first_draw_estimate_s=0.0)
+    dash.on_train_start(info(total_steps=20, start_step=6, output_dir=str(tmp_path)))
+    dash.on_phase("loading", "restoring the checkpoint")
+    frames(dash)
+    assert dash.progress.value == 6 and dash.progress_label.value.startswith("6/20")

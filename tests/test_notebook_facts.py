@@ -157,3 +157,13 @@ def test_test_markers_are_cell_tags_not_comments_in_the_code(path):
     assert not commented, f"{path.name}: cells {commented} carry an nbval marker in their code; use a cell tag"
     tags = {t for cell in _cells(path) for t in cell.get("metadata", {}).get("tags", []) if t.startswith("nbval")}
     assert tags <= {"nbval-check-output", "nbval-ignore-output"}, tags
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_chart_a_cell_shows_is_saved_with_it(path):
+    """A cell that ends in plt.show() keeps its picture: the notebooks are executed under matplotlib's inline
+    backend (scripts/execute_notebooks.py), not the Agg backend the test scripts export, which would save none."""
+    missing = [index for index, cell in enumerate(_cells(path)) if cell["cell_type"] == "code"
+               and "plt.show()" in "".join(cell["source"])
+               and not any("image/png" in output.get("data", {}) for output in cell.get("outputs", []))]
+    assert not missing, f"{path.name}: cells {missing} show a chart that the saved notebook lacks"

@@ -109,7 +109,7 @@ def test_plain_text_is_all_loss(tokenizer):
 def test_unknown_record_shape_is_explained(tokenizer):
     from lorakit.training.data import tokenize_record
 
-    with pytest.raises(ValueError, match="unknown shape"):
+    with pytest.raises(ValueError, match="dataset record has keys 'question'; lorakit reads a string"):
         tokenize_record({"question": "x"}, tokenizer)
 
 
@@ -122,7 +122,7 @@ def test_files_are_read(tmp_path):
     txt = tmp_path / "d.txt"
     txt.write_text("first para\nline two\n\nsecond\n")
     assert load_records(txt) == ["first para\nline two", "second"]
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(ValueError, match="missing.jsonl' does not exist"):
         load_records(tmp_path / "missing.jsonl")
 
 

@@ -222,16 +222,22 @@ def test_fields_are_the_configs_own(fake_train, tmp_path):
     assert list(panel.fields) == list(FIELDS)
     assert all(control.description == name for name, control in panel.fields.items())
     assert [v for _, v in panel.fields["precision"].options] == list(PRECISIONS)  # tf32 included
+    # short names in the dropdown, every record's long label in its tooltip
+    assert [label for label, _ in panel.fields["precision"].options] == list(PRECISIONS)
+    assert all(PRECISIONS[name].label in panel.fields["precision"].tooltip for name in PRECISIONS)
     assert [v for _, v in panel.fields["gradient_checkpointing"].options] == list(CHECKPOINTING_CHOICES)
     assert [label for label, _ in panel.fields["gradient_checkpointing"].options] == ["off", "on", "auto"]
     assert [v for _, v in panel.fields["compile"].options] == list(COMPILE_CHOICES)
     assert [v for _, v in panel.fields["loss_kernel"].options] == list(LOSS_KERNELS)
-    assert (panel.fields["r"].min, panel.fields["r"].max) == BOUNDS["r"][:2]
-    assert list(panel.fields["batch_size"].options) == ["auto"]  # or a number: TrainConfig checks its range
-    panel.fields["batch_size"].value = "auto"
+    assert (panel.fields["r"].low, panel.fields["r"].high) == BOUNDS["r"][:2]
+    assert (panel.fields["batch_size"].low, panel.fields["batch_size"].high) == BOUNDS["batch_size"][:2]
+    panel.fields["batch_size"].value = "auto"  # a number, or auto (the largest batch that fits, measured)
     assert panel.config_from_controls().batch_size == "auto"
     panel.fields["batch_size"].value = "6"
     assert panel.config_from_controls().batch_size == 6
+    panel.fields["batch_size"].value = "six"
+    with pytest.raises(ValueError, match="batch_size='six' is not a number; type a whole number such as 8, or auto"):
+        panel.config_from_controls()
     panel.fields["batch_size"].value = str(BOUNDS["batch_size"][1] + 1)
     with pytest.raises(ValueError, match="batch_size=65537 is out of range"):
         panel.config_from_controls()
@@ -255,7 +261,7 @@ def test_showing_one_more_field_is_one_more_name():
     form.controls["lr_scheduler_type"].value = "cosine"
     config = form.apply(TrainConfig())
     assert (config.warmup_steps, config.lr_scheduler_type) == (3, "cosine")
-    assert isinstance(form.controls["num_train_epochs"].value, float) and "num_train_epochs" not in FIELDS
+    assert isinstance(form.values()["num_train_epochs"], float) and "num_train_epochs" not in FIELDS
     assert BOUNDS["warmup_steps"][1] is None  # one bound: a plain box, and TrainConfig names the range
     form.controls["warmup_steps"].value = -1
     with pytest.raises(ValueError, match="warmup_steps=-1 is out of range"):
@@ -289,7 +295,7 @@ def test_a_run_that_fails_before_its_first_picture_leaves_no_broken_image(monkey
     with pytest.raises(RuntimeError, match="tf32 needs a GPU"):
         panel.wait(timeout=30)
     assert panel.dashboard.plot.layout.display == "none"  # and after a failed one
-    assert "Failed: ValueError: precision: tf32 needs a GPU" in panel.dashboard.status.value
+    assert "Refused before anything loaded: precision: tf32 needs a GPU" in panel.dashboard.status.value
 
 
 def test_dom_classes_for_browser_tests():
@@ -380,3 +386,106 @@ def test_preview_html_gives_format_match_and_exact_match_before_and_after():
     assert "<b>Format match" in text and "0.0 % before &rarr; 93.0 % after training" in text
     assert "<b>Exact match on held-out questions:</b> 0.0 % before &rarr; 5.0 % after training" in text
     assert text.index("Format match") < text.index("Exact match")
+
+
+def test_a_number_typed_wrong_is_refused_where_it_was_typed_and_at_start(fake_train, tmp_path):
+    """Issue 24: "abc" typed into learning_rate silently reverted to 0.001 (the browser's number box), and Start
+    ran. The text reaches the kernel as typed, and both the form and Start say it was refused."""
+    panel = TrainerPanel(output_dir=str(tmp_path / "run"))
+    panel.fields["learning_rate"].value = "abc"  # what the browser sends when a person types it and leaves the box
+    assert "learning_rate=&#x27;abc&#x27; is not a number" in panel.form.problems.value
+    assert panel.start() is False and fake_train.configs == []
+    assert "Cannot start: learning_rate=&#x27;abc&#x27; is not a number" in panel.message.value
+    assert panel.fields["learning_rate"].value == "abc"  # left as typed, to be corrected
+    panel.fields["max_steps"].value = "2.5"
+    panel.fields["learning_rate"].value = "2e-4"
+    assert "max_steps=&#x27;2.5&#x27; is not a whole number" in panel.form.problems.value
+    panel.fields["max_steps"].value = "0"
+    assert "max_steps=0 is out of range" in panel.form.problems.value  # TrainConfig's own bound, at once
+    panel.fields["max_steps"].value = "3"
+    assert panel.form.problems.value == ""
+    assert panel.start() and panel.wait(timeout=30).status == "completed"
+    assert (fake_train.configs[0].learning_rate, fake_train.configs[0].max_steps) == (2e-4, 3)
+
+
+def test_the_dataset_and_the_preview_prompts_are_fields_of_the_panel(fake_train, tmp_path):
+    from lorakit.training.records import DATASET_HELP
+
+    data = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(40)]
+    panel = TrainerPanel(dataset=data, preview_prompts=["What is BF16?"], output_dir=str(tmp_path / "run"))
+    assert panel.fields["dataset"].value == "<in-memory list: 40 examples>"
+    assert panel.fields["dataset"].tooltip == DATASET_HELP  # the accepted shapes, where the person types
+    assert panel.fields["preview_prompts"].value == "What is BF16?"
+    panel.fields["preview_prompts"].value = "What is FP8?\n\n  How many bits has NF4?  \n"
+    assert panel.start() and panel.wait(timeout=30)
+    assert fake_train.configs[0].dataset is data  # a dataset given in code is kept while its text is unchanged
+    assert fake_train.configs[0].preview_prompts == ["What is FP8?", "How many bits has NF4?"]
+    panel.fields["dataset"].value = "builtin-json"
+    panel.fields["preview_prompts"].value = ""
+    assert panel.start() and panel.wait(timeout=30)
+    assert (fake_train.configs[1].dataset, fake_train.configs[1].preview_prompts) == ("builtin-json", [])
+
+
+def test_preview_html_shows_the_held_out_answer_and_only_the_columns_the_run_reached():
+    import dataclasses
+
+    completed = dataclasses.replace(TrainSummary("completed", "", 20, 20, 0.5, "/x", None, "/x/m"), preview=[
+        {"prompt": "What is 2+2?", "expected": "4", "before": "5", "after": "4"}])
+    text = preview_html(completed)
+    assert "<th style='text-align:left'>held-out answer</th>" in text and "<td style='text-align:left;" \
+        "vertical-align:top'>4</td>" in text and "after training</th>" in text
+    stopped_first = dataclasses.replace(TrainSummary("stopped", "", 0, 20, None, "/x", None, "/x/m"), preview=[
+        {"prompt": "Hi?", "before": "", "after": ""}])
+    assert preview_html(stopped_first) == ""  # stopped during the preview: no answers, no table
+    stopped = dataclasses.replace(stopped_first, steps_done=5, preview=[{"prompt": "Hi?", "before": "Hello", "after": ""}])
+    assert "before training" in preview_html(stopped) and "after 5 of 20 steps" not in preview_html(stopped)
+
+
+@pytest.mark.slow
+def test_stop_during_the_preview_before_training_says_nothing_was_trained(tiny_model_dir, tmp_path, monkeypatch):
+    """Issue 24: stopping during the preview said "after 0 of 20 steps ... Adapter saved". The real loop, held
+    in its first preview until Stop is pressed (no race with the machine's speed)."""
+    from lorakit.training import evaluation
+
+    previewing, real = threading.Event(), evaluation.generate_answers
+
+    def held(*args, **kwargs):
+        previewing.set()
+        assert _wait_for(lambda: panel._stop.stop_requested, 60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "generate_answers", held)
+    panel = TrainerPanel(model=str(tiny_model_dir), dataset=["a b c d e"] * 8, max_steps=20, max_seq_length=32,
+                         preview_prompts=["Hi?"], device="cpu", output_dir=str(tmp_path / "run"))
+    assert panel.start() and previewing.wait(60)
+    panel.stop_button.click()
+    summary = panel.wait(timeout=120)
+    assert summary.status == "stopped" and summary.steps_done == 0 and summary.adapter_dir is None
+    status = panel.dashboard.status.value
+    assert "before the first training step: nothing was trained" in status
+    assert "Adapter saved" not in status and "0 of 20" not in status and "0/20 steps" not in status
+    assert "after 0 of 20" not in panel.preview.value
+    assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_a_dataset_typed_wrong_is_refused_in_the_panel_before_anything_loads(tiny_model_dir, tmp_path,
+                                                                              monkeypatch):
+    """Issue 21: a file path typed into the panel's dataset field that does not exist is refused by the real
+    train() before the weights load; the panel says so as a refusal (no traceback), makes no run folder and does
+    not offer that folder to resume."""
+    import lorakit.training.parts as parts_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the base model's weights were loaded before the run was refused")
+
+    monkeypatch.setattr(parts_module, "load_base", refuse)
+    panel = TrainerPanel(model=str(tiny_model_dir), device="cpu", output_dir=str(tmp_path / "run"))
+    panel.fields["dataset"].value = str(tmp_path / "my_data.jsonl")
+    assert panel.start()
+    with pytest.raises(RuntimeError, match="does not exist"):
+        panel.wait(timeout=60)
+    status, message = panel.dashboard.status.value, panel.message.value
+    assert status.startswith("Refused before anything loaded: ") and "my_data.jsonl" in status
+    assert "Cannot start: " in message and "does not exist" in message and "Traceback" not in message
+    assert list(tmp_path.iterdir()) == [] and panel.resume_from.value == ""
+    assert not panel.running and not panel.start_button.disabled

@@ -32,4 +32,6 @@ def test_the_panel_and_the_dashboard_compose_as_themselves():
     assert not hasattr(panel, "widget") and not hasattr(panel.dashboard, "widget")
     with pytest.raises(AttributeError):
         panel.max_steps  # noqa: B018 -- a field's control is panel.fields["max_steps"], not an attribute
-    assert panel.fields["max_steps"].value == panel.config.max_steps
+    assert panel.form.values()["max_steps"] == panel.config.max_steps
+    assert panel.form in panel.children and isinstance(panel.form, widgets.Box)  # the form is a widget too
+    assert not hasattr(panel.form, "widget")

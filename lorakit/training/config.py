@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from lorakit.choices import (
     choose,
 )
 from lorakit.quantization import QLORA, QUANTIZATIONS, Quantization
+from lorakit.training.records import DATASET_HELP
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
@@ -81,6 +83,7 @@ BOUNDS: dict[str, tuple[float, float | None, type | tuple]] = {
     "logging_steps": (1, None, int),
     "seed": (0, None, int),
     "max_new_tokens": (1, 4096, int),
+    "preview_examples": (0, 64, int),
     "num_processes": (1, 4096, int),
     "target_global_batch_size": (1, None, int),
     "memory_limit_bytes": (1, None, int),
@@ -104,12 +107,28 @@ def _check_range(name: str, value: Any) -> None:
 
 @dataclass
 class TrainConfig:
-    """A LoRA / QLoRA fine-tuning run. Lengths in tokens, rates per optimizer step."""
+    """A LoRA / QLoRA fine-tuning run. Lengths in tokens, rates per optimizer step.
+
+    The fields people ask about first (every field keeps the name peft and transformers give it):
+
+    model: "embedded" (SmolLM2-135M-Instruct, built in, works offline), a local Hugging Face model folder, or a
+        hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct" (needs a network, or the model in the local cache).
+        A name that is none of these is refused before anything loads.
+    {dataset}
+    max_seq_length: tokens per example, chat template included; longer examples are cut (a run whose every
+        example is longer is refused).
+    eval_split: the fraction of your examples held out for the eval loss and the preview (built-in tasks have
+        their own held-out questions).
+    preview_prompts: questions the model answers before and after training, shown side by side. Empty: the
+        first ``preview_examples`` held-out examples that ask something (prompt/completion pairs, chats), shown
+        with their held-out answer.
+    output_dir: the run folder (None: runs/<timestamp>); it is created only once every check has passed.
+    """
 
     # what to train
     model: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct), a local HF folder, or a hub id
     # a built-in task ("builtin": facts, "builtin-json": one JSON line; see lorakit.data.TASKS), a list of str /
-    # {prompt, completion} / {messages}, a .jsonl/.txt path, or a datasets.Dataset
+    # {prompt, completion} / {messages} / {text}, a .jsonl/.json/.txt path, or a datasets.Dataset (records.py)
     dataset: Any = "builtin"
     # numerics
     precision: str = "fp32"  # a lorakit.choices.PRECISIONS name: fp32 | fp16 | bf16 | tf32
@@ -148,7 +167,8 @@ class TrainConfig:
     seed: int = 42
     output_dir: str | None = None  # None: runs/<timestamp>
     trust_remote_code: bool = False
-    preview_prompts: list[str] = field(default_factory=list)
+    preview_prompts: list[str] = field(default_factory=list)  # empty: preview_examples held-out examples
+    preview_examples: int = 3  # held-out examples the preview answers when preview_prompts is empty (0: none)
     eval_exact_match: bool = False
     max_new_tokens: int = 24  # for previews and exact-match answers
     device: str = "auto"
@@ -342,6 +362,9 @@ class TrainConfig:
         return data
 
 
+# help(TrainConfig) says what `dataset` accepts in the words the checks and the TrainerPanel's tooltip use
+TrainConfig.__doc__ = TrainConfig.__doc__.replace(
+    "{dataset}", textwrap.fill(DATASET_HELP, width=112, initial_indent="", subsequent_indent=" " * 8).lstrip())
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)
                             if f.default is not dataclasses.MISSING}

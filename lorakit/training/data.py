@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
+
+from lorakit.training.records import record_kind, records_from
 
 IGNORE = -100  # label value that cross-entropy skips
 
@@ -32,26 +33,7 @@ def load_records(dataset: Any) -> list:
     task = builtin_task(dataset)
     if task is not None:
         return task.split("train")
-    if isinstance(dataset, (str, Path)):
-        return _read_file(Path(dataset))
-    records = list(dataset)  # a list, or a datasets.Dataset (iterates as dicts)
-    if not records:
-        raise ValueError("dataset is empty")
-    return records
-
-
-def _read_file(path: Path) -> list:
-    if not path.exists():
-        raise ValueError(
-            f"dataset={str(path)!r}: no such file (give a built-in task such as 'builtin', a list, or a .jsonl/.txt path)"
-        )
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    if path.suffix.lower() == ".txt":
-        # Blank lines separate examples, so a paragraph is one example.
-        return [block.strip() for block in text.split("\n\n") if block.strip()]
-    raise ValueError(f"dataset={str(path)!r}: only .jsonl and .txt files are read")
+    return records_from(dataset)
 
 
 def _chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
@@ -82,28 +64,26 @@ def _tokenize_plain_pair(tokenizer, prompt: str, completion: str) -> Example:
 
 
 def tokenize_record(record: Any, tokenizer) -> Example:
-    """One record -> Example. str: loss on every token; {prompt, completion} / {messages}: loss on answers only."""
-    if isinstance(record, str):
-        ids = tokenizer(record, add_special_tokens=True)["input_ids"] + [tokenizer.eos_token_id]
+    """One record -> Example. Text: loss on every token; {prompt, completion} / {messages}: loss on answers only.
+
+    The shapes are ``records.KINDS``; a record of another shape is a ValueError that says how to fix it.
+    """
+    kind = record_kind(record)
+    if kind == "text":
+        text = record if isinstance(record, str) else record["text"]
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"] + [tokenizer.eos_token_id]
         return Example(ids, list(ids))
-    if isinstance(record, dict) and "messages" in record:
+    if kind == "messages":
         if tokenizer.chat_template is None:
             raise ValueError("chat {messages} records need a tokenizer with a chat template")
         return _tokenize_chat(tokenizer, list(record["messages"]))
-    if isinstance(record, dict) and "prompt" in record and "completion" in record:
-        if tokenizer.chat_template is None:
-            return _tokenize_plain_pair(tokenizer, record["prompt"], record["completion"])
-        messages = [
-            {"role": "user", "content": record["prompt"]},
-            {"role": "assistant", "content": record["completion"]},
-        ]
-        return _tokenize_chat(tokenizer, messages)
-    if isinstance(record, dict) and "text" in record:
-        return tokenize_record(record["text"], tokenizer)
-    raise ValueError(
-        f"dataset record {str(record)[:80]!r} has an unknown shape; use a string, "
-        "{'prompt': ..., 'completion': ...}, {'messages': [...]} or {'text': ...}"
-    )
+    if tokenizer.chat_template is None:
+        return _tokenize_plain_pair(tokenizer, record["prompt"], record["completion"])
+    messages = [
+        {"role": "user", "content": record["prompt"]},
+        {"role": "assistant", "content": record["completion"]},
+    ]
+    return _tokenize_chat(tokenizer, messages)
 
 
 def split_records(records: list, eval_split: float) -> tuple[list, list]:

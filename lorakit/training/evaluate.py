@@ -10,25 +10,31 @@ import torch
 from lorakit.data import Task, score_answers
 
 
-def _prompt_text(tokenizer, prompt: str) -> str:
+def _prompt_text(tokenizer, prompt: str | list[dict]) -> str:
+    """A prompt (or a chat's turns so far) as the model reads it before answering: its chat template applied."""
     if tokenizer.chat_template is None:
-        return prompt + "\n"
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-    )
+        turns = [prompt] if isinstance(prompt, str) else [str(turn["content"]) for turn in prompt]
+        return "\n".join(turns) + "\n"
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 @torch.no_grad()
 def generate_answers(
     model,
     tokenizer,
-    prompts: Sequence[str],
+    prompts: Sequence[str | list[dict]],
     *,
     max_new_tokens: int = 24,
     batch_size: int = 16,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[str]:
-    """Greedy completions (special tokens dropped) for user prompts, chat template applied when there is one."""
+    """Greedy completions (special tokens dropped) for user prompts, chat template applied when there is one.
+
+    A prompt is a string (one user turn) or a chat's turns so far. ``progress(answered, len(prompts))`` is
+    called after every batch of ``batch_size`` answers (it may raise to end the answering there).
+    """
     was_training = model.training
     model.eval()
     device = next(p.device for p in model.parameters())
@@ -48,6 +54,8 @@ def generate_answers(
                 )
             new_tokens = out[:, enc["input_ids"].shape[1] :]
             answers += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+            if progress is not None:
+                progress(len(answers), len(prompts))
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
@@ -62,6 +70,7 @@ def score(
     task: Task | None = None,
     max_new_tokens: int = 16,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, float | None]:
     """{"exact_match", "format_match"} (fractions 0..1) of greedy answers to {prompt, completion} examples.
 
@@ -71,7 +80,8 @@ def score(
     if not examples:
         raise ValueError("scoring answers needs at least one {prompt, completion} example")
     answers = generate_answers(
-        model, tokenizer, [ex["prompt"] for ex in examples], max_new_tokens=max_new_tokens, autocast=autocast
+        model, tokenizer, [ex["prompt"] for ex in examples], max_new_tokens=max_new_tokens, autocast=autocast,
+        progress=progress,
     )
     return score_answers(task, answers, [ex["completion"] for ex in examples])
 

@@ -81,6 +81,19 @@ class EvalRecord(TypedDict, total=False):
     format_match: float | None  # answers in the reference's form (a bare number, one JSON line), right or not
 
 
+class ProgressRecord(TypedDict, total=False):
+    """``on_progress``: how far an evaluation or a preview is, after each of its batches. Seconds in *_s."""
+
+    step: int  # the optimizer steps done (0 before training)
+    phase: str  # "evaluating" or "generating" (as in on_phase)
+    detail: str  # what is done so far, in words: "16 of 43 answered"
+    done: int
+    total: int
+    elapsed_s: float  # the run's wall time so far (as in StepRecord)
+    part_eta_s: float | None  # seconds left of this part, at its rate so far (None before its first batch)
+    eta_s: float | None  # seconds left of the whole run (None where not yet known: before training)
+
+
 class MetricsSink:
     """Receives a run's events on the training thread; override what you need and keep it cheap."""
 
@@ -95,6 +108,9 @@ class MetricsSink:
 
     def on_log(self, record: StepRecord) -> None:
         """Every logging_steps: step, epoch, loss, learning_rate, tokens_per_s, memory (bytes), ..."""
+
+    def on_progress(self, record: ProgressRecord) -> None:
+        """During an evaluation or a preview, after each batch: how far it is and the time left."""
 
     def on_eval(self, record: EvalRecord) -> None:
         """After each evaluation: step, eval_loss (+ exact_match when computed)."""

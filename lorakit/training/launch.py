@@ -30,9 +30,9 @@ import torch
 from lorakit.training import preflight
 from lorakit.training.accelerator import launch_from_notebook
 from lorakit.training.checkpoint import check_resume_processes, output_dir_for
+from lorakit.training.checks import check_run_inputs
 from lorakit.training.config import TrainConfig
 from lorakit.training.distributed import launched_world
-from lorakit.training.embedded import resolve_model
 from lorakit.training.events import (
     MetricsSink,
     SinkFanout,
@@ -42,7 +42,6 @@ from lorakit.training.events import (
     read_metrics,
 )
 from lorakit.training.loop import run_process
-from lorakit.training.modeling import check_model_on_meta
 
 _REASON_BYTES = 64
 
@@ -89,8 +88,7 @@ def check_launch(config: TrainConfig, resume_from: str | Path | None) -> str:
         preflight.check_before_load(config)
     if resume_from is not None:
         check_resume_processes(resume_from, n)
-    path = resolve_model(config.model)  # the embedded model is converted here once, not by every rank at once
-    check_model_on_meta(config, path)
+    check_run_inputs(config)  # the data and the model; the embedded model is converted here once, not by every rank
     return device
 
 
@@ -163,6 +161,9 @@ class QueueSink(MetricsSink):
 
     def on_eval(self, record):
         self.events.put(("on_eval", (record,)))
+
+    def on_progress(self, record):
+        self.events.put(("on_progress", (record,)))
 
     def on_train_end(self, summary):
         self.events.put(("on_train_end", (summary,)))

@@ -176,9 +176,9 @@ def _tokenizer(model: Any, trust_remote_code: bool) -> Any:
     if not isinstance(model, (str, Path)):
         return model
     from lorakit.training.embedded import resolve_model
-    from lorakit.training.modeling import load_tokenizer
+    from lorakit.training.modeling import tokenizer_at
 
-    return load_tokenizer(resolve_model(str(model)), trust_remote_code)
+    return tokenizer_at(resolve_model(str(model)), trust_remote_code)
 
 
 def token_lengths(dataset: Any, model: Any = None, max_seq_length: int | None = None, batch_size: int | None = None,

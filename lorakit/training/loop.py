@@ -28,13 +28,14 @@ from pathlib import Path
 import torch
 
 from lorakit.training import checkpoint, evaluation, fit, report, step
+from lorakit.training.checks import check_run_inputs
 from lorakit.training.compile import BlockCompiler, arch_key
 from lorakit.training.config import TrainConfig
 from lorakit.training.distributed import Ranks
-from lorakit.training.embedded import resolve_model
 from lorakit.training.events import (
     JsonlSink,
     MetricsSink,
+    ProgressRecord,
     SinkFanout,
     StepRecord,
     StopHandle,
@@ -42,7 +43,6 @@ from lorakit.training.events import (
     atomic_write_json,
     trim_metrics,
 )
-from lorakit.training.modeling import check_model_on_meta
 from lorakit.training.parts import build_parts, matmul_mode, memory_stats, rss_bytes
 from lorakit.training.preflight import check_before_load
 from lorakit.training.state import Progress, RunState, Window
@@ -80,18 +80,26 @@ def run_process(config: TrainConfig, *, sinks: Sequence[MetricsSink] = (), stop:
 
 
 def phases(run: RunState, resume_from) -> tuple[str, str]:
-    """setup -> evaluate before -> train -> checkpoint -> evaluate after; returns (status, message)."""
+    """setup -> evaluate before -> train -> checkpoint -> evaluate after; returns (status, message).
+
+    A run stopped before its first step trained nothing: it saves nothing and does not evaluate again. Stop
+    also ends an evaluation or a preview where it is, and a run stopped during training is not evaluated after.
+    """
     setup(run, resume_from)
     announce(run)
     with run.timings.measure("eval"):
         evaluate_before(run)
     train_loop(run)
     status, message = report.outcome(run.stop, run.progress.step, run.total_steps, run.out, run.final_loss)
+    if run.progress.step == 0:
+        return status, message
     run.events.emit("on_phase", "saving", f"saving a resumable checkpoint to {run.out / 'checkpoint'}")
     save_checkpoint(run)
+    if status == "stopped":
+        return status, message
     with run.timings.measure("eval"):
-        evaluate_after(run, status)
-    return status, message
+        stopped = evaluate_after(run, status)
+    return status, message + (" Stop ended the evaluation after training early." if stopped else "")
 
 
 # ---- check and set up ------------------------------------------------------------------------------------------
@@ -105,8 +113,8 @@ def start(config: TrainConfig, sinks: Sequence[MetricsSink], stop: StopHandle | 
     if resume_from is not None:
         checkpoint.check_resume_processes(resume_from, config.num_processes)
     device, warns = check_before_load(config)
-    path = resolve_model(config.model)  # the embedded model is converted here, the first time only
-    check_model_on_meta(config, path)
+    # the data and the model's name, architecture and tokenizer; the embedded model is converted here, once
+    path = check_run_inputs(config)
     fit.check_limit(config, path, device)
     out = checkpoint.output_dir_for(config.output_dir, resume_from)
     if ranks.is_main:  # the run folder is rank 0's alone
@@ -146,10 +154,14 @@ def setup(run: RunState, resume_from) -> None:
                                  run.events.emit)
     if run.device == "cuda":
         torch.cuda.reset_peak_memory_stats()  # the summary's peak is this run's
+    run.preview = evaluation.preview_items(config, parts.eval_records)
+    run.scores.preview_prompts = [item.shown for item in run.preview]
+    run.scores.preview_expected = [item.expected for item in run.preview]
     if resume_from is not None:
         saved = checkpoint.load_run_checkpoint(parts, checkpoint.find_checkpoint(resume_from), run.ranks)
         run.progress = Progress(saved["step"], saved["epoch"], saved["position"], saved["tokens_seen"],
                                 saved["elapsed_s"])
+        run.scores.restore_before(saved.get("before"))  # the preview and scores its first part measured
     run.first_step = run.progress.step
     run.loss_sum = torch.zeros((), device=parts.accelerator.device)
 
@@ -170,28 +182,68 @@ def announce(run: RunState) -> None:
 # ---- evaluate --------------------------------------------------------------------------------------------------
 def evaluate(run: RunState, with_exact_match: bool = False) -> dict:
     return evaluation.evaluate(run.parts, run.ranks, run.config, run.progress.step, emit=run.events.emit,
-                               read=run.read, warn=run.warn, with_exact_match=with_exact_match)
+                               read=run.read, warn=run.warn, with_exact_match=with_exact_match,
+                               progress=lambda what: progress(run, what))
+
+
+def preview(run: RunState) -> list[str]:
+    return evaluation.preview(run.parts, run.ranks, run.config, run.events.emit, run.preview,
+                              progress(run, "preview"))
 
 
 def evaluate_before(run: RunState) -> None:
-    """Answers and scores of the untrained adapter (LoRA B starts at zero, so this is the base model)."""
+    """Answers and scores of the untrained adapter (LoRA B starts at zero, so this is the base model); a
+    resumed run has them from its checkpoint."""
     if run.progress.step > 0:
-        return  # resumed: "before" was measured by the first part of the run
-    run.scores.preview_before = evaluation.preview(run.parts, run.ranks, run.config, run.events.emit)
-    if run.config.eval_exact_match:
-        record = evaluate(run, with_exact_match=True)
-        run.scores.exact_match_before = record.get("exact_match")
-        run.scores.format_match_before = record.get("format_match")
-    elif run.parts.eval_batches is not None:
-        evaluate(run)
+        return
+    started = time.perf_counter()
+    try:
+        run.scores.preview_before = preview(run)
+        if run.config.eval_exact_match:
+            record = evaluate(run, with_exact_match=True)
+            run.scores.exact_match_before = record.get("exact_match")
+            run.scores.format_match_before = record.get("format_match")
+        elif run.parts.eval_batches is not None:
+            evaluate(run)
+    except evaluation.Stopped:
+        return  # the training loop sees the stop too, and takes no step
+    run.scores.before_s = time.perf_counter() - started
 
 
-def evaluate_after(run: RunState, status: str) -> None:
-    """The final evaluation (exact match only for a completed run) and the answers after training."""
-    record = evaluate(run, with_exact_match=run.config.eval_exact_match and status == "completed")
-    run.scores.exact_match_after = record.get("exact_match")
-    run.scores.format_match_after = record.get("format_match")
-    run.scores.preview_after = evaluation.preview(run.parts, run.ranks, run.config, run.events.emit)
+def evaluate_after(run: RunState, status: str) -> bool:
+    """The final evaluation (exact match only for a completed run) and the answers after training; True when
+    Stop ended it early."""
+    run.after_started = time.perf_counter()
+    try:
+        record = evaluate(run, with_exact_match=run.config.eval_exact_match and status == "completed")
+        run.scores.exact_match_after = record.get("exact_match")
+        run.scores.format_match_after = record.get("format_match")
+        run.scores.preview_after = preview(run)
+    except evaluation.Stopped:
+        return True
+    return False
+
+
+def progress(run: RunState, what: str) -> evaluation.Progress:
+    """The progress callable of one part of an evaluation ("loss", "answers", "preview"): it tells the sinks
+    how far the part is and how long the run has left, and ends the part when Stop was pressed (every rank
+    together)."""
+    started, phase = time.perf_counter(), "generating" if what == "preview" else "evaluating"
+    noun = {"loss": "held-out examples evaluated", "answers": "answered", "preview": "preview prompts answered"}
+
+    def report_progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        part_eta = (now - started) / done * (total - done) if done else None
+        eta = None
+        if run.after_started is not None:  # after training: this part's rest, or what the one before took
+            eta = max(part_eta or 0.0, (run.scores.before_s or 0.0) - (now - run.after_started))
+        run.events.emit("on_progress", ProgressRecord(
+            step=run.progress.step, phase=phase, detail=f"{done} of {total} {noun[what]}", done=done, total=total,
+            elapsed_s=run.elapsed_s(), part_eta_s=part_eta, eta_s=eta))
+        if run.ranks.agree_stop(run.stop):
+            raise evaluation.Stopped
+
+    return report_progress
 
 
 # ---- train -----------------------------------------------------------------------------------------------------
@@ -214,8 +266,8 @@ def train_loop(run: RunState) -> None:
                 log(run)
         at = run.progress.step
         if cfg.eval_steps and at % cfg.eval_steps == 0 and at < run.total_steps:
-            with paused_window(run), run.timings.measure("eval"):
-                evaluate(run)
+            with paused_window(run), run.timings.measure("eval"), contextlib.suppress(evaluation.Stopped):
+                evaluate(run)  # a Stop ends it, and then the loop
             announce_training(run)
         if cfg.save_steps and at % cfg.save_steps == 0:
             with paused_window(run):
@@ -291,7 +343,8 @@ def log(run: RunState) -> None:
         tokens_per_s=window.tokens / max(now - window.start, 1e-9),
         tokens_seen=progress.tokens_seen,
         elapsed_s=run.elapsed_s(),
-        eta_s=(now - run.loop_started) / done_here * (run.total_steps - progress.step),
+        # the steps left at this session's rate, and the evaluation after training as long as the one before
+        eta_s=(now - run.loop_started) / done_here * (run.total_steps - progress.step) + (run.scores.before_s or 0.0),
         **memory,
     )
     run.final_loss = loss
@@ -327,7 +380,7 @@ def finish(run: RunState, status: str, message: str) -> TrainSummary:
     """Save the adapter whatever happened, write summary.json (rank 0), tell the sinks, free memory."""
     adapter_dir = None
     try:
-        if run.parts is not None:
+        if run.parts is not None and run.progress.step > 0:  # nothing trained: no adapter to keep
             with run.timings.measure("save"):
                 adapter_dir = checkpoint.save_run_adapter(run.parts, run.out / "adapter", run.ranks)
     except Exception as exc:  # noqa: BLE001 -- report, never mask the run's own outcome

@@ -43,10 +43,15 @@ def load_base(config: TrainConfig, device: str, path: str | None = None):
             kwargs["device_map"] = {"": torch.cuda.current_device() if device == "cuda" else "cpu"}
     with no_progress_bars():  # a "Loading weights" bar in every saved notebook tells nothing
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    tokenizer = load_tokenizer(path, config.trust_remote_code)
+    tokenizer = load_tokenizer(config, path)
     model.config.use_cache = False  # the KV cache only costs memory while training
     config.quant.prepare_loaded(model)  # what the backend needs before training (lorakit.quantization)
     return model, tokenizer
+
+
+def load_tokenizer(config: TrainConfig, path: str):
+    """The tokenizer of the model at ``path`` (a pad token set), loaded once per folder and reused."""
+    return _load_tokenizer(path, config.trust_remote_code, _stamp(path))
 
 
 def _stamp(path: str) -> float:
@@ -55,8 +60,8 @@ def _stamp(path: str) -> float:
     return max((f.stat().st_mtime for f in files), default=0.0)
 
 
-def load_tokenizer(path: str, trust_remote_code: bool = False):
-    """The tokenizer a run of the model at ``path`` uses (a pad token set), cached per folder."""
+def tokenizer_at(path: str, trust_remote_code: bool = False):
+    """The tokenizer a run of the model at ``path`` uses (a pad token set), cached per folder (no config needed)."""
     return _load_tokenizer(path, trust_remote_code, _stamp(path))
 
 

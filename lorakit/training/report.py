@@ -49,6 +49,9 @@ def outcome(stop: StopHandle, step: int, total_steps: int, out: Path, final_loss
     """(status, message) of a run that ended without an exception: stopped early, or completed."""
     if stop.stop_requested and step < total_steps:
         reason = stop.reason or "user"
+        if step == 0:
+            return "stopped", (f"Stopped ({reason}) before the first training step: nothing was trained, so no "
+                               "adapter or checkpoint was saved.")
         return "stopped", (
             f"Stopped ({reason}) after {step} of {total_steps} steps; the adapter and a resumable "
             f"checkpoint are in {out}."
@@ -57,11 +60,18 @@ def outcome(stop: StopHandle, step: int, total_steps: int, out: Path, final_loss
     return "completed", f"Completed {step} steps; final training loss {loss}."
 
 
-def previews(prompts: list[str], scores: Scores) -> list[dict]:
-    """{prompt, before, after} per preview prompt ("" where the run never got that far)."""
+def previews(scores: Scores) -> list[dict]:
+    """{prompt, before, after} per preview question ("" where the run never got that far), with "expected",
+    the held-out answer, where the question is a held-out example."""
+    prompts = scores.preview_prompts
     before = scores.preview_before or [""] * len(prompts)
     after = scores.preview_after or [""] * len(prompts)
-    return [{"prompt": p, "before": b, "after": a} for p, b, a in zip(prompts, before, after, strict=True)]
+    expected = scores.preview_expected or [None] * len(prompts)
+    rows = []
+    for prompt, answer_before, answer_after, reference in zip(prompts, before, after, expected, strict=True):
+        row = {"prompt": prompt, "before": answer_before, "after": answer_after}
+        rows.append(row if reference is None else {**row, "expected": reference})
+    return rows
 
 
 def summarize(config: TrainConfig, status: str, message: str, *, out: Path, adapter_dir: Path | None,
@@ -82,7 +92,7 @@ def summarize(config: TrainConfig, status: str, message: str, *, out: Path, adap
         peak_memory_bytes=peak_memory_bytes,
         tokens_per_s=session_tokens / timings.train_s if timings.train_s else None,
         elapsed_s=elapsed_s,
-        preview=previews(config.preview_prompts, scores),
+        preview=previews(scores),
         exact_match_before=scores.exact_match_before,
         exact_match_after=scores.exact_match_after,
         format_match_before=scores.format_match_before,

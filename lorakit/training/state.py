@@ -66,17 +66,41 @@ class Timings:
 
 @dataclass
 class Scores:
-    """Held-out scores (0..1, None: not measured) and preview answers, before and after training."""
+    """Held-out scores (0..1, None: not measured) and preview answers, before and after training.
+
+    ``preview_prompts`` are the preview's questions as shown, ``preview_expected`` the held-out answers where
+    the questions are held-out examples (None for the user's own prompts). ``before_s``: the seconds the
+    evaluation before training took, the estimate of the one after it.
+    """
 
     exact_match_before: float | None = None
     exact_match_after: float | None = None
     format_match_before: float | None = None
     format_match_after: float | None = None
+    preview_prompts: list[str] = field(default_factory=list)
+    preview_expected: list[str | None] = field(default_factory=list)
     preview_before: list[str] = field(default_factory=list)
     preview_after: list[str] = field(default_factory=list)
+    before_s: float | None = None
+
+    BEFORE = ("exact_match_before", "format_match_before", "preview_prompts", "preview_before", "before_s")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def before(self) -> dict[str, Any]:
+        """What was measured before training, for the checkpoint: a resumed run reports it too."""
+        return {name: getattr(self, name) for name in self.BEFORE}
+
+    def restore_before(self, saved: dict[str, Any] | None) -> None:
+        """Take the scores before training from a checkpoint's ``before()``; the preview's answers only when
+        the resumed run asks the same questions."""
+        if not saved:
+            return
+        same_questions = saved.get("preview_prompts") == self.preview_prompts
+        for name in self.BEFORE:
+            if name in saved and (same_questions or not name.startswith("preview")):
+                setattr(self, name, saved[name])
 
 
 @dataclass
@@ -104,6 +128,7 @@ class RunState:
     peak_rss: int = 0  # largest resident memory seen at a logging step (bytes)
     started: float = field(default_factory=lambda: time.perf_counter())  # this session's start
     loop_started: float | None = None  # when the training loop began (the ETA's rate)
+    after_started: float | None = None  # when the evaluation after training began
     host_reads: collections.Counter = field(default_factory=collections.Counter)  # device reads by reason
     warnings: list[str] = field(default_factory=list)
     choices: dict[str, dict] = field(default_factory=dict)  # the resolved "auto" settings, once set up
@@ -111,6 +136,7 @@ class RunState:
     traceback: str | None = None  # of an error that ended the run
     order: list = field(default_factory=list)  # the batch order of progress.epoch (computed once per epoch)
     order_epoch: int | None = None
+    preview: list = field(default_factory=list)  # evaluation.PreviewItem: the preview's questions, once set up
 
     def read(self, value: torch.Tensor, reason: str) -> float | list:
         """The run's only way to read a device value (a sync on a GPU); counted in host_reads by reason."""
@@ -137,4 +163,4 @@ class RunState:
         """What state.json of a checkpoint records: the progress, with the elapsed time up to now."""
         return {"step": self.progress.step, "epoch": self.progress.epoch, "position": self.progress.position,
                 "tokens_seen": self.progress.tokens_seen, "elapsed_s": self.elapsed_s(),
-                "total_steps": self.total_steps}
+                "total_steps": self.total_steps, "before": self.scores.before()}

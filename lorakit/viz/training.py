@@ -27,6 +27,7 @@ __all__ = [
     "draw_throughput",
     "draw_memory",
     "draw_dashboard",
+    "draw_dashboard_records",
     "rank_memory_series",
     "draw_loss_curves",
     "draw_bars",
@@ -89,6 +90,20 @@ def _pairs(xs: Sequence[float], ys: Sequence[float | None]) -> tuple[list[float]
     return [x for x, _ in kept], [float(y) for _, y in kept]
 
 
+def _marker(xs: Sequence) -> str | None:
+    """A lone point is drawn as a dot (a line through one point shows nothing)."""
+    return "o" if len(xs) == 1 else None
+
+
+def _from_zero(ax: Axes, values: Sequence[float]) -> None:
+    """The y axis from zero to 5 % above the largest value: the first points alone would zoom onto a few
+    hundredths of a loss, and a nearly constant series (a learning rate decaying over 100,000 steps) would lie
+    on the frame's top edge, where matplotlib's margin (5 % of the data's own span) puts it."""
+    top = max(values)
+    if top > 0:
+        ax.set_ylim(0, 1.05 * top)
+
+
 def _placeholder(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.5")
 
@@ -99,11 +114,13 @@ def draw_loss(ax: Axes, steps: Sequence[float], losses: Sequence[float | None],
     """Training loss per logged step (line) and evaluation loss (markers) on a shared step axis."""
     xs, ys = _pairs(steps, losses)
     if xs:
-        ax.plot(xs, ys, label=f"{label} loss", color="C0", linewidth=1.2)
+        ax.plot(xs, ys, label=f"{label} loss", color="C0", linewidth=1.2, marker=_marker(xs), markersize=4)
     exs, eys = _pairs(eval_steps, eval_losses)
     if exs:
         ax.plot(exs, eys, "o-", label="eval loss", color="C3", markersize=4, linewidth=1)
-    if not (xs or exs):
+    if xs or exs:
+        _from_zero(ax, ys + eys)
+    else:
         _placeholder(ax, "waiting for the first logged step")
     ax.set_title("loss")
     ax.set_xlabel("step")
@@ -115,7 +132,8 @@ def draw_learning_rate(ax: Axes, steps: Sequence[float], lrs: Sequence[float | N
     """Learning rate per logged step (warm-up and decay of the schedule)."""
     xs, ys = _pairs(steps, lrs)
     if xs:
-        ax.plot(xs, ys, color="C2", linewidth=1.2)
+        ax.plot(xs, ys, color="C2", linewidth=1.2, marker=_marker(xs), markersize=4)
+        _from_zero(ax, ys)
         # no offset: a nearly constant LR would otherwise read "1e-9+1.9999e-4"
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useOffset=False)
     else:
@@ -128,7 +146,7 @@ def draw_throughput(ax: Axes, steps: Sequence[float], tokens_per_s: Sequence[flo
     """Training throughput in tokens per second per logged step."""
     xs, ys = _pairs(steps, tokens_per_s)
     if xs:
-        ax.plot(xs, ys, color="C1", linewidth=1.2)
+        ax.plot(xs, ys, color="C1", linewidth=1.2, marker=_marker(xs), markersize=4)
         ax.set_ylim(bottom=0)
     else:
         _placeholder(ax, "no throughput logged yet")
@@ -144,7 +162,8 @@ def draw_memory(ax: Axes, steps: Sequence[float], series: Mapping[str, Sequence[
     tops = [max(ys) for _, ys in curves.values()] + [predicted_peak_bytes or 0.0]
     unit, div = memory_unit(max(tops))
     for i, (label, (xs, ys)) in enumerate(curves.items()):
-        ax.plot(xs, [y / div for y in ys], label=label, color=f"C{4 + i}", linewidth=1.2)
+        ax.plot(xs, [y / div for y in ys], label=label, color=f"C{4 + i}", linewidth=1.2, marker=_marker(xs),
+                markersize=4)
     if predicted_peak_bytes:
         ax.axhline(predicted_peak_bytes / div, color="k", linestyle="--", linewidth=1,
                    label=predicted_label(predicted_peak_bytes, series.get(MEMORY_SERIES["mem_peak_bytes"]), unit, div))
@@ -180,6 +199,18 @@ def draw_dashboard(axes: Sequence[Axes], train: Mapping[str, Sequence], evals: M
         memory = {label: train[key] for key, label in MEMORY_SERIES.items() if any(
             v is not None for v in train.get(key, []))}
     draw_memory(mem_ax, steps, memory, predicted_peak_bytes)
+
+
+TRAIN_KEYS = ("step", "loss", "learning_rate", "tokens_per_s", "mem_allocated_bytes", "mem_reserved_bytes",
+              "mem_peak_bytes", "rss_bytes", "memory_by_rank")
+EVAL_KEYS = ("step", "eval_loss")
+
+
+def draw_dashboard_records(axes: Sequence[Axes], history: Sequence[Mapping], evals: Sequence[Mapping],
+                           predicted_peak_bytes: float | None = None) -> None:
+    """``draw_dashboard`` from a run's records as its sinks receive them (train and eval records, in order)."""
+    draw_dashboard(axes, {key: [r.get(key) for r in history] for key in TRAIN_KEYS},
+                   {key: [r.get(key) for r in evals] for key in EVAL_KEYS}, predicted_peak_bytes)
 
 
 def rank_memory_series(by_rank: Sequence[Sequence[Mapping] | None]) -> dict[str, list]:

@@ -31,7 +31,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from lorakit.training.events import MetricsSink, TrainSummary
-from lorakit.viz.training import clear_data, draw_dashboard, figure_to_png, make_dashboard_figure
+from lorakit.viz.training import clear_data, draw_dashboard_records, figure_to_png, make_dashboard_figure
 from lorakit.widgets.dashboard_views import DashboardView, earlier_records, in_ipython
 from lorakit.widgets.run_text import (
     describe_choices,
@@ -39,20 +39,14 @@ from lorakit.widgets.run_text import (
     describe_summary,
     format_duration,
     phase_text,
+    progress_text,
     step_line,
 )
 from lorakit.widgets.runtime import STOP, RenderWorker
 
 __all__ = ["LiveDashboard", "describe_choices", "describe_summary", "format_duration", "in_ipython"]
 
-TRAIN_KEYS = ("step", "loss", "learning_rate", "tokens_per_s", "mem_allocated_bytes", "mem_reserved_bytes",
-              "mem_peak_bytes", "rss_bytes", "memory_by_rank")
-EVAL_KEYS = ("step", "eval_loss")
 RENDER_THREAD = "lorakit-dashboard"
-
-
-def _columns(records: list[dict], keys: tuple[str, ...]) -> dict[str, list]:
-    return {key: [r.get(key) for r in records] for key in keys}
 
 
 class LiveDashboard(widgets.VBox, MetricsSink):
@@ -82,11 +76,13 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         self.history: list[dict] = []  # train records, as received
         self.eval_history: list[dict] = []
         self.phase: tuple[str, str] | None = None  # (phase, detail) of the last on_phase
+        self.evaluation: dict | None = None  # the last on_progress of the phase in progress (None: none)
         self.summary: TrainSummary | None = None
         self._run = 0  # counts on_train_start calls, so a frame of an old run is never shown for a new one
         self._state_lock = threading.Lock()  # held for microseconds: never while drawing
         # what is on screen (render thread)
-        self._shown: dict[str, Any] = {"run": 0, "phase": None, "counts": (0, 0), "data": ([], []), "final": False}
+        self._shown: dict[str, Any] = {"run": 0, "phase": None, "evaluation": None, "counts": (0, 0),
+                                       "data": ([], []), "final": False}
         self.redraw_count = 0
         self.draw_seconds = 0.0  # total cost of drawing (cost_clock units: wall seconds by default)
         self.draw_threads: set[str] = set()  # names of the threads that drew (tests check the training thread's)
@@ -127,7 +123,7 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         with self._state_lock:
             self.info = dict(info)
             self.history, self.eval_history = earlier.get("train", []), earlier.get("eval", [])
-            self.summary, self.phase = None, None
+            self.summary, self.phase, self.evaluation = None, None, None
             self._final_png = None
             self._final_done.clear()
             self._run += 1
@@ -135,7 +131,12 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         self._wake()
 
     def on_phase(self, phase: str, detail: str) -> None:
-        self.phase = (phase, detail)
+        self.phase, self.evaluation = (phase, detail), None
+        self._wake()
+
+    def on_progress(self, record: dict) -> None:
+        """How far an evaluation or a preview is: shown at once (a few records per evaluation)."""
+        self.evaluation = dict(record)
         self._wake()
 
     def on_log(self, record: dict) -> None:
@@ -172,7 +173,7 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         wakes the thread), STOP after the final frame of a run.
         """
         with self._state_lock:
-            run, info, summary, phase = self._run, self.info, self.summary, self.phase
+            run, info, summary, phase, evaluation = self._run, self.info, self.summary, self.phase, self.evaluation
             counts = (len(self.history), len(self.eval_history))
             history, evals = self.history[: counts[0]], self.eval_history[: counts[1]]
         if run != self._shown["run"]:
@@ -181,9 +182,10 @@ class LiveDashboard(widgets.VBox, MetricsSink):
             if not self._shown["final"]:
                 self._final_frame(history, evals, summary)
             return STOP
-        if phase != self._shown["phase"]:
-            self._shown["phase"] = phase
+        if (phase, evaluation) != (self._shown["phase"], self._shown["evaluation"]):
+            self._shown.update(phase=phase, evaluation=evaluation)
             self._show_status(*self._shown["data"])
+            self._show_progress(self._shown["data"][0])
         if self._figure is None:
             self._prepare_figure()
         if counts != self._shown["counts"] and self.frame_wait() <= 0:
@@ -212,13 +214,14 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         return max(self._last_frame + self.min_interval_s, budget_at) - now
 
     def _show_new_run(self, run: int, info: dict) -> None:
-        self._shown.update(run=run, phase=None, counts=(0, 0), data=([], []), final=False)
+        self._shown.update(run=run, phase=None, evaluation=None, counts=(0, 0), data=([], []), final=False)
         self._text = {"counts": (0, 0), "at": float("-inf")}
         self._last_frame, self._run_draw_seconds = float("-inf"), 0.0
         self._next_frame_at = float("-inf")
         self.progress.max = max(int(info.get("total_steps") or 1), 1)
-        self.progress.value, self.progress.bar_style = 0, "info"
-        self.progress_label.value = f"0/{self.progress.max}"
+        start = min(int(info.get("start_step") or 0), self.progress.max)  # a resumed run goes on from there
+        self.progress.value, self.progress.bar_style = start, "info"
+        self.progress_label.value = f"{start}/{self.progress.max}"
         self.setup.value = html.escape(describe_setup(info))
         self.status.value = "Running&hellip;"
         self.plot.layout.display = "none"  # the previous run's picture does not belong to this one
@@ -266,17 +269,20 @@ class LiveDashboard(widgets.VBox, MetricsSink):
             self._final_done.set()
 
     def _show_progress(self, history: list[dict]) -> None:
+        """The bar at the last step shown (or where a resumed run started), and the label with the ETA (during
+        an evaluation: how far it is and its time left)."""
         last = history[-1] if history else {}
-        total = self.progress.max
-        self.progress.value = min(int(last.get("step") or 0), total)
-        eta, elapsed = format_duration(last.get("eta_s")), format_duration(last.get("elapsed_s"))
-        self.progress_label.value = f"{self.progress.value}/{total} · {elapsed} elapsed · ETA {eta}"
+        step = last.get("step") or self.info.get("start_step") or 0
+        self.progress.value = min(int(step), self.progress.max)
+        self.progress_label.value = progress_text(self.progress.value, self.progress.max, last,
+                                                  self._shown["evaluation"])
 
     def _show_status(self, history: list[dict], evals: list[dict]) -> None:
         """What the run is busy with (between steps), else where the shown frame is."""
         phase = self._shown["phase"]
         if phase is not None and (phase[0] != "training" or not history):
-            self.status.value = html.escape(phase_text(phase[1]))
+            evaluation = self._shown["evaluation"]
+            self.status.value = html.escape(phase_text(phase[1], evaluation["detail"] if evaluation else ""))
         elif history:
             self.status.value = html.escape(step_line(history, evals))
 
@@ -299,8 +305,7 @@ class LiveDashboard(widgets.VBox, MetricsSink):
             fig, axes = self._figure
             for ax in axes:
                 clear_data(ax)
-            draw_dashboard(axes, _columns(history, TRAIN_KEYS), _columns(evals, EVAL_KEYS),
-                           self.info.get("predicted_peak_bytes"))
+            draw_dashboard_records(axes, history, evals, self.info.get("predicted_peak_bytes"))
             png = figure_to_png(fig)
             self._last_draw_cost = self._cost_clock() - start
             self.draw_seconds += self._last_draw_cost
@@ -333,9 +338,11 @@ class LiveDashboard(widgets.VBox, MetricsSink):
         """Forget the last run and show ``status`` (HTML); for a panel about to start another run."""
         with self._state_lock:
             self.info, self.history, self.eval_history, self.summary, self.phase = {}, [], [], None, None
+            self.evaluation = None
             self._final_png = None
             self._run += 1
-            self._shown.update(run=self._run, phase=None, counts=(0, 0), data=([], []), final=False)
+            self._shown.update(run=self._run, phase=None, evaluation=None, counts=(0, 0), data=([], []),
+                               final=False)
         self.plot.layout.display = "none"
         self.progress.value, self.progress.bar_style, self.progress_label.value = 0, "info", "not started"
         self.setup.value, self.status.value = "", status

@@ -42,7 +42,7 @@ from lorakit.sizing.memory import MemoryEstimate
 from lorakit.sizing.scenarios import COMPONENT_LABELS, fused_head_saving, per_gpu, scenarios
 from lorakit.training.config import BOUNDS, DEFAULTS, FIELD_ALIASES, FIELD_CHOICES
 from lorakit.viz.sizing import memory_chart_svg
-from lorakit.widgets.config_form import CHOICES
+from lorakit.widgets.config_form import CHOICES, short_label
 from lorakit.widgets.rank_control import RankControl
 from lorakit.widgets.sizing_views import (
     PEAK,
@@ -86,15 +86,10 @@ def _lines(text: str) -> str:
     return f"<div style='line-height:1.45;padding:3px 0'>{text}</div>"
 
 
-def _short(label: str) -> str:
-    """'fp16 (autocast + loss scaling)' -> 'fp16': what a dropdown shows (the rest goes in its tooltip)."""
-    return label.split(" (")[0]
-
-
 def _options(table: dict[str, Any], field: str) -> tuple[list[tuple[str, str]], str]:
     """(short label, name) options of a schema field (FIELD_CHOICES), and a tooltip with every long label."""
     names = FIELD_CHOICES[field]
-    return [(_short(table[n].label), n) for n in names], "; ".join(table[n].label for n in names)
+    return [(short_label(table[n].label), n) for n in names], "; ".join(table[n].label for n in names)
 
 
 

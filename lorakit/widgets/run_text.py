@@ -11,7 +11,7 @@ from typing import Any
 from lorakit.training.events import TrainSummary
 
 __all__ = ["describe_choices", "describe_setup", "describe_summary", "describe_times", "format_duration", "phase_text",
-           "step_line"]
+           "progress_text", "step_line"]
 
 
 def format_duration(seconds: float | None) -> str:
@@ -99,10 +99,28 @@ def describe_setup(info: dict) -> str:
     return text.strip()
 
 
-def phase_text(detail: str) -> str:
-    """A phase's detail as a status line: "Evaluating the loss on 45 held-out examples…"."""
+def phase_text(detail: str, done: str = "") -> str:
+    """A phase's detail as a status line: "Evaluating the loss on 45 held-out examples…", with how far it is
+    when known: "Answering 3 preview prompts: 1 of 3 preview prompts answered…"."""
     detail = detail.strip().rstrip(".")
+    if done:
+        detail = f"{detail}: {done}" if detail else done
     return (detail[:1].upper() + detail[1:] + "\u2026") if detail else "Running\u2026"
+
+
+def progress_text(step: int, total: int, last: dict, evaluation: dict | None = None) -> str:
+    """The progress bar's label: '12/20 · 0:41 elapsed · ETA 0:35'; during an evaluation or a preview, how far
+    it is and the time left: '20/20 · 1:10 elapsed · 16 of 43 answered · ETA 0:12' ('0:08 left of this part'
+    before training, when the training's time is not known yet)."""
+    if evaluation is None:
+        elapsed, eta = format_duration(last.get("elapsed_s")), format_duration(last.get("eta_s"))
+        return f"{step}/{total} · {elapsed} elapsed · ETA {eta}"
+    text = f"{step}/{total} · {format_duration(evaluation.get('elapsed_s'))} elapsed · {evaluation['detail']}"
+    if evaluation.get("eta_s") is not None:
+        return f"{text} · ETA {format_duration(evaluation['eta_s'])}"
+    if evaluation.get("part_eta_s") is not None:
+        return f"{text} · {format_duration(evaluation['part_eta_s'])} left of this part"
+    return text
 
 
 def step_line(history: list[dict], evals: list[dict]) -> str:

@@ -30,14 +30,15 @@ from lorakit.widgets.runtime import BackgroundRun
 
 __all__ = ["FIELDS", "TrainerPanel", "new_run_dir", "preview_html"]
 
-# The TrainConfig fields the panel shows, in this order.
-FIELDS = ("model", "precision", "quantization", "r", "max_steps", "learning_rate", "batch_size", "max_seq_length",
-          "gradient_checkpointing", "loss_kernel", "compile")
+# The TrainConfig fields the panel shows, in this order (preview_prompts last: it spans the form's width).
+FIELDS = ("model", "dataset", "precision", "quantization", "r", "max_steps", "learning_rate", "batch_size",
+          "max_seq_length", "gradient_checkpointing", "loss_kernel", "compile", "preview_prompts")
 
-HELP = ("Hover over a field for what its special values mean (max_steps -1 trains for num_train_epochs). "
-        "<i>auto</i> settings are decided when the run starts; the choice and its reason appear under the "
-        "status line. Start always writes to a new run folder; Resume continues the run folder below from its "
-        "checkpoint.")
+HELP = ("Hover over a field for what it takes: <i>dataset</i> lists the shapes of examples lorakit reads, "
+        "<i>max_steps</i> -1 trains for num_train_epochs. <i>preview_prompts</i>: your questions, answered before "
+        "and after training; left empty, held-out examples of the dataset are. <i>auto</i> settings are decided "
+        "when the run starts; the choice and its reason appear under the status line. Start always writes to a "
+        "new run folder; Resume continues the run folder below from its checkpoint.")
 
 
 def new_run_dir(output_dir: str | Path | None) -> Path:
@@ -77,23 +78,24 @@ SCORES = {  # summary field -> what the score counts
 
 
 def preview_html(summary: TrainSummary) -> str:
-    """The generation preview (prompt | before | after) and the held-out scores as an HTML fragment."""
+    """The generation preview (prompt | held-out answer | before | after) and the held-out scores as an HTML
+    fragment; a column the run never reached (answers after a run stopped before them) is left out."""
     parts = []
     for kind, label in SCORES.items():
         line = score_line(summary, kind)
         if line:
             parts.append(f"<p><b>{label}:</b> {line}</p>")
-    if summary.preview:
-        after = ("after training" if summary.status == "completed"
-                 else f"after {summary.steps_done} of {summary.total_steps} steps")
-        rows = "".join(
-            "<tr>" + "".join(f"<td style='text-align:left;vertical-align:top'>{html.escape(str(item.get(k, '')))}"
-                             "</td>" for k in ("prompt", "before", "after")) + "</tr>"
-            for item in summary.preview
-        )
-        parts.append("<table><thead><tr><th style='text-align:left'>prompt</th><th style='text-align:left'>"
-                     f"before training</th><th style='text-align:left'>{after}</th></tr></thead>"
-                     f"<tbody>{rows}</tbody></table>")
+    after = ("after training" if summary.status == "completed"
+             else f"after {summary.steps_done} of {summary.total_steps} steps")
+    columns = {"prompt": "prompt", "expected": "held-out answer", "before": "before training", "after": after}
+    rows = summary.preview
+    shown = [key for key in columns if key == "prompt" or any(row.get(key) for row in rows)]
+    if rows and len(shown) > 1:
+        cell = "<td style='text-align:left;vertical-align:top'>{}</td>"
+        body = "".join("<tr>" + "".join(cell.format(html.escape(str(row.get(k, "")))) for k in shown) + "</tr>"
+                       for row in rows)
+        head = "".join(f"<th style='text-align:left'>{columns[k]}</th>" for k in shown)
+        parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
     return "".join(parts)
 
 
@@ -146,7 +148,7 @@ class TrainerPanel(widgets.VBox):
         buttons = widgets.HBox([self.start_button, self.resume_button, self.stop_button, self.resume_from],
                                layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         self.lengths = LengthSection(self.config_from_controls, self.fields)
-        return [self.form.widget, self.lengths, help_line, buttons, self.message, self.dashboard, self.preview]
+        return [self.form, self.lengths, help_line, buttons, self.message, self.dashboard, self.preview]
 
     def _ipython_display_(self) -> None:
         """The live panel, then the output that keeps a static copy of the final figure."""
@@ -283,10 +285,13 @@ class TrainerPanel(widgets.VBox):
         self.form.disabled = self.resume_from.disabled = running
         if running or self._stop is None:  # running, or no run yet
             return
-        if self.run_dir is not None:
-            self.resume_from.value = str(self.run_dir)
         exc, summary = self._runner.exception, self._runner.result
-        if exc is not None:
+        if self.run_dir is not None and self.run_dir.exists():  # a refused run made no folder to resume
+            self.resume_from.value = str(self.run_dir)
+        if isinstance(exc, ValueError):  # train() refuses a configuration before anything loads
+            self.dashboard.status.value = html.escape(f"Refused before anything loaded: {exc}")
+            self._set_message(f"Cannot start: {exc}", error=True)
+        elif exc is not None:
             self.dashboard.status.value = html.escape(f"Failed: {type(exc).__name__}: {exc}")
             self.message.value = ("<details><summary>Traceback</summary><pre>"
                                   f"{html.escape(self.error or '')}</pre></details>")
