@@ -75,7 +75,7 @@ def test_the_panel_shows_the_token_lengths_before_start(run_config):
     assert panel.lengths.view.report.max_seq_length == 16
     assert f"{expected.at(16).truncated} examples longer" in panel.lengths.view.text.value
     panel.fields["batch_size"].value = "lots"  # a bad value is said, not raised
-    assert "batch_size=&#x27;lots&#x27; is out of range" in panel.lengths.view.text.value
+    assert "batch_size=&#x27;lots&#x27; is not a number" in panel.lengths.view.text.value
 
 
 def test_a_panel_run_checks_its_fit_and_shows_the_ledger(run_config):
