@@ -175,8 +175,7 @@ class TrainConfig:
     # more than one process: data parallel, batch_size per process (see global_batch_size)
     num_processes: int = 1
     distributed: str = "ddp"  # a lorakit.choices.DISTRIBUTED name: ddp | fsdp
-    # fit before you run (lorakit.training.fit): plan and measure the worst batch before step 1; "auto": on a GPU,
-    # for batch_size="auto" and when memory_limit_bytes is set
+    # fit before you run (lorakit.training.fit); check_fit "auto": on a GPU, for batch_size="auto" or a memory limit
     check_fit: bool | str = "auto"
     memory_limit_bytes: int | None = None  # what a step may hold at its peak; None: the device's free memory
     target_global_batch_size: int | None = None  # with batch_size="auto": accumulation keeps this global batch

@@ -364,14 +364,10 @@ def refuse(run: RunState, resume_from) -> None:
     """A run refused before step 1 (it would not fit): nothing trained, so a new run leaves no folder behind."""
     run.ranks.close()
     run.parts = None
-    for sink in run.events.sinks:
-        if isinstance(sink, JsonlSink):
-            sink.close()
+    for sink in (s for s in run.events.sinks if isinstance(s, JsonlSink)):
+        sink.close()
     if resume_from is None and run.ranks.is_main:
-        for name in ("config.json", "metrics.jsonl"):
-            (run.out / name).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # not empty: something else was written there, keep it
-            run.out.rmdir()
+        checkpoint.discard_new_run_folder(run.out)
     if run.device == "cuda":
         torch.cuda.empty_cache()
 
