@@ -12,7 +12,8 @@ a user can turn on today); the Trainer "as shipped" for quantized bases (peft's
 prepare_model_for_kbit_training + gradient checkpointing). Rows: tokens/s, MFU, peak memory and the planner's
 error per config; fused head on/off; compile on/off with the compile seconds; tf32 vs fp32; QLoRA vs LoRA;
 one whole pass over variable-length data against the Trainer padding by length groups and padding-free;
-the dashboard over 40 steps logging every step; device syncs per step. On a machine with 2+ GPUs (and in
+the dashboard over 40 steps logging every step; device syncs per step; check_fit's plan of a worst batch against
+max_memory_allocated, and batch_size="auto" under a memory limit (gpu_fit.py). On a machine with 2+ GPUs (and in
 the dry run, as 2 CPU processes): DDP, FSDP and QLoRA + FSDP in two processes through
 `lorakit train --num-processes 2`, against one GPU with the same global batch (multi_gpu.py).
 
@@ -160,6 +161,10 @@ def measure(dry_run: bool) -> tuple[dict, dict]:
                                                                           gradient_checkpointing=True))}
     runs["variable"] = variable_pass(path, shape, b, 40 if dry_run else 400, seq)
     runs["dashboard"], runs["syncs"] = dashboard(path, shape, replace(b, steps=6 if dry_run else 40), runs["skipped"])
+    import gpu_fit
+
+    runs["fit"] = gpu_fit.measure(path, shape, b, dry_run)  # check_fit: max_memory_allocated vs the plan
+    _free()
     import multi_gpu
 
     why = multi_gpu.skip_reason(dry_run)
@@ -244,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no CUDA device: use --dry-run to exercise the script on the CPU")
     runs, used = measure(args.dry_run)
     rows = rows_from(runs, used["shape"], peak_tflops())
+    import gpu_fit
+
+    rows += gpu_fit.rows(runs.get("fit"))
     import multi_gpu
 
     rows += multi_gpu.rows(runs.get("multi", {}), runs)

@@ -55,6 +55,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool, int], list[Row]]]] = {
     "fused_head": ("8 fused output head vs plain head", _module("bench_fused_head")),
     "processes": ("9 two CPU processes (DDP, gloo) vs one, same global batch", _module("bench_processes")),
     "lora_stats": ("11 LoRA update statistics (log_lora_stats): cost and reads", _module("bench_lora_stats")),
+    "fit": ("12 check_fit: planned vs measured peak of worst batches (CPU)", _module("bench_fit")),
 }
 
 

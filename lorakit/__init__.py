@@ -47,6 +47,8 @@ _EXPORTS: dict[str, str] = {
     "compare_runs": "lorakit.training",
     "lora_update_stats": "lorakit.training",
     "compare_tokens": "lorakit.training",
+    "token_lengths": "lorakit.training",
+    "check_fit": "lorakit.training",
     # widgets (ipywidgets + matplotlib)
     "FloatExplorer": "lorakit.widgets",
     "LoraCalculator": "lorakit.widgets",

@@ -1,6 +1,7 @@
 """lorakit from a terminal: train a config headless, prepare the embedded model, export, explain a value.
 
 lorakit train run.yaml [--set max_steps=50] [--resume RUN_DIR] [--num-processes 2]
+lorakit check-fit run.yaml [--set batch_size=auto]   (token lengths, then the worst batch planned and measured)
 lorakit prepare-model
 lorakit export RUN_DIR OUT_DIR
 lorakit explain 0.1 --format bf16
@@ -98,13 +99,30 @@ def _parse_override(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(value)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from lorakit.training import TrainConfig, train
-    from lorakit.training.config import read_mapping
-    from lorakit.training.distributed import launched_world
+def _settings(args: argparse.Namespace) -> dict:
+    """The config file's fields with the --set overrides."""
+    from lorakit.training.config_files import read_mapping
 
     data = read_mapping(args.config) if args.config else {}
     data.update(_parse_override(item) for item in args.set)
+    return data
+
+
+def _cmd_check_fit(args: argparse.Namespace) -> int:
+    from lorakit.training import TrainConfig, check_fit, token_lengths
+
+    config = TrainConfig.from_dict(_settings(args))
+    print(token_lengths(config))
+    report = check_fit(config)
+    print(report)
+    return 0 if report.fits else 1
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lorakit.training import TrainConfig, train
+    from lorakit.training.distributed import launched_world
+
+    data = _settings(args)
     if args.num_processes is not None:
         data["num_processes"] = args.num_processes
     world, rank = launched_world()
@@ -176,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-processes", type=int, metavar="N",
                        help="train in N processes (data parallel, one per GPU) started through torchrun")
     train.set_defaults(func=_cmd_train)
+    fit = sub.add_parser("check-fit", help="a config's token lengths, and its worst batch planned and measured")
+    fit.add_argument("config", nargs="?", help="YAML or JSON file of TrainConfig fields (optional)")
+    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    fit.set_defaults(func=_cmd_check_fit)
     prepare = sub.add_parser("prepare-model", help="convert and cache the embedded SmolLM2 model")
     prepare.set_defaults(func=_cmd_prepare_model)
     export = sub.add_parser("export", help="merge a run's adapter into its base model and save it")

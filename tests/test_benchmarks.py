@@ -193,7 +193,8 @@ def test_every_benchmark_exposes_run_quick_repeats():
     import run
 
     for name in ("memory_planner", "bench_float_explorer", "bench_lora_calculator", "bench_quantization",
-                 "bench_embedded_load", "bench_widget_latency", "bench_lora_stats"):
+                 "bench_embedded_load", "bench_widget_latency", "bench_lora_stats",
+                 "bench_fit"):
         params = inspect.signature(importlib.import_module(name).run).parameters
         assert {"quick", "repeats"} <= set(params), (name, list(params))
     assert set(run.BENCHMARKS) >= {"trainer", "packing", "dashboard", "planner", "float_explorer", "lora_calculator"}
@@ -222,6 +223,26 @@ def test_planner_quick_grid_meets_its_targets():
     targeted = [r for r in rows if r.target is not None]
     assert targeted, "the planner benchmark states no target"
     assert all(r.status == "pass" for r in targeted), [(r.metric, r.lorakit) for r in targeted]
+
+
+def test_fit_rows_summarise_the_grid():
+    import bench_fit
+
+    point = dict(data="sft", layout="packed", batch=4, kernel="plain", ckpt=False)
+    recs = [dict(point, ratio=r) for r in (1.0, 1.002, 0.93)]
+    rows = {r.metric.split(": ")[1]: r for r in bench_fit.rows_from_records(recs)}
+    assert_rows_ok(list(rows.values()))
+    assert rows["median"].lorakit == 1.0 and rows["median"].status == "pass"
+    assert rows["max abs error"].lorakit == pytest.approx(7.0) and rows["max abs error"].status == "short"
+
+
+@pytest.mark.slow
+def test_fit_quick_grid_meets_its_targets():
+    import bench_fit
+
+    rows = bench_fit.run(quick=True, repeats=1)
+    assert_rows_ok(rows)
+    assert all(r.status == "pass" for r in rows), [(r.metric, r.lorakit) for r in rows]
 
 
 @pytest.mark.slow
@@ -263,6 +284,8 @@ def test_gpu_check_dry_run(tmp_path):
         ("gpu variable length", "non-padding tokens/s vs padding-free"),
         ("gpu dashboard", "tokens/s with LiveDashboard"),
         ("gpu syncs", "per non-logging step (max)"),
+        ("gpu fit check", "predicted ÷ measured peak, worst batch"),
+        ("gpu fit check", 'batch_size="auto": the largest that fits (1 = yes)'),
         # two CPU processes through `lorakit train --num-processes 2`: QLoRA + FSDP (on a GPU also DDP and FSDP)
         ("gpu 2 processes fsdp/nf4", "completed"),
         ("gpu 2 processes fsdp/nf4", "max rel. loss difference vs 1 process (same global batch)"),

@@ -231,6 +231,17 @@ def test_fields_are_the_configs_own(fake_train, tmp_path):
     assert [v for _, v in panel.fields["loss_kernel"].options] == list(LOSS_KERNELS)
     assert (panel.fields["r"].low, panel.fields["r"].high) == BOUNDS["r"][:2]
     assert (panel.fields["batch_size"].low, panel.fields["batch_size"].high) == BOUNDS["batch_size"][:2]
+    panel.fields["batch_size"].value = "auto"  # a number, or auto (the largest batch that fits, measured)
+    assert panel.config_from_controls().batch_size == "auto"
+    panel.fields["batch_size"].value = "6"
+    assert panel.config_from_controls().batch_size == 6
+    panel.fields["batch_size"].value = "six"
+    with pytest.raises(ValueError, match="batch_size='six' is not a number; type a whole number such as 8, or auto"):
+        panel.config_from_controls()
+    panel.fields["batch_size"].value = str(BOUNDS["batch_size"][1] + 1)
+    with pytest.raises(ValueError, match="batch_size=65537 is out of range"):
+        panel.config_from_controls()
+    panel.fields["batch_size"].value = "4"
     assert panel.fields["gradient_checkpointing"].value == "auto"  # the config's default, shown as it is
     panel.fields["gradient_checkpointing"].value = True
     panel.fields["loss_kernel"].value = "plain"

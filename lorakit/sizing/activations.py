@@ -51,11 +51,17 @@ class ActivationSetup:
     compute_capability: tuple[int, int] | None = None  # the GPU's; None: Ampere or newer
     fused_head: bool = False  # the loss computes the head's gradients in forward: the head keeps no input
     checkpoint_reentrant: bool = False  # torch.utils.checkpoint's use_reentrant (lorakit.sizing.recompute)
+    logit_tokens: int | None = None  # tokens whose logits the head computes; None: every token (batch x seq)
 
     @property
     def tokens(self) -> int:
         """T = batch x sequence."""
         return self.batch_size * self.seq_len
+
+    @property
+    def head_tokens(self) -> int:
+        """Tokens whose logits the head computes: all T, or the trainer's targeted positions only."""
+        return self.tokens if self.logit_tokens is None else min(self.logit_tokens, self.tokens)
 
     @property
     def dtype_bytes(self) -> int:
@@ -247,7 +253,7 @@ def stack_bytes(arch: Architecture, s: ActivationSetup) -> StackBytes:
     rope = 0 if arch.model_type == "gpt2" else 2 * s.seq_len * arch.head_dim * s.stream_bytes  # cos, sin: shared
     head = arch.output_head.rsplit(".", 1)[-1] if arch.output_head else None
     head_keeps_input = (s.full_finetune or head in s.adapted) and not s.fused_head
-    head_input = t * h * dt if head_keeps_input else 0
+    head_input = s.head_tokens * h * dt if head_keeps_input else 0
     layer_casts, head_cast = _full_finetune_casts(arch, s)
     tail = _norm_bytes(arch, s) + head_input + head_cast
     # autocast keeps a low-precision copy of each fp32 LoRA matrix for the matmuls that use it
@@ -369,6 +375,6 @@ def released_bytes(stages: list[tuple[str, int]], start: int, pinned_freed: bool
 
 def logits_bytes(arch: Architecture, s: ActivationSetup) -> int:
     """Logits as saved_tensors_hooks see them: the output (compute dtype), fp32 log-probabilities, labels."""
-    t, v = s.tokens, arch.vocab_size
+    t, v = s.head_tokens, arch.vocab_size
     softcap = t * v * s.dtype_bytes if arch.model_type == "gemma2" else 0  # tanh keeps its output
     return t * v * s.dtype_bytes + t * v * FP32 + softcap + t * INT64 + FP32  # + the loss's fp32 weight sum

@@ -31,6 +31,11 @@ def _unique_bytes(tensors: Any, skip: set[int] | None = None) -> int:
     return total
 
 
+def unique_bytes(tensors: Any) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (views and shared storage counted once)."""
+    return _unique_bytes(tensors)
+
+
 def weight_tensors(model: Any, trainable: bool) -> list[Any]:
     """Parameters of the chosen kind as the tensors that hold them (quantization state included)."""
     from lorakit.quantization import stored_tensors
@@ -128,7 +133,20 @@ def measure_peak_step(model: Any, input_ids: Any, optimizer: Any, autocast: Any 
         optimizer.zero_grad(set_to_none=True)
 
     step()
-    if device == "cuda":
+    return measure_step_peak(model, optimizer, step, known=[input_ids])
+
+
+def measure_step_peak(model: Any, optimizer: Any, step: Any, known: Any = ()) -> int:
+    """Peak bytes held during one call of ``step()``, which trains ``model`` with ``optimizer`` (no warm-up:
+    call it after one, so that the optimizer state exists).
+
+    CUDA: ``torch.cuda.max_memory_allocated()`` over the call. CPU: the weights, buffers and optimizer states
+    plus the most that the tensors created inside the call held at once; ``known`` tensors (the batch) that
+    existed before it are neither.
+    """
+    import torch
+
+    if model_device(model).type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         step()
@@ -136,7 +154,7 @@ def measure_peak_step(model: Any, input_ids: Any, optimizer: Any, autocast: Any 
         return int(torch.cuda.max_memory_allocated())
     static = weight_tensors(model, trainable=False) + weight_tensors(model, trainable=True) + list(model.buffers())
     static += [v for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v)]
-    tracker = _peak_tracker({_storage_key(t) for t in static + [input_ids]})
+    tracker = _peak_tracker({_storage_key(t) for t in static + list(known)})
     with tracker:
         step()
     return _unique_bytes(static) + tracker.peak

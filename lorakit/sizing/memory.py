@@ -154,6 +154,7 @@ def activation_setup(arch: Architecture, s: Settings, tensors: list[tuple[int, i
         device=s.device, autocast=s.autocast, adapter_weight_elements=cast_elements, quantization=s.quantization,
         mask=s.mask, compute_capability=s.compute_capability, fused_head=s.fused_head,
         checkpoint_reentrant=s.use_reentrant,
+        logit_tokens=s.logit_tokens,
     )
 
 

@@ -52,7 +52,7 @@ class Phase:
 
 def loss_phase(arch: Architecture, s: ActivationSetup, stack: StackBytes) -> Phase:
     """Plain head: log-softmax's backward holds its saved output and two [tokens, vocab] fp32 gradients."""
-    t, v = s.tokens, arch.vocab_size
+    t, v = s.head_tokens, arch.vocab_size
     softcap = t * v * s.dtype_bytes if arch.model_type == "gemma2" else 0  # tanh keeps its output
     held = t * v * FP32 + softcap + t * INT64 + FP32  # log-probabilities, labels, the loss's weight sum
     return Phase("loss backward", activations=stack.kept, logits=held, transient=2 * t * v * FP32)
@@ -61,11 +61,12 @@ def loss_phase(arch: Architecture, s: ActivationSetup, stack: StackBytes) -> Pha
 def fused_head_phase(arch: Architecture, s: ActivationSetup, stack: StackBytes, head_grad_elements: int) -> Phase:
     """Fused head, at the backward of one chunk inside its forward (lorakit.training.fused_head)."""
     t, h, v, dt = s.tokens, arch.hidden_size, arch.vocab_size, s.dtype_bytes
-    rows = fused_chunk_tokens(t, h, v, s.device)
+    n = s.head_tokens  # the targeted rows: their copy and their gradient; the decoder's output has all t
+    rows = fused_chunk_tokens(n, h, v, s.device)
     softcap = rows * v * FP32 if arch.model_type == "gemma2" else 0  # the transform runs on fp32 logits
     chunk = 3 * rows * v * FP32 + softcap + rows * INT64  # log-probabilities, their gradient, the logits' gradient
     return Phase("fused head", activations=stack.kept, logits=t * h * dt + chunk,
-                 gradients=head_grad_elements * FP32, transient=2 * t * h * dt)
+                 gradients=head_grad_elements * FP32, transient=2 * n * h * dt)
 
 
 def backward_phases(arch: Architecture, s: ActivationSetup, stack: StackBytes, head_grad_bytes: int,

@@ -49,6 +49,7 @@ PLANNER_DEFAULTS: dict[str, Any] = {
     "compute_capability": None,  # the GPU's; None: Ampere or newer
     # torch.utils.checkpoint's: False as transformers' default and lorakit's trainer (lorakit.sizing.recompute)
     "use_reentrant": False,
+    "logit_tokens": None,  # tokens whose logits the head computes (lorakit's trainer: targeted ones); None: all
 }
 PLANNER_CHOICES = {"finetune": FINETUNES, "attention": ATTENTIONS, "adapter_precision": COMPUTE_DTYPES,
                    "mask": ATTENTION_MASKS, "lora_bias": (False, True), "master_weights": (False, True),
@@ -86,6 +87,7 @@ class Settings:
     distributed: str
     compute_capability: tuple[int, int] | None
     use_reentrant: bool  # how gradient checkpointing recomputes a layer
+    logit_tokens: int | None = None  # tokens whose logits the head computes; None: every token
 
     @property
     def quant(self) -> Quantization:
@@ -168,6 +170,9 @@ def check_positive(field: str, value: Any) -> None:
 
 def _check_planner(config: TrainConfig, planner: dict[str, Any]) -> None:
     """Planner-only values, and the rules between them and the shared fields."""
+    if config.batch_size == "auto":
+        raise ValueError("batch_size: 'auto' is chosen by measured steps before a run (lorakit.check_fit); the "
+                         "planner needs a number of rows")
     overhead = planner["runtime_overhead_bytes"]
     if isinstance(overhead, bool) or not isinstance(overhead, int) or overhead < 0:
         raise ValueError(f"runtime_overhead_bytes: must be an integer >= 0, got {overhead!r}")
@@ -177,6 +182,9 @@ def _check_planner(config: TrainConfig, planner: dict[str, Any]) -> None:
     if full and config.precision == "fp16" and not planner["master_weights"]:
         raise ValueError("master_weights: fp16 training needs fp32 trainable weights (the GradScaler refuses fp16 "
                          "gradients); use master_weights=True or precision='bf16'")
+    tokens = planner["logit_tokens"]
+    if tokens is not None:
+        check_positive("logit_tokens", tokens)
     if planner["lora_bias"] and config.use_dora:  # peft refuses this combination
         raise ValueError("lora_bias: True is not supported together with use_dora=True (peft refuses it)")
 

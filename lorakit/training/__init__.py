@@ -26,6 +26,10 @@ _EXPORTS: dict[str, str] = {
     "compare_tokens": "lorakit.training.token_compare",
     "TokenComparison": "lorakit.training.token_compare",
     "load_run": "lorakit.training.token_compare",
+    "token_lengths": "lorakit.training.lengths",
+    "LengthReport": "lorakit.training.lengths",
+    "check_fit": "lorakit.training.fit",
+    "FitReport": "lorakit.training.fit",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,6 +10,7 @@ them), and ``load_run_checkpoint`` cuts each rank's shard back out of the whole 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -302,3 +303,12 @@ def _shard_like(full: torch.Tensor, param) -> torch.Tensor:
     if not isinstance(param, DTensor):
         return full
     return distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
+
+
+def discard_new_run_folder(out: Path) -> None:
+    """Remove what a new run wrote at its start (config.json, metrics.jsonl) and the folder when that leaves it
+    empty: a run refused before step 1 leaves nothing behind; a folder holding anything else is kept."""
+    for name in ("config.json", "metrics.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        out.rmdir()

@@ -11,7 +11,6 @@ Pure Python: no torch at import.
 from __future__ import annotations
 
 import dataclasses
-import json
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from lorakit.choices import (
     choose,
 )
 from lorakit.quantization import QLORA, QUANTIZATIONS, Quantization
+from lorakit.training.config_files import read_mapping
 from lorakit.training.records import DATASET_HELP
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -56,6 +56,7 @@ FIELD_CHOICES: dict[str, tuple[Any, ...]] = {
     "loss_kernel": LOSS_KERNELS,
     "compile": COMPILE_CHOICES,
     "distributed": DISTRIBUTED,
+    "check_fit": (False, True, "auto"),
 }
 # Fields that are True or False (1 and 0 pass too: check_choice compares with ==).
 FLAGS = ("bnb_4bit_use_double_quant", "use_dora", "use_rslora", "packing", "padding_free", "trust_remote_code",
@@ -84,9 +85,13 @@ BOUNDS: dict[str, tuple[float, float | None, type | tuple]] = {
     "max_new_tokens": (1, 4096, int),
     "preview_examples": (0, 64, int),
     "num_processes": (1, 4096, int),
+    "target_global_batch_size": (1, None, int),
+    "memory_limit_bytes": (1, None, int),
 }
-OPTIONAL = {"max_grad_norm", "eval_steps", "save_steps"}  # None switches these off
-SPECIAL_VALUES = {"max_steps": ", or -1 to train for num_train_epochs"}  # allowed outside BOUNDS
+OPTIONAL = {"max_grad_norm", "eval_steps", "save_steps", "target_global_batch_size", "memory_limit_bytes"}  # None: off
+SPECIAL_VALUES = {"max_steps": ", or -1 to train for num_train_epochs",  # allowed outside BOUNDS
+                  "batch_size": ", or 'auto' (the largest batch that fits, measured before step 1)"}
+AUTO_NUMBERS = ("batch_size",)  # numeric fields that also take "auto"
 
 
 def _check_range(name: str, value: Any) -> None:
@@ -146,7 +151,7 @@ class TrainConfig:
     warmup_steps: int = 0
     max_steps: int = -1  # > 0 overrides num_train_epochs
     num_train_epochs: float = 1.0
-    batch_size: int = 4
+    batch_size: int | str = 4  # per process; "auto": the largest that fits (lorakit.training.fit)
     gradient_accumulation_steps: int = 1
     max_seq_length: int = 256
     packing: bool = False  # fixed blocks of max_seq_length, examples kept apart by position_ids
@@ -172,6 +177,10 @@ class TrainConfig:
     # more than one process: data parallel, batch_size per process (see global_batch_size)
     num_processes: int = 1
     distributed: str = "ddp"  # a lorakit.choices.DISTRIBUTED name: ddp | fsdp
+    # fit before you run (lorakit.training.fit); check_fit "auto": on a GPU, for batch_size="auto" or a memory limit
+    check_fit: bool | str = "auto"
+    memory_limit_bytes: int | None = None  # what a step may hold at its peak; None: the device's free memory
+    target_global_batch_size: int | None = None  # with batch_size="auto": accumulation keeps this global batch
 
     def __post_init__(self) -> None:
         for name, allowed in FIELD_CHOICES.items():
@@ -207,10 +216,14 @@ class TrainConfig:
                 f"{self.num_processes} (one process holds the whole model anyway)"
             )
         self.quant.check(self.bnb_4bit_use_double_quant, fsdp=self.distributed == "fsdp")
+        self._check_batch_fields()
 
     @property
-    def global_batch_size(self) -> int:
-        """Examples per optimizer step over all processes: batch_size x num_processes x accumulation."""
+    def global_batch_size(self) -> int | None:
+        """Examples per optimizer step over all processes: batch_size x num_processes x accumulation (None while
+        batch_size is "auto": the run chooses it)."""
+        if self.batch_size == "auto":
+            return None
         return self.batch_size * self.num_processes * self.gradient_accumulation_steps
 
     def _check_numbers(self) -> None:
@@ -218,7 +231,29 @@ class TrainConfig:
             value = getattr(self, name)
             if (name in OPTIONAL and value is None) or (name == "max_steps" and value == -1):
                 continue
+            if name in AUTO_NUMBERS and value == "auto":
+                continue
             _check_range(name, value)
+
+    def _check_batch_fields(self) -> None:
+        """batch_size="auto" and target_global_batch_size: what they need of the other fields."""
+        target, auto = self.target_global_batch_size, self.batch_size == "auto"
+        if auto and self.check_fit is False:
+            raise ValueError("batch_size='auto' is chosen by measured steps before step 1; it needs check_fit=True "
+                             "or 'auto', not False")
+        if auto and self.num_processes > 1:
+            raise ValueError(f"batch_size='auto' is measured in one process; with num_processes={self.num_processes} "
+                             "give batch_size as a number")
+        if target is None:
+            return
+        if auto and self.gradient_accumulation_steps != 1:
+            raise ValueError(f"target_global_batch_size={target} with batch_size='auto' decides "
+                             "gradient_accumulation_steps itself; leave it at 1, not "
+                             f"{self.gradient_accumulation_steps}")
+        if not auto and self.global_batch_size != target:
+            raise ValueError(f"target_global_batch_size={target} but batch_size x num_processes x "
+                             f"gradient_accumulation_steps = {self.global_batch_size}; use batch_size='auto' to let "
+                             "the run choose the batch and the accumulation that keep it")
 
     @property
     def prec(self) -> Precision:
@@ -350,18 +385,3 @@ def canonical(settings: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{name}: given twice (as {name!r} and as its other name {key!r}); give it once")
         out[name] = value
     return out
-
-
-def read_mapping(path: str | Path) -> dict[str, Any]:
-    """The mapping of fields in a .yaml/.yml or .json file (not yet validated)."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of TrainConfig fields, got {type(data).__name__}")
-    return data

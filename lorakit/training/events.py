@@ -50,6 +50,7 @@ class StartInfo(TypedDict, total=False):
     num_processes: int  # processes training together (data parallel)
     distributed: str  # "ddp" or "fsdp" (how they share the model when num_processes > 1)
     global_batch_size: int  # examples per optimizer step: batch_size x num_processes x accumulation
+    fit: dict | None  # lorakit.training.fit.FitReport.as_dict() when the run checked its fit before step 1
 
 
 class StepRecord(TypedDict, total=False):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from lorakit.training import checkpoint, evaluation, report, step
+from lorakit.training import checkpoint, evaluation, fit, report, step
 from lorakit.training.checks import check_run_inputs
 from lorakit.training.compile import BlockCompiler, arch_key
 from lorakit.training.config import TrainConfig
@@ -37,7 +37,6 @@ from lorakit.training.distributed import Ranks
 from lorakit.training.events import (
     JsonlSink,
     MetricsSink,
-    ProgressRecord,
     SinkFanout,
     StepRecord,
     StopHandle,
@@ -65,6 +64,9 @@ def run_process(config: TrainConfig, *, sinks: Sequence[MetricsSink] = (), stop:
     try:
         with matmul_mode(config):
             status, message = phases(run, resume_from)
+    except fit.DoesNotFit:
+        refuse(run, resume_from)
+        raise
     except torch.OutOfMemoryError as exc:
         status, message, _ = run.ranks.failed("oom", f"{OOM_ADVICE} (at step {run.progress.step})", exc)
     except KeyboardInterrupt as exc:
@@ -115,6 +117,7 @@ def start(config: TrainConfig, sinks: Sequence[MetricsSink], stop: StopHandle | 
     device, warns = check_before_load(config)
     # the data and the model's name, architecture and tokenizer; the embedded model is converted here, once
     path = check_run_inputs(config)
+    fit.check_limit(config, path, device)
     out = checkpoint.output_dir_for(config.output_dir, resume_from)
     if ranks.is_main:  # the run folder is rank 0's alone
         sinks = open_run_folder(config, out, resume_from, sinks)
@@ -139,9 +142,13 @@ def setup(run: RunState, resume_from) -> None:
     """Load and assemble the parts, connect the ranks, restore a checkpoint when resuming."""
     config = run.config
     run.events.emit("on_phase", "loading", f"loading {config.model} and tokenizing the data")
-    run.parts = parts = build_parts(config, run.device, run.model_path)
+    run.parts = parts = build_parts(fit.provisional(config), run.device, run.model_path)
     for note in parts.notes:
         run.warn(note)
+    if fit.wanted(config, run.device, run.ranks.world):  # before step 1; it may choose the batch
+        run.events.emit("on_phase", "loading", fit.CHECKING)
+        config, parts, run.fit = fit.fit_run(config, parts)
+        run.config, run.parts = config, parts
     run.ranks.connect(parts)
     run.total_steps = parts.total_steps
     key = arch_key(parts.model_config, run.device, config.precision, config.quantization)
@@ -169,21 +176,23 @@ def announce(run: RunState) -> None:
     if why_not:
         run.warn(why_not)
     run.choices = report.resolved_choices(run.parts, run.compiler)
-    run.events.emit("on_train_start", report.start_info(
+    info = report.start_info(
         run.config, run.parts, out=run.out, total_steps=run.total_steps, start_step=run.progress.step,
-        predicted_peak_bytes=predicted, warnings=run.warnings, choices=run.choices))
+        predicted_peak_bytes=predicted, warnings=run.warnings, choices=run.choices)
+    info["fit"] = run.fit.as_dict() if run.fit is not None else None
+    run.events.emit("on_train_start", info)
 
 
 # ---- evaluate --------------------------------------------------------------------------------------------------
 def evaluate(run: RunState, with_exact_match: bool = False) -> dict:
     return evaluation.evaluate(run.parts, run.ranks, run.config, run.progress.step, emit=run.events.emit,
                                read=run.read, warn=run.warn, with_exact_match=with_exact_match,
-                               progress=lambda what: progress(run, what))
+                               progress=lambda what: report.eval_progress(run, what))
 
 
 def preview(run: RunState) -> list[str]:
     return evaluation.preview(run.parts, run.ranks, run.config, run.events.emit, run.preview,
-                              progress(run, "preview"))
+                              report.eval_progress(run, "preview"))
 
 
 def evaluate_before(run: RunState) -> None:
@@ -217,28 +226,6 @@ def evaluate_after(run: RunState, status: str) -> bool:
     except evaluation.Stopped:
         return True
     return False
-
-
-def progress(run: RunState, what: str) -> evaluation.Progress:
-    """The progress callable of one part of an evaluation ("loss", "answers", "preview"): it tells the sinks
-    how far the part is and how long the run has left, and ends the part when Stop was pressed (every rank
-    together)."""
-    started, phase = time.perf_counter(), "generating" if what == "preview" else "evaluating"
-    noun = {"loss": "held-out examples evaluated", "answers": "answered", "preview": "preview prompts answered"}
-
-    def report_progress(done: int, total: int) -> None:
-        now = time.perf_counter()
-        part_eta = (now - started) / done * (total - done) if done else None
-        eta = None
-        if run.after_started is not None:  # after training: this part's rest, or what the one before took
-            eta = max(part_eta or 0.0, (run.scores.before_s or 0.0) - (now - run.after_started))
-        run.events.emit("on_progress", ProgressRecord(
-            step=run.progress.step, phase=phase, detail=f"{done} of {total} {noun[what]}", done=done, total=total,
-            elapsed_s=run.elapsed_s(), part_eta_s=part_eta, eta_s=eta))
-        if run.ranks.agree_stop(run.stop):
-            raise evaluation.Stopped
-
-    return report_progress
 
 
 # ---- train -----------------------------------------------------------------------------------------------------
@@ -355,6 +342,18 @@ def log(run: RunState) -> None:
 def save_checkpoint(run: RunState) -> None:
     with run.timings.measure("save"):
         checkpoint.save_run_checkpoint(run.parts, run.out / "checkpoint", run.checkpoint_state(), run.ranks)
+
+
+def refuse(run: RunState, resume_from) -> None:
+    """A run refused before step 1 (it would not fit): nothing trained, so a new run leaves no folder behind."""
+    run.ranks.close()
+    run.parts = None
+    for sink in (s for s in run.events.sinks if isinstance(s, JsonlSink)):
+        sink.close()
+    if resume_from is None and run.ranks.is_main:
+        checkpoint.discard_new_run_folder(run.out)
+    if run.device == "cuda":
+        torch.cuda.empty_cache()
 
 
 def finish(run: RunState, status: str, message: str) -> TrainSummary:

@@ -60,6 +60,11 @@ def _stamp(path: str) -> float:
     return max((f.stat().st_mtime for f in files), default=0.0)
 
 
+def tokenizer_at(path: str, trust_remote_code: bool = False):
+    """The tokenizer a run of the model at ``path`` uses (a pad token set), cached per folder (no config needed)."""
+    return _load_tokenizer(path, trust_remote_code, _stamp(path))
+
+
 @functools.lru_cache(maxsize=4)
 def _load_tokenizer(path: str, trust_remote_code: bool, stamp: float):
     """Tokenizers parse megabytes of JSON (seconds); notebooks that compare runs reuse one per folder."""

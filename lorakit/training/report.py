@@ -1,20 +1,23 @@
 """What a run reports: its set-up when training starts, how it ended, and its summary; built from what it is given.
 
 Plain functions of the run's parts and records (``state``'s Progress, Timings and Scores): nothing here writes a
-file or calls a sink; the loop does, with what these return.
+file, and only ``eval_progress`` calls the sinks (an evaluation's progress, while it runs); the loop reports the
+rest, with what these return.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from lorakit.training import evaluation
 from lorakit.training.config import TrainConfig
-from lorakit.training.events import StartInfo, StopHandle, TrainSummary
+from lorakit.training.events import ProgressRecord, StartInfo, StopHandle, TrainSummary
 from lorakit.training.modeling import count_params
 from lorakit.training.parts import Parts, predicted_peak_bytes
-from lorakit.training.state import Progress, Scores, Timings
+from lorakit.training.state import Progress, RunState, Scores, Timings
 
-__all__ = ["outcome", "predicted_peak", "resolved_choices", "start_info", "summarize"]
+__all__ = ["eval_progress", "outcome", "predicted_peak", "resolved_choices", "start_info", "summarize"]
 
 
 def resolved_choices(parts: Parts, compiler) -> dict[str, dict]:
@@ -108,3 +111,25 @@ def summarize(config: TrainConfig, status: str, message: str, *, out: Path, adap
         eval_s=timings.eval_s,
         save_s=timings.save_s,
     )
+
+
+def eval_progress(run: RunState, what: str) -> evaluation.Progress:
+    """The progress callable of one part of an evaluation ("loss", "answers", "preview"): it tells the sinks
+    how far the part is and how long the run has left, and ends the part when Stop was pressed (every rank
+    together)."""
+    started, phase = time.perf_counter(), "generating" if what == "preview" else "evaluating"
+    noun = {"loss": "held-out examples evaluated", "answers": "answered", "preview": "preview prompts answered"}
+
+    def report_progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        part_eta = (now - started) / done * (total - done) if done else None
+        eta = None
+        if run.after_started is not None:  # after training: this part's rest, or what the one before took
+            eta = max(part_eta or 0.0, (run.scores.before_s or 0.0) - (now - run.after_started))
+        run.events.emit("on_progress", ProgressRecord(
+            step=run.progress.step, phase=phase, detail=f"{done} of {total} {noun[what]}", done=done, total=total,
+            elapsed_s=run.elapsed_s(), part_eta_s=part_eta, eta_s=eta))
+        if run.ranks.agree_stop(run.stop):
+            raise evaluation.Stopped
+
+    return report_progress

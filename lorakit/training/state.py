@@ -133,6 +133,7 @@ class RunState:
     host_reads: collections.Counter = field(default_factory=collections.Counter)  # device reads by reason
     warnings: list[str] = field(default_factory=list)
     choices: dict[str, dict] = field(default_factory=dict)  # the resolved "auto" settings, once set up
+    fit: Any = None  # fit.FitReport when the run checked its fit before step 1
     traceback: str | None = None  # of an error that ended the run
     order: list = field(default_factory=list)  # the batch order of progress.epoch (computed once per epoch)
     order_epoch: int | None = None

@@ -21,7 +21,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from lorakit.choices import OPTIMIZERS, PRECISIONS, QUANTIZATIONS
-from lorakit.training.config import BOUNDS, FIELD_CHOICES, OPTIONAL, TrainConfig
+from lorakit.training.config import AUTO_NUMBERS, BOUNDS, FIELD_CHOICES, OPTIONAL, TrainConfig
 from lorakit.training.records import DATASET_HELP
 from lorakit.widgets.field_controls import DatasetText, NumberText, PromptsArea
 
@@ -58,6 +58,7 @@ HINTS: dict[str, str] = {
     "gradient_checkpointing": "auto: on for a quantized base, or when the run would not fit without it",
     "loss_kernel": "fused: the output head and loss never hold the full logits; auto: fused where supported",
     "compile": "torch.compile each decoder block; auto: on CUDA when the run is long enough to pay it back",
+    "batch_size": "examples per step (per process); auto: the largest batch that fits, measured before step 1",
 }
 
 _LAYOUT = {"width": "auto"}
@@ -79,7 +80,8 @@ def make_control(name: str, value: Any) -> widgets.ValueWidget:
         return widgets.Dropdown(options=options, value=value, **common)
     if name in BOUNDS:
         low, high, kind = BOUNDS[name]
-        return NumberText(name, value, int if kind is int else float, low, high, name in OPTIONAL, **common)
+        box = AutoNumberText if name in AUTO_NUMBERS else NumberText
+        return box(name, value, int if kind is int else float, low, high, name in OPTIONAL, **common)
     if name == "dataset":
         return DatasetText(value, **common)
     if name == "preview_prompts":
@@ -87,6 +89,19 @@ def make_control(name: str, value: Any) -> widgets.ValueWidget:
         common["layout"] = widgets.Layout(width="auto", grid_area="auto / 1 / auto / -1", height="4.5em")
         return PromptsArea(value, placeholder="one question a line", **common)
     return widgets.Text(value="" if value is None else str(value), **common)
+
+
+class AutoNumberText(NumberText):
+    """A number box that also takes "auto" (TrainConfig's AUTO_NUMBERS, e.g. batch_size)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, placeholder="a whole number or auto", **kwargs)
+
+    def field_value(self) -> int | float | str | None:
+        return "auto" if self.value.strip().lower() == "auto" else super().field_value()
+
+    def _example(self) -> str:
+        return super()._example() + ", or auto"
 
 
 def _text_value(text: str, optional: bool) -> str | None:

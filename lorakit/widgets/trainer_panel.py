@@ -24,6 +24,7 @@ import ipywidgets as widgets
 from lorakit.training.config import TrainConfig
 from lorakit.training.events import StopHandle, TrainSummary
 from lorakit.widgets.config_form import ConfigForm
+from lorakit.widgets.fit_views import FitLedgerView, LengthSection
 from lorakit.widgets.live_dashboard import LiveDashboard, describe_summary
 from lorakit.widgets.lora_views import LoraUpdateView
 from lorakit.widgets.runtime import BackgroundRun
@@ -115,9 +116,11 @@ class TrainerPanel(widgets.VBox):
     def __init__(self, config: TrainConfig | None = None, **overrides: Any) -> None:
         base = config if config is not None else TrainConfig()
         self.config = dataclasses.replace(base, **overrides) if overrides else base
+        if self.config.check_fit == "auto":  # a person at the panel wants to know before the run, on any device
+            self.config = dataclasses.replace(self.config, check_fit=True)
         self._output_base = self.config.output_dir  # Start makes a new folder from this each time
         self.run_dir: Path | None = None  # the folder of the last run started from this panel
-        self.dashboard = LiveDashboard(views=[LoraUpdateView()])
+        self.dashboard = LiveDashboard(views=[FitLedgerView(), LoraUpdateView()])
         self.what_changed = WhatChanged()  # after a run: the adapter against its base
         self._runner = BackgroundRun("lorakit-train")
         self._stop: StopHandle | None = None
@@ -147,7 +150,9 @@ class TrainerPanel(widgets.VBox):
         self.preview.add_class("lorakit-preview")
         buttons = widgets.HBox([self.start_button, self.resume_button, self.stop_button, self.resume_from],
                                layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
-        return [self.form, help_line, buttons, self.message, self.dashboard, self.preview, self.what_changed]
+        self.lengths = LengthSection(self.config_from_controls, self.fields)
+        return [self.form, self.lengths, help_line, buttons, self.message, self.dashboard, self.preview,
+                self.what_changed]
 
     def _ipython_display_(self) -> None:
         """The live panel, then the output that keeps a static copy of the final figure."""
