@@ -289,12 +289,6 @@ def tracker_for_run(enabled: bool, model, *, main: bool, sharded: bool, warn) ->
         warn("log_lora_stats: not recorded under distributed='fsdp' (each process holds a shard of every "
              "adapter); set log_lora_stats=False to silence this")
         return None
-    if any(type(getattr(m, "weight", None)).__name__ == "Int8Params" for m in model.modules()):
-        # measuring an 8-bit base before its first forward broke that forward (bitsandbytes' matmul state, issue 23's
-        # known gap): not recorded until that is fixed; lora_update_stats(model) after the run still works
-        warn("log_lora_stats: not recorded for an 8-bit base (its training would break); "
-             "set log_lora_stats=False to silence this")
-        return None
     try:
         return UpdateTracker(model)
     except ValueError as exc:
