@@ -38,6 +38,7 @@ def test_a_participants_run_all_shows_no_answer():
     printed = "\n".join(_outputs_text(c) for c in cells if c.cell_type == "code")
     assert "Exercise 1:" not in printed and "The answer key is hidden" in printed
     assert "Exercise 12 first" in printed and "lr 0.1" not in printed  # the experiment waited for the answer
+    assert "Exercise 13 first" in printed and "mean over the blocks" not in printed  # so did exercise 13's
     key = next(c for c in cells if c.cell_type == "code" and "quiz.answer_key()" in c.source)
     assert "SHOW_ANSWER_KEY = False" in key.source and not key.metadata.get("tags")
 
@@ -78,7 +79,7 @@ def test_the_instructors_switch_prints_the_key_the_guide_lists(live):
     assert "Exercise" not in _run_cell(key_cell, live)  # as a participant's Run All leaves it
     printed = _run_cell(key_cell.replace("SHOW_ANSWER_KEY = False", "SHOW_ANSWER_KEY = True"), live).splitlines()
     key = live["quiz"].answer_key().splitlines()
-    assert printed == key and [line.split(":")[0] for line in key] == [f"Exercise {n}" for n in range(1, 13)]
+    assert printed == key and [line.split(":")[0] for line in key] == [f"Exercise {n}" for n in range(1, 14)]
     guide = GUIDE.read_text(encoding="utf-8")
     assert [line for line in key if line not in guide] == [], "docs/workshop.md is behind lorakit"
 
@@ -103,7 +104,8 @@ def test_the_guides_planner_numbers_are_lorakits(live):
 @pytest.mark.slow
 def test_exercise_12s_experiment_waits_for_the_answer_then_confirms_it(live, lorakit_cache_dir):
     """The experiment cell trains only once exercise 12 was checked, and its run agrees with the answer."""
-    experiment = next(c.source for c in _cells() if c.cell_type == "code" and "lorakit.train(" in c.source)
+    experiment = next(c.source for c in _cells() if c.cell_type == "code" and "lorakit.train(" in c.source
+                      and "exercises[12]" in c.source)
     exercise = live["quiz"].exercises[12]
     assert exercise.status == "unanswered"
     assert "Exercise 12 first" in _run_cell(experiment, live) and "losses" not in live
@@ -114,3 +116,25 @@ def test_exercise_12s_experiment_waits_for_the_answer_then_confirms_it(live, lor
     assert losses["good"][0] == pytest.approx(losses["too large"][0], rel=1e-6)  # the same model and first batch
     assert live["shape"](losses["too large"]) == exercise.answer.solution == live["SHAPES"][1]
     assert live["shape"](losses["good"]) == live["SHAPES"][0]
+
+
+@pytest.mark.slow
+def test_exercise_13s_experiment_waits_for_the_answer_then_measures_the_update(live, lorakit_cache_dir):
+    """The update experiment trains only once exercise 13 was checked; what it prints is the logged grid's own
+    (recomputed here from the run's metrics), and the part it names agrees with the exercise's answer."""
+    experiment = next(c.source for c in _cells() if c.cell_type == "code" and "lorakit.train(" in c.source
+                      and "exercises[13]" in c.source)
+    exercise = live["quiz"].exercises[13]
+    assert exercise.status == "unanswered"
+    assert "Exercise 13 first" in _run_cell(experiment, live) and "grid13" not in live
+    exercise.submit(live["PARTS"][1])  # a wrong prediction: checked all the same
+    printed = _run_cell(experiment, live)
+    grid = live["grid13"]
+    assert len(grid["layers"]) == 30 and sorted(grid["module_types"]) == sorted(live["ATTENTION"] + live["MLP"])
+    rel = grid["rel_norm"]
+    mean = {t: sum(row[j] for row in rel) / len(rel) for j, t in enumerate(grid["module_types"])}
+    attention = sum(mean[t] for t in live["ATTENTION"]) / 4
+    mlp = sum(mean[t] for t in live["MLP"]) / 3
+    assert f"attention {attention:.2%}, MLP {mlp:.2%}" in printed, printed
+    assert attention > 1.05 * mlp and exercise.answer.solution == live["PARTS"][0]
+    assert "That is exercise 13's answer." in printed, printed
