@@ -209,10 +209,12 @@ def run_fixed(quick: bool = False, repeats: int = 5) -> list[Row]:
     ]
 
 
-def run_packing(quick: bool = False, repeats: int = 5) -> list[Row]:
+def run_packing(quick: bool = False, repeats: int = 5,
+                kinds: tuple[str, ...] = ("plain text", "prompt/completion")) -> list[Row]:
     """Comparison 2: one whole pass over variable-length examples, non-padding tokens/s, each run in its own
     process: lorakit packing vs the Trainer padding batches grouped by length, and vs the Trainer padding-free;
-    on plain text (a loss on every token) and on prompt/completion pairs (a loss on the completion only)."""
+    on plain text (a loss on every token) and on prompt/completion pairs (a loss on the completion only); ``kinds``
+    picks which (the test suite's smoke run takes the pairs alone: six processes instead of twelve)."""
     shape, s = _sizes(quick)
     max_len = 128 if quick else 1024
     n = 24 if quick else 160
@@ -220,8 +222,10 @@ def run_packing(quick: bool = False, repeats: int = 5) -> list[Row]:
     lk_s = replace(hf_s, batch_size=1)  # one packed row of max_len tokens per step
     path = model_dir(shape)
     rows = []
-    for kind, (texts, hf_ids) in (("plain text", variable_data(shape, n, max_len, s.seed)),
-                                  ("prompt/completion", sft_data(shape, n, max_len, s.seed))):
+    data = {"plain text": lambda: variable_data(shape, n, max_len, s.seed),
+            "prompt/completion": lambda: sft_data(shape, n, max_len, s.seed)}
+    for kind in kinds:
+        texts, hf_ids = data[kind]()
         res = interleave({
             "lk": lambda t=texts: isolated("lorakit", path, t, lk_s, packing=True, max_steps=-1, num_train_epochs=1.0),
             "grouped": lambda h=hf_ids: isolated("hf", path, h, hf_s, collate="grouped"),

@@ -129,7 +129,9 @@ def test_trainer_fixed_length_smoke_and_identical_losses():
 def test_packing_smoke():
     import bench_trainer
 
-    assert_rows_ok(bench_trainer.run_packing(quick=True, repeats=1))
+    rows = bench_trainer.run_packing(quick=True, repeats=1, kinds=("prompt/completion",))  # the path with masks
+    assert_rows_ok(rows)
+    assert {r.benchmark for r in rows} == {"2 variable length (prompt/completion), one pass"}
 
 
 @pytest.mark.slow
