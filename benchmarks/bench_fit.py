@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 import hf_baseline as hb  # noqa: E402
 from common import Row, Target, skipped_row  # noqa: E402
 
-BENCH = "11 fit check"
+BENCH = "12 fit check"
 
 
 def grid(quick: bool) -> list[dict[str, Any]]:
