@@ -1,4 +1,4 @@
-"""Comparison 11: check_fit's plan of the worst batch against its measured step, over a small grid (CPU).
+"""Comparison 12: check_fit's plan of the worst batch against its measured step, over a small grid (CPU).
 
 ``lorakit.check_fit`` builds the run's model and data, takes the worst batch the data will produce (the longest
 rows padded together, the fullest packed rows, or the longest rows flattened without padding), plans it with
@@ -12,7 +12,6 @@ on one point. The model is the trainer benchmarks' random Llama shape with a one
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -106,15 +105,9 @@ def table(recs: list[dict[str, Any]]) -> list[str]:
 
 
 def main() -> None:
-    from common import table_lines
+    from common import records_main
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="two grid points on a tiny model")
-    args = parser.parse_args()
-    recs = records(args.quick)
-    print("\n".join(table(recs)))
-    print()
-    print("\n".join(table_lines(rows_from_records(recs))))
+    records_main(__doc__, "two grid points on a tiny model", records, table, rows_from_records)
 
 
 if __name__ == "__main__":

@@ -331,3 +331,17 @@ def write_results(rows: Sequence[Row], info: dict[str, Any], directory: Path = R
     payload = {"machine": info, "rows": [r.to_dict() for r in rows]}
     (directory / f"{stem}.json").write_text(json.dumps(payload, indent=1))
     return path
+
+
+def records_main(doc: str, quick_help: str, records: Callable, table: Callable, rows_from_records: Callable,
+                 argv: Sequence[str] | None = None) -> None:
+    """The command line of a benchmark that measures records: ``--quick``, then its own table of the records and the
+    rows table (memory_planner.py, bench_fit.py)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    recs = records(parser.parse_args(argv).quick)
+    print("\n".join(table(recs)))
+    print()
+    print("\n".join(table_lines(rows_from_records(recs))))

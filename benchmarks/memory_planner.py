@@ -16,7 +16,6 @@ steps. Two oracles from ``lorakit.sizing.measure``:
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import statistics
 import sys
@@ -263,15 +262,9 @@ def table(recs: list[dict[str, Any]]) -> list[str]:
 
 
 def main() -> None:
-    from common import table_lines
+    from common import records_main
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a dozen grid points instead of the full grid")
-    args = parser.parse_args()
-    recs = records(args.quick)
-    print("\n".join(table(recs)))
-    print()
-    print("\n".join(table_lines(rows_from_records(recs))))
+    records_main(__doc__, "a dozen grid points instead of the full grid", records, table, rows_from_records)
 
 
 if __name__ == "__main__":

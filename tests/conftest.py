@@ -39,6 +39,28 @@ settings.register_profile("explore", max_examples=1000, database=None, deadline=
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture
+def record_updates(monkeypatch):
+    """``record_updates()`` -> a list that, from then on, collects the model id of every state update a widget
+    sends to the front end (what ``hold_sync`` batches into one message per widget)."""
+
+    def start() -> list[str]:
+        import ipywidgets
+
+        sent: list[str] = []
+        original = ipywidgets.Widget._send
+
+        def record(self, msg, buffers=None):
+            if msg.get("method") == "update":
+                sent.append(self.model_id)
+            return original(self, msg, buffers)
+
+        monkeypatch.setattr(ipywidgets.Widget, "_send", record)
+        return sent
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def lorakit_cache_dir(tmp_path_factory) -> Path:
     path = Path(os.environ.get("LORAKIT_CACHE_DIR") or tmp_path_factory.mktemp("lorakit-cache"))

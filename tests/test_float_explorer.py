@@ -189,21 +189,11 @@ def test_pictures_are_svgs_redrawn_in_the_same_update_as_the_text(explorer):
     assert explorer.picture.value != first and "0x2C00" in _part(explorer, "hex")  # 0x3C00 ^ 1 << 12
 
 
-def test_a_bit_click_sends_one_update_per_widget(explorer, monkeypatch):
+def test_a_bit_click_sends_one_update_per_widget(explorer, record_updates):
     """hold_sync: one message per widget that changed (the flipped bit, the text box, the details, the picture,
     the table), never one per trait; the bits that did not flip send nothing."""
-    import ipywidgets
-
     explorer.format_dropdown.value, explorer.value_text.value = "fp16", "1"
-    sent: list[str] = []
-    original = ipywidgets.Widget._send
-
-    def record(self, msg, buffers=None):
-        if msg.get("method") == "update":
-            sent.append(self.model_id)
-        return original(self, msg, buffers)
-
-    monkeypatch.setattr(ipywidgets.Widget, "_send", record)
+    sent = record_updates()
     explorer.bit_buttons[-1].click()
     assert len(sent) == len(set(sent)), "a widget sent more than one update"
     views = {explorer.bit_buttons[-1], explorer.value_text, explorer.details_html, explorer.picture,

@@ -286,19 +286,9 @@ def test_breakdown_says_what_it_is_and_shows_a_whole_step(calc):
     assert "held at the peak" in calc.comparison_table.value
 
 
-def test_a_change_sends_one_update_per_view(calc, monkeypatch):
+def test_a_change_sends_one_update_per_view(calc, record_updates):
     """hold_sync: a click sends each widget's changed traits as one message, not one per trait."""
-    import ipywidgets
-
-    sent: list[str] = []  # the model id of every state message that would go to the front end
-    original = ipywidgets.Widget._send
-
-    def record(self, msg, buffers=None):
-        if msg.get("method") == "update":
-            sent.append(self.model_id)
-        return original(self, msg, buffers)
-
-    monkeypatch.setattr(ipywidgets.Widget, "_send", record)
+    sent = record_updates()  # the model id of every state message that would go to the front end
     calc.rank.value = 32
     assert sent and len(sent) == len(set(sent)), "a widget sent more than one update"
     assert {calc.chart.model_id, calc.trainable_label.model_id, calc.comparison_table.model_id} <= set(sent)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lorakit.quantization import dequantized_weight
+
 __all__ = ["LayerUpdate", "UpdateTracker", "effective_rank", "lora_layers", "lora_update_stats", "tracker_for_run",
            "update_grid"]
 
@@ -140,8 +142,6 @@ def adapted_layers(model, adapter: str | None = None) -> list[_Adapted]:
 # ---- the maths ---------------------------------------------------------------------------------------------
 def base_norm(layer) -> torch.Tensor:
     """||W0||_F of a LoRA layer's base weight as a float64 device scalar, de-quantized (no host read)."""
-    from lorakit.quantization import dequantized_weight
-
     base = layer.get_base_layer()
     if not hasattr(base, "weight"):
         raise ValueError(f"a {type(layer).__name__} over a {type(base).__name__}: no single base weight W0")
